@@ -1,0 +1,97 @@
+"""What a Router forwards: codecs, payload types and header-extension ids.
+
+Publishers choose their own payload types and extension ids in their offers; the Producer maps them
+to the router's (once per received packet), so every Consumer can be offered the same values.
+The ids follow Chromium's defaults, so a Chromium publisher needs no remapping at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .sdp import Codec, MediaSection
+
+
+@dataclass(frozen=True)
+class RouterCodec:
+    name: str
+    kind: str
+    payload_type: int
+    clock_rate: int
+    channels: int | None
+    fmtp: str
+    rtx_payload_type: int | None
+
+
+OPUS = RouterCodec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1", None)
+VP8 = RouterCodec("VP8", "video", 96, 90000, None, "", 97)
+H264 = RouterCodec("H264", "video", 102, 90000, None, "level-asymmetry-allowed=1;packetization-mode=1", 103)
+CODECS = (OPUS, VP8, H264)  # preference order within a kind
+
+# Feedback the SFU terminates: NACK (answered from the cache), PLI/FIR (throttled upstream), REMB.
+VIDEO_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")
+AUDIO_FEEDBACK: tuple[str, ...] = ()
+
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+URI_VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
+
+# uri -> router id, for what a publisher may send us
+EXTENSION_IDS = {
+    URI_AUDIO_LEVEL: 1,
+    URI_ABS_SEND_TIME: 2,
+    URI_MID: 4,
+    URI_RID: 10,
+    URI_RRID: 11,
+    URI_VIDEO_ORIENTATION: 13,
+}
+# An id that no subscriber negotiates: elements we do not forward are renamed to it and ignored.
+HIDDEN_EXTENSION_ID = 14
+# What subscribers are offered, per kind (MID/RID describe the publisher's side, not theirs).
+SUBSCRIBER_EXTENSIONS = {
+    "audio": (URI_AUDIO_LEVEL,),
+    "video": (URI_ABS_SEND_TIME, URI_VIDEO_ORIENTATION),
+}
+
+
+def fmtp_string(params: dict[str, str]) -> str:
+    return ";".join(f"{k}={v}" if k else v for k, v in params.items())
+
+
+def match_codec(section: MediaSection) -> tuple[RouterCodec, Codec] | None:
+    """The router codec the SFU will take from this offer section, and the offer's entry for it.
+
+    H.264 needs packetization-mode=1 (mode 0 sends one NAL per packet and is rare in WebRTC);
+    the publisher's profile is kept and offered to subscribers as is.
+    """
+    for router_codec in CODECS:
+        if router_codec.kind != section.kind:
+            continue
+        for codec in section.codecs:
+            if codec.name.lower() != router_codec.name.lower() or codec.clock_rate != router_codec.clock_rate:
+                continue
+            if router_codec is H264 and codec.fmtp.get("packetization-mode") != "1":
+                continue
+            return router_codec, codec
+    return None
+
+
+def extension_table(offered: dict[int, str]) -> bytes | None:
+    """Publisher id -> router id, as a 256-byte table; None when no id needs rewriting.
+
+    Unknown extensions are renamed to HIDDEN_EXTENSION_ID, and so is anything sent under an id that
+    subscribers read as something else. Entry 0 is the fallback for ids that do not fit a one-byte
+    header.
+    """
+    table = bytearray(range(256))
+    table[0] = HIDDEN_EXTENSION_ID
+    for ext_id, uri in offered.items():
+        table[ext_id] = EXTENSION_IDS.get(uri, HIDDEN_EXTENSION_ID)
+    for uris in SUBSCRIBER_EXTENSIONS.values():
+        for uri in uris:
+            if EXTENSION_IDS[uri] not in offered:
+                table[EXTENSION_IDS[uri]] = HIDDEN_EXTENSION_ID
+    return None if table[1:] == bytes(range(1, 256)) else bytes(table)

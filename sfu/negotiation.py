@@ -1,0 +1,291 @@
+"""The server's own SDP: answers to publishers (and WHEP players), offers to subscribers.
+
+Every Transport is ICE-lite with the Node's one host candidate, BUNDLE and rtcp-mux only (one port
+cannot tell RTCP from RTP by port). Publishers' simulcast is accepted by answering `a=rid ... recv`
+and `a=simulcast:recv`, without which Chromium sends only its lowest layer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import codecs
+from .codecs import RouterCodec, fmtp_string, match_codec
+from .consumer import Consumer
+from .producer import CodecSpec, Producer, ProducerSpec, StreamSpec
+from .sdp import Codec, MediaSection, Rid, SdpError, SessionDescription, parse, serialize
+from .transport import WebRtcTransport
+
+MAX_SIMULCAST_LAYERS = 3
+
+
+class NegotiationError(ValueError):
+    """An SDP that parses but cannot be used: no supported codec, no fingerprint, no rtcp-mux..."""
+
+
+@dataclass
+class SubscriberSlot:
+    """One m-section of a subscriber's offer: a Consumer, or an inactive leftover of one."""
+
+    mid: str
+    kind: str
+    codec: RouterCodec | CodecSpec
+    payload_type: int
+    ssrc: int | None  # None: inactive
+    stream_id: str = "-"
+    track_id: str = "-"
+    cname: str = "kelian"
+
+
+def parse_sdp(text: str) -> SessionDescription:
+    try:
+        return parse(text)
+    except SdpError as exc:
+        raise NegotiationError(f"malformed SDP: {exc}") from None
+
+
+def _check_transport(desc: SessionDescription, transport: WebRtcTransport) -> list[MediaSection]:
+    """Validate the transport attributes and hand the DTLS parameters to the Transport."""
+    sections = [m for m in desc.media if m.port != 0 and m.is_rtp]
+    if not sections:
+        raise NegotiationError("SDP has no usable audio or video section")
+    first = sections[0]
+    for m in sections:
+        if not m.ice_ufrag or not m.ice_pwd:
+            raise NegotiationError(f"section {m.mid or m.kind} has no ICE credentials")
+        if not m.fingerprints:
+            raise NegotiationError(f"section {m.mid or m.kind} has no DTLS fingerprint")
+        if not m.rtcp_mux:
+            raise NegotiationError(f"section {m.mid or m.kind} lacks a=rtcp-mux, which kelian requires")
+        if m.mid is None:
+            raise NegotiationError(f"{m.kind} section has no a=mid")
+    transport.set_remote(first.fingerprints, first.setup)
+    return sections
+
+
+def _base_section(kind: str, mid: str, transport: WebRtcTransport, setup: str, port: int = 9) -> MediaSection:
+    node = transport.node
+    return MediaSection(
+        kind=kind,
+        port=port,
+        protocol="UDP/TLS/RTP/SAVPF",
+        mid=mid,
+        ice_ufrag=transport.ice_ufrag,
+        ice_pwd=transport.ice_pwd,
+        fingerprints=[("sha-256", node.certificate.fingerprint)],
+        setup=setup,
+        rtcp_mux=True,
+        candidates=[node.candidate()],
+        end_of_candidates=True,
+    )
+
+
+def _session(sections: list[MediaSection]) -> SessionDescription:
+    version = int(time.time() * 1000) & 0x7FFFFFFF
+    return SessionDescription(
+        origin=f"kelian {version} {version} IN IP4 127.0.0.1",
+        name="kelian",
+        ice_lite=True,
+        groups=[("BUNDLE", [m.mid for m in sections if m.mid is not None and m.port != 0])],
+        msid_semantic="WMS *",
+        media=sections,
+    )
+
+
+def _answer_setup(offer_setup: str | None) -> str:
+    return "active" if offer_setup == "passive" else "passive"
+
+
+def _rejected(m: MediaSection, transport: WebRtcTransport, setup: str) -> MediaSection:
+    section = _base_section(m.kind, m.mid or "", transport, setup, port=0)
+    section.protocol = m.protocol
+    section.formats = list(m.formats[:1])
+    section.codecs = [c for c in m.codecs[:1]]
+    section.direction = "inactive"
+    section.candidates = []
+    section.end_of_candidates = False
+    if m.kind == "application":
+        section.formats = list(m.formats)
+    return section
+
+
+def answer_publish(
+    offer_text: str, transport: WebRtcTransport, sources: dict[str, str] | None = None
+) -> tuple[str, list[ProducerSpec]]:
+    """Answer a publisher's offer: one Producer per sending audio/video section we can forward."""
+    offer = parse_sdp(offer_text)
+    _check_transport(offer, transport)
+    setup = _answer_setup(offer.media[0].setup if offer.media else None)
+    offered_exts = {i: uri for m in offer.media for i, uri in m.extmaps.items()}
+    transport.ext_ids = {uri: i for i, uri in offered_exts.items()}
+    transport.ext_table = codecs.extension_table(offered_exts)
+    sections: list[MediaSection] = []
+    specs: list[ProducerSpec] = []
+    for m in offer.media:
+        match = match_codec(m) if m.is_rtp and m.port != 0 else None
+        if match is None or m.direction not in ("sendonly", "sendrecv"):
+            sections.append(_rejected(m, transport, setup))
+            continue
+        router_codec, codec = match
+        rtx = next((c for c in m.codecs if c.name.lower() == "rtx" and c.apt == codec.payload_type), None)
+        feedback = [fb for fb in codec.rtcp_fb if fb in codecs.VIDEO_FEEDBACK] if m.kind == "video" else []
+        answer_codecs = [
+            Codec(
+                codec.payload_type, codec.name, codec.clock_rate, codec.channels, dict(codec.fmtp), feedback
+            )
+        ]
+        if rtx is not None:
+            answer_codecs.append(Codec(rtx.payload_type, rtx.name, rtx.clock_rate, None, dict(rtx.fmtp), []))
+        section = _base_section(m.kind, m.mid or "", transport, setup)
+        section.formats = [str(c.payload_type) for c in answer_codecs]
+        section.codecs = answer_codecs
+        section.direction = "recvonly"
+        section.rtcp_rsize = m.rtcp_rsize
+        section.extmaps = {i: uri for i, uri in m.extmaps.items() if uri in codecs.EXTENSION_IDS}
+        rids = [r.id for r in m.rids if r.direction == "send"]
+        layers = (m.simulcast_rids("send") or rids)[:MAX_SIMULCAST_LAYERS]
+        if layers:
+            section.rids = [Rid(rid, "recv") for rid in layers]
+            section.simulcast = "recv " + ";".join(layers)
+        sections.append(section)
+        specs.append(
+            ProducerSpec(
+                kind=m.kind,
+                mid=m.mid or "",
+                codec=CodecSpec(
+                    name=router_codec.name,
+                    kind=m.kind,
+                    payload_type=router_codec.payload_type,
+                    clock_rate=router_codec.clock_rate,
+                    channels=router_codec.channels,
+                    fmtp=fmtp_string(codec.fmtp) if router_codec is codecs.H264 else router_codec.fmtp,
+                    rtx_payload_type=router_codec.rtx_payload_type if rtx is not None else None,
+                ),
+                publisher_payload_type=codec.payload_type,
+                publisher_rtx_payload_type=rtx.payload_type if rtx is not None else None,
+                streams=_stream_specs(m, layers),
+                feedback=frozenset(_feedback_names(codec.rtcp_fb)),
+                source=(sources or {}).get(m.mid or "", "microphone" if m.kind == "audio" else "camera"),
+                name=(m.msid or "").split(" ")[-1],
+            )
+        )
+    if not specs:
+        raise NegotiationError("the offer sends no audio or video kelian can forward (opus, VP8, H.264)")
+    return serialize(_session(sections)), specs
+
+
+def _stream_specs(m: MediaSection, rids: list[str]) -> list[StreamSpec]:
+    if rids:
+        return [StreamSpec(rid=rid) for rid in rids]
+    fid = m.fid_map()
+    sim = next((ssrcs for sem, ssrcs in m.ssrc_groups if sem == "SIM"), None)
+    if sim:
+        return [StreamSpec(ssrc=s, rtx_ssrc=fid.get(s)) for s in sim[:MAX_SIMULCAST_LAYERS]]
+    repairs = set(fid.values())
+    primary = [s for s in m.ssrcs if s not in repairs]
+    if primary:
+        return [StreamSpec(ssrc=primary[0], rtx_ssrc=fid.get(primary[0]))]
+    return [StreamSpec()]
+
+
+def _feedback_names(rtcp_fb: list[str]) -> set[str]:
+    names = {"nack pli": "pli", "ccm fir": "fir", "nack": "nack", "goog-remb": "remb"}
+    return {names[fb] for fb in rtcp_fb if fb in names}
+
+
+def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: str) -> MediaSection:
+    codec = slot.codec
+    section = _base_section(slot.kind, slot.mid, transport, setup)
+    fmtp = {}
+    for part in codec.fmtp.split(";"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            fmtp[k] = v
+    feedback = list(codecs.VIDEO_FEEDBACK) if slot.kind == "video" else list(codecs.AUDIO_FEEDBACK)
+    section.codecs = [Codec(slot.payload_type, codec.name, codec.clock_rate, codec.channels, fmtp, feedback)]
+    section.formats = [str(slot.payload_type)]
+    section.extmaps = {codecs.EXTENSION_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
+    section.rtcp_rsize = True
+    if slot.ssrc is None:
+        section.direction = "inactive"
+        return section
+    section.direction = "sendonly"
+    section.msid = f"{slot.stream_id} {slot.track_id}"
+    section.ssrcs = {slot.ssrc: {"cname": slot.cname, "msid": section.msid}}
+    return section
+
+
+def offer_subscribe(transport: WebRtcTransport, slots: list[SubscriberSlot]) -> str:
+    """The server's offer for a subscriber Transport: one sendonly section per Consumer."""
+    return serialize(_session([subscriber_section(s, transport, "actpass") for s in slots]))
+
+
+def accept_answer(answer_text: str, transport: WebRtcTransport, mids: list[str]) -> SessionDescription:
+    """Check a subscriber's answer to our offer and take its DTLS parameters."""
+    answer = parse_sdp(answer_text)
+    answered = [m.mid for m in answer.media]
+    if answered != mids:
+        raise NegotiationError(f"the answer's sections {answered} do not match the offer's {mids}")
+    if any(m.setup not in ("active", "passive") for m in answer.media if m.port != 0):
+        raise NegotiationError("the answer must say a=setup:active or a=setup:passive")
+    if any(m.port != 0 for m in answer.media):
+        _check_transport(answer, transport)
+    return answer
+
+
+def answer_subscribe_offer(
+    offer_text: str,
+    transport: WebRtcTransport,
+    producers: list[Producer],
+    consume: Callable[[str, Producer], Consumer],
+) -> str:
+    """WHEP: answer a player's recvonly offer with the room's current tracks, one per section.
+
+    `consume(mid, producer)` creates the Consumer; its payload type is set to the player's own.
+    """
+    offer = parse_sdp(offer_text)
+    _check_transport(offer, transport)
+    setup = _answer_setup(offer.media[0].setup if offer.media else None)
+    available = list(producers)
+    sections: list[MediaSection] = []
+    for m in offer.media:
+        match = (
+            _player_codec(m, available) if m.port != 0 and m.direction in ("recvonly", "sendrecv") else None
+        )
+        if match is None:
+            sections.append(_rejected(m, transport, setup))
+            continue
+        producer, payload_type = match
+        available.remove(producer)
+        consumer = consume(m.mid or "", producer)
+        consumer.payload_type = payload_type
+        slot = SubscriberSlot(
+            mid=m.mid or "",
+            kind=m.kind,
+            codec=producer.codec,
+            payload_type=payload_type,
+            ssrc=consumer.ssrc,
+            stream_id=producer.transport.id,
+            track_id=producer.id,
+        )
+        sections.append(subscriber_section(slot, transport, setup))
+    if len(sections) == sum(1 for s in sections if s.port == 0):
+        raise NegotiationError("nothing in the offer matches a track being published in this room")
+    return serialize(_session(sections))
+
+
+def _player_codec(m: MediaSection, producers: list[Producer]) -> tuple[Producer, int] | None:
+    """The first producer of this section's kind whose codec the player offered, and its payload type."""
+    if not m.is_rtp:
+        return None
+    for producer in producers:
+        if producer.kind != m.kind:
+            continue
+        for c in m.codecs:
+            if c.name.lower() == producer.codec.name.lower() and c.clock_rate == producer.codec.clock_rate:
+                if producer.codec.name == "H264" and c.fmtp.get("packetization-mode") != "1":
+                    continue
+                return producer, c.payload_type
+    return None

@@ -1,0 +1,188 @@
+"""Node: the process's one UDP media port, its Transports and Routers.
+
+Every datagram enters through `datagram_received`. Known remote addresses go straight to their
+Transport (RFC 7983 first-byte demultiplexing: STUN 0-3, DTLS 20-63, RTP/RTCP 128-191); STUN binding
+requests from new addresses are matched to a Transport by ICE username. Anything else is dropped and
+counted: junk on the port must never cost another participant anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from typing import Any, cast
+
+from .consumer import Consumer
+from .dtls import Certificate
+from .ice import Address, IceError, binding_success, parse_binding_request
+from .router import Router
+from .transport import WebRtcTransport
+
+log = logging.getLogger(__name__)
+
+SOCKET_BUFFER = 8 * 1024 * 1024
+TICK = 1.0  # RTCP reports and consent checks
+CONSENT_TIMEOUT = 30.0  # RFC 7675: consent expires 30 s after the last check
+CONNECT_TIMEOUT = 30.0  # a Transport that never completes ICE
+
+
+class Node(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8701,
+        announced_address: str | None = None,
+        max_bitrate: int = 3_000_000,
+        consent_timeout: float = CONSENT_TIMEOUT,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.announced_address = announced_address or host
+        self.max_bitrate = max_bitrate
+        self.consent_timeout = consent_timeout
+        self.certificate = Certificate()
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, WebRtcTransport] = {}
+        self.by_ufrag: dict[str, WebRtcTransport] = {}
+        self.by_addr: dict[Address, WebRtcTransport] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tick: asyncio.Task[None] | None = None
+        # counters, read by the metrics collector
+        self.packets_in = self.bytes_in = self.dropped = self.errors = 0
+        self.stun_requests = self.nacks = self.plis = self.keyframe_requests = 0
+        # totals of closed Consumers, so that counters never go down
+        self.retired = {"packets": 0, "bytes": 0, "retransmissions": 0, "errors": 0}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(self.host, self.port), family=family
+        )
+        self._udp = udp
+        sock = udp.get_extra_info("socket")
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        self.port = sock.getsockname()[1]
+        self._tick = asyncio.create_task(self._run_ticks())
+        log.info("media on udp %s:%d (announced %s)", self.host, self.port, self.announced_address)
+
+    async def stop(self) -> None:
+        for transport in list(self.transports.values()):
+            transport.close("server shutting down")
+        if self._tick is not None:
+            self._tick.cancel()
+        if self._udp is not None:
+            self._udp.close()
+
+    # -- asyncio.DatagramProtocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.DatagramTransport, transport)
+        self._udp = transport
+        self.sendto = transport.sendto  # type: ignore[method-assign]
+
+    def sendto(self, data: bytes, addr: Address) -> None:  # replaced by the socket's own in connection_made
+        raise ConnectionError("media port not started")
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.packets_in += 1
+        self.bytes_in += len(data)
+        if not data:
+            self.dropped += 1
+            return
+        try:
+            transport = self.by_addr.get(addr)
+            if transport is not None and data[0] > 3:
+                transport.on_datagram(data)
+            elif data[0] < 2:
+                self._on_stun(data, addr)
+            else:
+                self.dropped += 1
+        except Exception:  # one bad packet must not stop the port
+            self.errors += 1
+            log.exception("datagram from %s dropped", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+    def _on_stun(self, data: bytes, addr: Address) -> None:
+        try:
+            request = parse_binding_request(data)
+            if request is None:
+                return
+            transport = self.by_ufrag.get(request.local_ufrag)
+            if transport is None:
+                raise IceError(f"unknown ICE username {request.local_ufrag!r}")
+            response = binding_success(request, transport.ice_pwd, addr)
+        except IceError as exc:
+            self.dropped += 1
+            log.debug("STUN from %s dropped: %s", addr, exc)
+            return
+        self.stun_requests += 1
+        self.sendto(response, addr)
+        transport.on_binding(addr, request.use_candidate)
+
+    # -- Transports and Routers ---------------------------------------------------------------------
+
+    def create_transport(self) -> WebRtcTransport:
+        transport = WebRtcTransport(self)
+        self.transports[transport.id] = transport
+        self.by_ufrag[transport.ice_ufrag] = transport
+        return transport
+
+    def forget(self, transport: WebRtcTransport) -> None:
+        self.transports.pop(transport.id, None)
+        self.by_ufrag.pop(transport.ice_ufrag, None)
+        for addr in transport.addresses:
+            if self.by_addr.get(addr) is transport:
+                del self.by_addr[addr]
+
+    def retire(self, consumer: Consumer) -> None:
+        for key in self.retired:
+            self.retired[key] += getattr(consumer, key)
+
+    def consumer_totals(self) -> dict[str, int]:
+        """Packets, bytes, retransmissions and errors of every Consumer this node has had."""
+        totals = dict(self.retired)
+        for transport in self.transports.values():
+            for consumer in transport.consumers.values():
+                for key in totals:
+                    totals[key] += getattr(consumer, key)
+        return totals
+
+    def router(self, room: str) -> Router:
+        router = self.routers.get(room)
+        if router is None:
+            router = self.routers[room] = Router(room)
+        return router
+
+    def close_router(self, room: str) -> None:
+        router = self.routers.pop(room, None)
+        if router is not None:
+            router.close()
+
+    def candidate(self) -> str:
+        """The one host candidate every Transport shares (ICE-lite, RFC 8445 5.1.1)."""
+        return f"1 1 udp 2130706431 {self.announced_address} {self.port} typ host"
+
+    async def _run_ticks(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self.tick(time.monotonic())
+            except Exception:
+                log.exception("tick failed")
+
+    def tick(self, now: float) -> None:
+        for transport in list(self.transports.values()):
+            if transport.state == "new" and now - transport.created > CONNECT_TIMEOUT:
+                transport.close("ICE did not connect")
+            elif transport.state != "new" and now - transport.last_consent > self.consent_timeout:
+                transport.close("consent expired: the peer went silent")
+            else:
+                transport.send_reports(self.max_bitrate)

@@ -1,0 +1,214 @@
+"""Producer: one incoming track, with one RtpStream per simulcast layer.
+
+The RtpStream is the first stop of every received packet after SRTP: it updates receiver statistics,
+keeps the packet in a ring cache for NACKs, and hands the same immutable bytes to each Consumer
+that currently selects it. No per-packet objects are created beyond what libsrtp returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .rtp import SEQ_TS_SSRC, U16, U32, RtpError, payload_offset, remap_extension_ids
+from .stats import ReceiveStats
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .transport import WebRtcTransport
+
+CACHE_SIZE = 1024  # packets kept per stream for NACKs: about 1 s of 720p video
+CACHE_MASK = CACHE_SIZE - 1
+KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI/FIR upstream per stream in this many seconds
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """The codec a Producer sends, in router terms (router payload types, see codecs.py)."""
+
+    name: str  # "opus", "VP8", "H264"
+    kind: str  # "audio" | "video"
+    payload_type: int  # the router's payload type
+    clock_rate: int
+    channels: int | None = None
+    fmtp: str = ""
+    rtx_payload_type: int | None = None  # the router's RTX payload type, if RTX was negotiated
+
+
+@dataclass
+class StreamSpec:
+    """How to recognise one encoding on the wire before its SSRC is known."""
+
+    rid: str | None = None
+    ssrc: int | None = None
+    rtx_ssrc: int | None = None
+
+
+@dataclass
+class ProducerSpec:
+    kind: str
+    mid: str
+    codec: CodecSpec
+    publisher_payload_type: int
+    publisher_rtx_payload_type: int | None
+    streams: list[StreamSpec] = field(default_factory=list)
+    feedback: frozenset[str] = frozenset()  # "nack", "pli", "fir", "remb"
+    source: str = "camera"  # camera | microphone | screen
+    name: str = ""
+
+
+class RtpStream:
+    """One encoding of a Producer (a simulcast layer, or the only one)."""
+
+    __slots__ = (
+        "cache",
+        "consumers",
+        "index",
+        "keyframe_pending",
+        "last_keyframe_request",
+        "normalize",
+        "producer",
+        "rid",
+        "rtx_ssrc",
+        "ssrc",
+        "stats",
+    )
+
+    def __init__(self, producer: Producer, index: int, rid: str | None, ssrc: int | None) -> None:
+        self.producer = producer
+        self.index = index
+        self.rid = rid
+        self.ssrc = ssrc
+        self.rtx_ssrc: int | None = None
+        self.stats = ReceiveStats(producer.codec.clock_rate)
+        self.cache: list[bytes | None] = [None] * CACHE_SIZE
+        self.consumers: list[Consumer] = []
+        self.normalize: Callable[[bytes], bytes] | None = None
+        self.last_keyframe_request = 0.0
+        self.keyframe_pending = False
+
+    def receive(self, packet: bytes) -> None:
+        """The forwarding path: one received packet to every Consumer of this stream."""
+        if self.normalize is not None:
+            packet = self.normalize(packet)
+        seq, ts, _ = SEQ_TS_SSRC.unpack_from(packet, 2)
+        self.stats.update(seq, ts, len(packet))
+        self.cache[seq & CACHE_MASK] = packet
+        for consumer in self.consumers:
+            consumer.send(packet, seq, ts)
+
+    def receive_rtx(self, packet: bytes) -> None:
+        """RFC 4588: restore the original packet (OSN, payload type, SSRC) and forward it."""
+        try:
+            offset = payload_offset(packet)
+        except RtpError:
+            return
+        end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
+        if end - offset < 3 or self.ssrc is None:  # padding-only probe, or nothing to restore
+            return
+        osn = U16.unpack_from(packet, offset)[0]
+        if self.cached(osn) is not None:
+            return  # a retransmission of what already arrived
+        restored = bytearray(packet[:offset])
+        restored[0] &= 0xDF  # the RTX padding is not the original's
+        restored[1] = (restored[1] & 0x80) | self.producer.publisher_payload_type
+        U16.pack_into(restored, 2, osn)
+        U32.pack_into(restored, 8, self.ssrc)
+        restored += packet[offset + 2 : end]
+        self.receive(bytes(restored))
+
+    def cached(self, seq: int) -> bytes | None:
+        packet = self.cache[seq & CACHE_MASK]
+        if packet is not None and U16.unpack_from(packet, 2)[0] == seq:
+            return packet
+        return None
+
+    def request_keyframe(self) -> None:
+        """Throttled PLI/FIR upstream: many late joiners or lossy subscribers cost one request."""
+        now = time.monotonic()
+        wait = self.last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - now
+        if wait <= 0:
+            self.last_keyframe_request = now
+            self.producer.send_keyframe_request(self)
+        elif not self.keyframe_pending:
+            self.keyframe_pending = True
+            asyncio.get_running_loop().call_later(wait, self._pending_request)
+
+    def _pending_request(self) -> None:
+        self.keyframe_pending = False
+        if not self.producer.closed:
+            self.request_keyframe()
+
+
+class Producer:
+    """One published track. Consumers attach to one of its streams."""
+
+    def __init__(self, transport: WebRtcTransport, spec: ProducerSpec) -> None:
+        self.id = f"TR_{next(_ids)}"
+        self.transport = transport
+        self.kind = spec.kind
+        self.mid = spec.mid
+        self.codec = spec.codec
+        self.source = spec.source
+        self.name = spec.name
+        self.feedback = spec.feedback
+        self.publisher_payload_type = spec.publisher_payload_type
+        self.publisher_rtx_payload_type = spec.publisher_rtx_payload_type
+        self.closed = False
+        self.paused = False
+        self.fir_seq = 0
+        self.on_close: list[Callable[[Producer], None]] = []
+        specs = spec.streams or [StreamSpec()]
+        self.streams = [RtpStream(self, i, s.rid, s.ssrc) for i, s in enumerate(specs)]
+        for stream, s in zip(self.streams, specs, strict=True):
+            stream.rtx_ssrc = s.rtx_ssrc
+        normalize = _normalizer(spec.publisher_payload_type, spec.codec.payload_type, transport.ext_table)
+        for stream in self.streams:
+            stream.normalize = normalize
+
+    def stream_by_rid(self, rid: str | None) -> RtpStream | None:
+        if rid is None:
+            return self.streams[0] if len(self.streams) == 1 else None
+        return next((s for s in self.streams if s.rid == rid), None)
+
+    def best_stream(self) -> RtpStream:
+        """The highest layer that has been received; the Consumer's choice until adaptive layers exist."""
+        live = [s for s in self.streams if s.stats.packets]
+        return live[-1] if live else self.streams[-1]
+
+    def send_keyframe_request(self, stream: RtpStream) -> None:
+        if stream.ssrc is not None:
+            self.transport.send_keyframe_request(self, stream.ssrc)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for callback in list(self.on_close):
+            callback(self)
+        for stream in self.streams:
+            for consumer in list(stream.consumers):
+                consumer.close()
+
+
+def _normalizer(
+    publisher_pt: int, router_pt: int, ext_table: bytes | None
+) -> Callable[[bytes], bytes] | None:
+    """A function that brings a publisher's payload type and extension ids to the router's, or None."""
+    if publisher_pt == router_pt and ext_table is None:
+        return None
+
+    def normalize(packet: bytes) -> bytes:
+        buf = bytearray(packet)
+        buf[1] = (buf[1] & 0x80) | router_pt
+        if ext_table is not None:
+            remap_extension_ids(buf, ext_table)
+        return bytes(buf)
+
+    return normalize

@@ -1,0 +1,193 @@
+"""RTP header access on raw buffers.
+
+The forwarding path never builds packet objects (aiortc's RtpPacket costs more to parse and serialize
+than the SRTP crypto, see DESIGN.md): it reads and writes header fields in place with struct. The
+helpers here are the only places that know the RTP header layout (RFC 3550 section 5.1) and the
+header-extension layouts (RFC 8285).
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+SEQ_TS_SSRC = Struct("!HII")  # at offset 2: sequence number, timestamp, SSRC
+PT_SEQ_TS_SSRC = Struct("!BHII")  # at offset 1: marker and payload type, then as above
+U16 = Struct("!H")
+U32 = Struct("!I")
+
+RTP_HEADER_SIZE = 12
+ONE_BYTE_PROFILE = 0xBEDE
+TWO_BYTE_PROFILE_MASK = 0xFFF0
+TWO_BYTE_PROFILE = 0x1000
+
+
+class RtpError(ValueError):
+    """A datagram that claims to be RTP but whose header does not hold together."""
+
+
+def is_rtcp(data: bytes | bytearray) -> bool:
+    """RFC 5761 demultiplexing: RTCP packet types 192-223 sit where RTP has marker+payload type."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+def payload_offset(data: bytes | bytearray) -> int:
+    """Offset of the payload, after CSRCs and the header extension; raises RtpError if truncated."""
+    n = len(data)
+    if n < RTP_HEADER_SIZE or data[0] >> 6 != 2:
+        raise RtpError("not an RTP packet")
+    offset = RTP_HEADER_SIZE + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if offset + 4 > n:
+            raise RtpError("truncated header extension")
+        offset += 4 + 4 * U16.unpack_from(data, offset + 2)[0]
+    if offset > n:
+        raise RtpError("truncated RTP header")
+    return offset
+
+
+def payload_end(data: bytes | bytearray) -> int:
+    """End of the payload, before any padding (RFC 3550 P bit)."""
+    end = len(data)
+    if data[0] & 0x20:
+        end -= data[-1]
+    return end
+
+
+def extensions(data: bytes | bytearray) -> list[tuple[int, int, int]]:
+    """Header extension elements as (id, value offset, value length), one-byte or two-byte form.
+
+    Called only off the steady path (learning an SSRC, reading audio levels), so a small list is fine.
+    """
+    if not data[0] & 0x10:
+        return []
+    start = RTP_HEADER_SIZE + 4 * (data[0] & 0x0F)
+    if start + 4 > len(data):
+        raise RtpError("truncated header extension")
+    profile, words = Struct("!HH").unpack_from(data, start)
+    pos = start + 4
+    end = pos + 4 * words
+    if end > len(data):
+        raise RtpError("truncated header extension")
+    found: list[tuple[int, int, int]] = []
+    if profile == ONE_BYTE_PROFILE:
+        while pos < end:
+            b = data[pos]
+            if b == 0:  # padding
+                pos += 1
+                continue
+            ext_id, length = b >> 4, (b & 0x0F) + 1
+            if ext_id == 15:
+                break
+            if pos + 1 + length > end:
+                raise RtpError("truncated header extension element")
+            found.append((ext_id, pos + 1, length))
+            pos += 1 + length
+    elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
+        while pos < end:
+            ext_id = data[pos]
+            if ext_id == 0:
+                pos += 1
+                continue
+            if pos + 2 > end:
+                raise RtpError("truncated header extension element")
+            length = data[pos + 1]
+            if pos + 2 + length > end:
+                raise RtpError("truncated header extension element")
+            found.append((ext_id, pos + 2, length))
+            pos += 2 + length
+    return found
+
+
+def extension_value(data: bytes | bytearray, ext_id: int) -> bytes | None:
+    for eid, offset, length in extensions(data):
+        if eid == ext_id:
+            return bytes(data[offset : offset + length])
+    return None
+
+
+def remap_extension_ids(buf: bytearray, table: bytes) -> None:
+    """Rewrite extension ids in place through `table` (old id -> new id, 256 entries).
+
+    A publisher picks its own ids in its offer; subscribers get the router's ids. Ids a subscriber
+    did not negotiate map to an id it ignores, so no element is removed and the packet keeps its size.
+    """
+    if not buf[0] & 0x10:
+        return
+    start = RTP_HEADER_SIZE + 4 * (buf[0] & 0x0F)
+    profile, words = Struct("!HH").unpack_from(buf, start)
+    pos = start + 4
+    end = min(pos + 4 * words, len(buf))
+    if profile == ONE_BYTE_PROFILE:
+        while pos < end:
+            b = buf[pos]
+            if b == 0:
+                pos += 1
+                continue
+            ext_id = b >> 4
+            if ext_id == 15:
+                return
+            new_id = table[ext_id]
+            if new_id > 14:  # cannot be expressed in one-byte form: hide the element
+                new_id = table[0]
+            buf[pos] = (new_id << 4) | (b & 0x0F)
+            pos += 2 + (b & 0x0F)
+    elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
+        while pos + 1 < end:
+            ext_id = buf[pos]
+            if ext_id == 0:
+                pos += 1
+                continue
+            buf[pos] = table[ext_id] or table[0]
+            pos += 2 + buf[pos + 1]
+
+
+def is_keyframe(codec: str, data: bytes | bytearray) -> bool:
+    """Whether this packet starts a decodable picture: the Consumer waits for one before forwarding."""
+    try:
+        offset = payload_offset(data)
+    except RtpError:
+        return False
+    if offset >= payload_end(data):
+        return False
+    if codec == "VP8":
+        return _vp8_keyframe(data, offset)
+    if codec == "H264":
+        return _h264_keyframe(data, offset)
+    return True
+
+
+def _vp8_keyframe(data: bytes | bytearray, offset: int) -> bool:
+    """RFC 7741: start of partition 0 with the P bit of the VP8 frame header clear."""
+    d = data[offset]
+    if not d & 0x10 or d & 0x07:  # S bit and partition index 0
+        return False
+    pos = offset + 1
+    if d & 0x80:  # X: extension byte
+        x = data[pos]
+        pos += 1
+        if x & 0x80:  # I: picture id
+            pos += 2 if data[pos] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if x & 0x30:  # T or K: TID/KEYIDX byte
+            pos += 1
+    return pos < len(data) and not data[pos] & 0x01
+
+
+def _h264_keyframe(data: bytes | bytearray, offset: int) -> bool:
+    """RFC 6184: an IDR slice or an SPS, alone, in a STAP-A, or at the start of an FU-A."""
+    nal = data[offset] & 0x1F
+    if nal in (5, 7):
+        return True
+    if nal == 24:  # STAP-A: walk the aggregated NAL units
+        pos = offset + 1
+        while pos + 2 < len(data):
+            size = U16.unpack_from(data, pos)[0]
+            if pos + 2 < len(data) and data[pos + 2] & 0x1F in (5, 7):
+                return True
+            pos += 2 + size
+        return False
+    if nal == 28 and offset + 1 < len(data):  # FU-A: start bit and type of the fragmented unit
+        fu = data[offset + 1]
+        return bool(fu & 0x80) and fu & 0x1F in (5, 7)
+    return False

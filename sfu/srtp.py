@@ -1,0 +1,109 @@
+"""SRTP contexts for one direction of one Transport.
+
+pylibsrtp's Session.protect allocates a length cell per call, insists on `bytes` and copies the
+result twice. On the forwarding path that overhead is larger than the AES itself, so this module
+drives the same libsrtp binding with one preallocated staging buffer per context. The Consumer's
+header rewrite happens inside that staging buffer: the Producer's packet, shared by every Consumer
+and the retransmission cache, is never modified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pylibsrtp import Policy, Session
+from pylibsrtp._binding import ffi, lib
+
+from .rtp import PT_SEQ_TS_SSRC
+
+STAGING_SIZE = 1600
+MAX_TRAILER = 4 + 16 + 128  # SRTCP index + tag + MKI, as libsrtp reserves
+
+
+class SrtpError(Exception):
+    """libsrtp refused a packet (authentication, replay, or a context not keyed yet)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"libsrtp error {code}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SrtpProfile:
+    """A DTLS-SRTP protection profile (RFC 5764, RFC 7714) and its key sizes."""
+
+    name: bytes  # OpenSSL's name, as negotiated in the use_srtp extension
+    libsrtp_profile: int
+    key_length: int
+    salt_length: int
+
+    def split_keying_material(self, material: bytes, server: bool) -> tuple[bytes, bytes]:
+        """RFC 5764 4.2: client key, server key, client salt, server salt -> (tx, rx) key+salt."""
+        k, s = self.key_length, self.salt_length
+        client = material[0:k] + material[2 * k : 2 * k + s]
+        server_key = material[k : 2 * k] + material[2 * k + s : 2 * k + 2 * s]
+        return (server_key, client) if server else (client, server_key)
+
+
+AEAD_AES_128_GCM = SrtpProfile(b"SRTP_AEAD_AES_128_GCM", Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16, 12)
+AES128_CM_SHA1_80 = SrtpProfile(b"SRTP_AES128_CM_SHA1_80", Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 16, 14)
+# GCM first: it authenticates and encrypts in one pass and is about 40% cheaper per packet here.
+PROFILES = (AEAD_AES_128_GCM, AES128_CM_SHA1_80)
+
+
+class SrtpContext:
+    """One libsrtp session with its own staging buffer; not thread-safe, like the event loop."""
+
+    __slots__ = ("_buf", "_cdata", "_len", "_session", "_srtp")
+
+    def __init__(self, profile: SrtpProfile, key_and_salt: bytes, outbound: bool) -> None:
+        policy = Policy(
+            key=key_and_salt,
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND if outbound else Policy.SSRC_ANY_INBOUND,
+            srtp_profile=profile.libsrtp_profile,
+        )
+        policy.allow_repeat_tx = True  # retransmissions reuse sequence numbers
+        policy.window_size = 1024
+        self._session = Session(policy)  # owns the srtp_t and frees it
+        self._srtp = self._session._srtp[0]
+        self._cdata = ffi.new("char[]", STAGING_SIZE)
+        self._buf = ffi.buffer(self._cdata)
+        self._len = ffi.new("int *")
+
+    def _run(self, func: object, data: bytes | bytearray, trailer: int) -> bytes:
+        n = len(data)
+        if n > STAGING_SIZE - trailer:
+            raise SrtpError(-1)
+        self._buf[0:n] = data
+        self._len[0] = n
+        rc = func(self._srtp, self._cdata, self._len)  # type: ignore[operator]
+        if rc:
+            raise SrtpError(rc)
+        return self._buf[0 : self._len[0]]
+
+    def protect(self, packet: bytes | bytearray) -> bytes:
+        return self._run(lib.srtp_protect, packet, MAX_TRAILER)
+
+    def protect_rewritten(self, packet: bytes, pt: int, seq: int, timestamp: int, ssrc: int) -> bytes:
+        """Copy, rewrite payload type, sequence number, timestamp and SSRC in the staging buffer,
+        then protect; the marker bit is kept."""
+        n = len(packet)
+        if n > STAGING_SIZE - MAX_TRAILER:
+            raise SrtpError(-1)
+        ffi.memmove(self._cdata, packet, n)
+        buf = self._buf
+        PT_SEQ_TS_SSRC.pack_into(buf, 1, (packet[1] & 0x80) | pt, seq, timestamp, ssrc)
+        self._len[0] = n
+        rc = lib.srtp_protect(self._srtp, self._cdata, self._len)
+        if rc:
+            raise SrtpError(rc)
+        return buf[0 : self._len[0]]
+
+    def protect_rtcp(self, packet: bytes | bytearray) -> bytes:
+        return self._run(lib.srtp_protect_rtcp, packet, MAX_TRAILER)
+
+    def unprotect(self, packet: bytes) -> bytes:
+        return self._run(lib.srtp_unprotect, packet, 0)
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes:
+        return self._run(lib.srtp_unprotect_rtcp, packet, 0)

@@ -1,0 +1,220 @@
+"""A Python participant: join a room, publish tracks, receive everyone else's.
+
+For classroom boxes, tests and load tests. It speaks the same WebSocket protocol as the browser
+client and uses aiortc's RTCPeerConnection, one to publish and one to receive, as the server expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgpack
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from .media import EncodedTrack
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """The server answered a request with an error event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class RemoteTrack:
+    track: MediaStreamTrack
+    id: str  # the server's track (Producer) id
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def use_loopback_candidates() -> None:
+    """Make aiortc gather only 127.0.0.1, so a client talking to a loopback server stays on loopback.
+
+    aioice leaves loopback out of its host candidates; tests and load tests must not touch any other
+    interface.
+    """
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # type: ignore[assignment]
+
+
+class Client:
+    def __init__(self, url: str, token: str, *, binary: bool = False) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.binary = binary
+        self.participant: dict[str, Any] = {}
+        self.room: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.tracks: dict[str, RemoteTrack] = {}
+        self.track_added = asyncio.Event()
+        self.on_event: list[Callable[[dict[str, Any]], None]] = []
+        self.publisher: RTCPeerConnection | None = None
+        self.subscriber: RTCPeerConnection | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._track_infos: dict[str, dict[str, Any]] = {}
+        self._offers: asyncio.Queue[str] = asyncio.Queue()
+        self._offer_task: asyncio.Task[None] | None = None
+
+    # -- connection ------------------------------------------------------------------------------
+
+    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+        self._session = aiohttp.ClientSession()
+        protocol = "kelian.v1.msgpack" if self.binary else "kelian.v1.json"
+        ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+        self._ws = await self._session.ws_connect(ws_url, protocols=(protocol,), heartbeat=20.0)
+        self._reader = asyncio.create_task(self._read())
+        self._offer_task = asyncio.create_task(self._answer_offers())
+        joined = await self.request({"type": "join", "token": self.token}, timeout=timeout)
+        self.participant = joined["participant"]
+        self.room = joined["room"]
+        for p in self.room.get("participants", []):
+            for t in p.get("tracks", []):
+                self._track_infos[t["id"]] = t
+        return joined
+
+    async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send a message with an id and wait for the reply that carries it back."""
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.send(message | {"id": request_id})
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.get("type") == "error":
+            raise ClientError(reply.get("code", "error"), reply.get("message", ""))
+        return reply
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._ws is None:
+            raise ConnectionError("not connected")
+        if self.binary:
+            await self._ws.send_bytes(msgpack.packb(message, use_bin_type=True))
+        else:
+            await self._ws.send_str(json.dumps(message))
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                message = json.loads(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                message = msgpack.unpackb(msg.data, raw=False)
+            else:
+                break
+            self._dispatch(message)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("signaling connection closed"))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        if request_id in self._pending:
+            self._pending[request_id].set_result(message)
+            return
+        kind = message.get("type")
+        self.events.append(message)
+        if kind == "offer":
+            self._offers.put_nowait(message["sdp"])
+        elif kind == "track_published":
+            self._track_infos[message["track"]["id"]] = message["track"]
+        for callback in self.on_event:
+            callback(message)
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, *tracks: MediaStreamTrack, sources: list[str] | None = None) -> dict[str, Any]:
+        """Publish tracks on a new publisher connection; returns the server's reply with track ids."""
+        pc = self.publisher = RTCPeerConnection()
+        source_by_mid: dict[str, str] = {}
+        for i, track in enumerate(tracks):
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            if isinstance(track, EncodedTrack):
+                _forward_keyframe_requests(transceiver.sender, track)
+            if sources:
+                source_by_mid[str(i)] = sources[i]
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp, "sources": source_by_mid})
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        return reply
+
+    # -- subscribing -----------------------------------------------------------------------------
+
+    async def _answer_offers(self) -> None:
+        while True:
+            sdp = await self._offers.get()
+            try:
+                await self._answer(sdp)
+            except Exception:
+                log.exception("could not answer the server's offer")
+
+    async def _answer(self, sdp: str) -> None:
+        if self.subscriber is None:
+            pc = self.subscriber = RTCPeerConnection()
+
+            @pc.on("track")
+            def on_track(track: MediaStreamTrack) -> None:
+                info = self._track_infos.get(track.id, {})
+                self.tracks[track.id] = RemoteTrack(track, track.id, info)
+                self.track_added.set()
+
+        pc = self.subscriber
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.send({"type": "answer", "sdp": pc.localDescription.sdp})
+
+    async def wait_for_tracks(self, count: int, timeout: float = 10.0) -> list[RemoteTrack]:
+        async def wait() -> None:
+            while len(self.tracks) < count:
+                self.track_added.clear()
+                await self.track_added.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+        return list(self.tracks.values())
+
+    # -- leaving ---------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self.send({"type": "leave"})
+            await self._ws.close()
+        for task in (self._reader, self._offer_task):
+            if task is not None:
+                task.cancel()
+        for pc in (self.publisher, self.subscriber):
+            if pc is not None:
+                await pc.close()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _forward_keyframe_requests(sender: Any, track: EncodedTrack) -> None:
+    """aiortc flags a keyframe for its encoder on PLI/FIR; a replayed clip must seek instead."""
+    original = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        original()
+        track.request_keyframe()
+
+    sender._send_keyframe = send_keyframe

@@ -1,0 +1,67 @@
+"""Prometheus metrics, read from the SFU's plain counters at scrape time.
+
+The forwarding path only increments ints on its own objects; a prometheus_client Counter there
+would take a lock per packet. This collector sums those ints when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from sfu.node import Node
+
+from .room import Rooms
+
+
+class KelianCollector(Collector):
+    def __init__(self, node: Node, rooms: Rooms) -> None:
+        self.node = node
+        self.rooms = rooms
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        node = self.node
+        transports = list(node.transports.values())
+        yield GaugeMetricFamily("kelian_rooms", "Rooms open on this node", value=len(self.rooms.rooms))
+        yield GaugeMetricFamily(
+            "kelian_participants",
+            "Participants in rooms on this node",
+            value=sum(len(r.participants) for r in self.rooms.rooms.values()),
+        )
+        by_state = GaugeMetricFamily("kelian_transports", "WebRTC transports by state", labels=["state"])
+        for state in ("new", "connecting", "connected"):
+            by_state.add_metric([state], sum(1 for t in transports if t.state == state))
+        yield by_state
+        yield GaugeMetricFamily(
+            "kelian_producers", "Tracks being published", value=sum(len(t.producers) for t in transports)
+        )
+        yield GaugeMetricFamily(
+            "kelian_consumers", "Tracks being forwarded", value=sum(len(t.consumers) for t in transports)
+        )
+        totals = node.consumer_totals()
+        counters = [
+            ("kelian_datagrams_received", "UDP datagrams received on the media port", node.packets_in),
+            ("kelian_bytes_received", "Bytes received on the media port", node.bytes_in),
+            ("kelian_packets_sent", "RTP packets forwarded to subscribers", totals["packets"]),
+            ("kelian_bytes_sent", "RTP bytes forwarded to subscribers", totals["bytes"]),
+            ("kelian_retransmissions", "Packets resent from the cache for NACKs", totals["retransmissions"]),
+            ("kelian_nacks", "NACK messages received from subscribers", node.nacks),
+            ("kelian_plis", "PLI and FIR requests received from subscribers", node.plis),
+            ("kelian_keyframe_requests", "Keyframe requests sent to publishers", node.keyframe_requests),
+            ("kelian_dropped_datagrams", "Datagrams dropped as unknown or malformed", node.dropped),
+            (
+                "kelian_forwarding_errors",
+                "Packets lost to errors inside the server (SRTP, exceptions)",
+                node.errors + totals["errors"],
+            ),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
+
+
+def registry(node: Node, rooms: Rooms) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(KelianCollector(node, rooms))
+    return reg

@@ -1,0 +1,92 @@
+"""The kelian process: the media Node and the HTTP/WebSocket signaling server on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sfu.node import Node
+
+from . import metrics, whip, ws
+from .config import Config
+from .room import Rooms
+
+log = logging.getLogger(__name__)
+WEB = Path(__file__).parent / "web"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node: Node = request.app["node"]
+    rooms: Rooms = request.app["rooms"]
+    return web.json_response(
+        {
+            "status": "ok",
+            "rooms": len(rooms.rooms),
+            "transports": len(node.transports),
+            "media": {"address": node.announced_address, "port": node.port},
+        }
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app["registry"])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB / "index.html")
+
+
+def create_app(config: Config, node: Node) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    rooms = Rooms(node)
+    app["config"] = config
+    app["node"] = node
+    app["rooms"] = rooms
+    app["registry"] = metrics.registry(node, rooms)
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics_endpoint),
+            web.get("/ws", ws.websocket),
+            *whip.routes(),
+        ]
+    )
+    if (WEB / "static").is_dir():
+        app.router.add_static("/static", WEB / "static")
+    return app
+
+
+async def start(config: Config) -> tuple[web.AppRunner, Node]:
+    """Start the media port and the HTTP server; the caller stops both with `stop`."""
+    node = Node(
+        host=config.media_host,
+        port=config.media_port,
+        announced_address=config.candidate_address,
+        max_bitrate=config.max_bitrate,
+    )
+    await node.start()
+    runner = web.AppRunner(create_app(config, node), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    await site.start()
+    log.info("signaling on http://%s:%d", config.http_host, config.http_port)
+    return runner, node
+
+
+async def stop(runner: web.AppRunner, node: Node) -> None:
+    await node.stop()
+    await runner.cleanup()
+
+
+async def serve(config: Config) -> None:
+    runner, node = await start(config)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await stop(runner, node)

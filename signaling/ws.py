@@ -1,0 +1,177 @@
+"""The participant WebSocket: join with a token, publish, answer subscriber offers, get events.
+
+Messages are JSON objects with a "type", or msgpack maps when the client asks for the
+"kelian.v1.msgpack" subprotocol. A request may carry an "id"; the reply (or error) carries it back.
+A malformed message earns an error event and nothing else: the connection and the session stay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import msgpack
+from aiohttp import WSMsgType, web
+
+from .room import Participant, Rooms, SignalingError
+from .tokens import TokenError, verify
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL_JSON = "kelian.v1.json"
+SUBPROTOCOL_MSGPACK = "kelian.v1.msgpack"
+MAX_MESSAGE = 256 * 1024
+MAX_SDP = 64 * 1024
+
+
+class Codec:
+    """JSON or msgpack framing, chosen once per connection."""
+
+    def __init__(self, binary: bool) -> None:
+        self.binary = binary
+
+    def decode(self, msg: Any) -> dict[str, Any]:
+        if self.binary:
+            if msg.type != WSMsgType.BINARY:
+                raise SignalingError("bad_message", "this connection speaks msgpack: send binary frames")
+            try:
+                data = msgpack.unpackb(msg.data, raw=False, strict_map_key=True)
+            except (ValueError, msgpack.UnpackException, TypeError) as exc:
+                raise SignalingError("bad_message", f"not msgpack: {exc}") from None
+        else:
+            if msg.type != WSMsgType.TEXT:
+                raise SignalingError("bad_message", "this connection speaks JSON: send text frames")
+            try:
+                data = json.loads(msg.data)
+            except ValueError as exc:
+                raise SignalingError("bad_message", f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise SignalingError("bad_message", 'a message is an object with a string "type"')
+        return data
+
+    async def send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        if ws.closed:
+            return
+        if self.binary:
+            await ws.send_bytes(msgpack.packb(message, use_bin_type=True))
+        else:
+            await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+
+def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
+    value = message.get(key)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise SignalingError(
+            "bad_message", f'"{key}" must be a non-empty string of at most {limit} characters'
+        )
+    return value
+
+
+class Session:
+    """One WebSocket connection, before and after join."""
+
+    def __init__(self, rooms: Rooms, request: web.Request, ws: web.WebSocketResponse, codec: Codec) -> None:
+        self.rooms = rooms
+        self.config = request.app["config"]
+        self.ws = ws
+        self.codec = codec
+        self.participant: Participant | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.codec.send(self.ws, message)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        request_id = message.get("id")
+        reply: dict[str, Any] | None
+        if kind == "ping":
+            reply = {"type": "pong"}
+        elif kind == "join":
+            reply = await self.join(message)
+        else:
+            participant = self.participant
+            if participant is None:
+                raise SignalingError("not_joined", 'send "join" with a token first')
+            room = participant.room
+            if kind == "publish":
+                sources = message.get("sources") or {}
+                if not isinstance(sources, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in sources.items()
+                ):
+                    raise SignalingError("bad_message", '"sources" maps mids to camera, microphone or screen')
+                answer = await room.publish(participant, _string(message, "sdp", MAX_SDP), sources)
+                reply = {"type": "answer", "sdp": answer, "tracks": participant.info()["tracks"]}
+            elif kind == "answer":
+                await room.answer(participant, _string(message, "sdp", MAX_SDP))
+                reply = None
+            elif kind == "unpublish":
+                room.unpublish(participant, _string(message, "track"))
+                reply = {"type": "unpublished", "track": message["track"]}
+            elif kind == "leave":
+                await room.leave(participant)
+                self.participant = None
+                reply = {"type": "left"}
+            else:
+                raise SignalingError("unknown_type", f"unknown message type {kind!r}")
+        if reply is not None:
+            if request_id is not None:
+                reply["id"] = request_id
+            await self.send(reply)
+        if kind == "join" and self.participant is not None:
+            # only after "joined": the client must know the room before the first subscriber offer
+            self.participant.room.subscribe_all(self.participant)
+            await self.participant.room.negotiate(self.participant)
+
+    async def join(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self.participant is not None:
+            raise SignalingError("already_joined", "this connection has joined already")
+        token = _string(message, "token", 8192)
+        try:
+            claims = verify(token, self.config.api_key, self.config.api_secret, room=message.get("room"))
+        except TokenError as exc:
+            code = "forbidden" if exc.status == 403 else "unauthorized"
+            raise SignalingError(code, exc.message) from None
+        room = self.rooms.get(claims.room)
+        self.participant = participant = await room.join(claims, self.send)
+        return {
+            "type": "joined",
+            "participant": participant.info(),
+            "grants": claims.grants.to_dict(),
+            "room": room.snapshot(),
+        }
+
+    async def close(self) -> None:
+        if self.participant is not None:
+            await self.participant.room.leave(self.participant, reason="disconnected")
+            self.participant = None
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(
+        protocols=(SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK), max_msg_size=MAX_MESSAGE, heartbeat=20.0
+    )
+    await ws.prepare(request)
+    codec = Codec(binary=ws.ws_protocol == SUBPROTOCOL_MSGPACK or request.query.get("format") == "msgpack")
+    session = Session(request.app["rooms"], request, ws, codec)
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+            request_id = None
+            try:
+                message = codec.decode(msg)
+                request_id = message.get("id")
+                await session.handle(message)
+            except SignalingError as exc:
+                error = {"type": "error", "code": exc.code, "message": exc.message}
+                if request_id is not None:
+                    error["id"] = request_id
+                await session.send(error)
+            except Exception:
+                log.exception("signaling message failed")
+                error = {"type": "error", "code": "internal", "message": "internal error"}
+                await session.send(error | ({"id": request_id} if request_id is not None else {}))
+    finally:
+        await session.close()
+    return ws
