@@ -105,7 +105,7 @@ class Consumer:
         except SrtpError:
             self.errors += 1
             return
-        transport.sendto(data, transport.remote_addr)
+        transport.sendto(data, transport.remote_addr)  # type: ignore[arg-type]  # keyed => has an address
         self.packets += 1
         self.bytes += len(packet)
         if (out_seq - self.last_seq) & 0xFFFF < 0x8000:

@@ -172,7 +172,10 @@ def answer_publish(
             )
         )
     if not specs:
-        raise NegotiationError("the offer sends no audio or video kelian can forward (opus, VP8, H.264)")
+        raise NegotiationError(
+            "the offer sends no audio or video in a codec kelian forwards"
+            " (opus, VP8, H.264 packetization-mode 1)"
+        )
     return serialize(_session(sections)), specs
 
 

@@ -12,6 +12,7 @@ into each media section lacking its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 MAX_SDP_BYTES = 64 * 1024
@@ -27,17 +28,15 @@ _STRINGS = frozenset({"mid", "msid", "simulcast", "ice-ufrag", "ice-pwd"})
 _NUMBERS = {"sctp-port": 65535, "max-message-size": 2**64 - 1}  # name -> maximum
 # Session-level attributes that media sections without their own value inherit.
 _INHERITED = frozenset({"ice-ufrag", "ice-pwd", "fingerprint", "setup"})
-# Type letters that are legal but carry nothing the SFU uses; they are dropped.
-_IGNORED_SESSION = frozenset("iueprzk")
-_IGNORED_MEDIA = frozenset("ik")
 
 _LINE_RE = re.compile(r"([a-z])=(.*)")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+")
 _RID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _FINGERPRINT_RE = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+")
-# C0/C1 control characters except \t and \n, and any \r that does not end a line.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+# C0/C1 control characters except \t and \n, any \r that does not end a line, and lone
+# surrogates (which would only fail later, when the answer is encoded as UTF-8).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r(?!\n)")
 
 
 class SdpError(ValueError):
@@ -113,7 +112,6 @@ class MediaSection:
         tokens = (self.simulcast or "").split()
         for d, streams in zip(tokens[::2], tokens[1::2], strict=False):
             if direction is None or d == direction:
-                streams = streams.removeprefix("rid=")  # pre-RFC 8853 drafts
                 firsts = (s.split(",")[0].lstrip("~") for s in streams.split(";"))
                 return [rid for rid in firsts if rid]
         return []
@@ -159,10 +157,6 @@ def _int(value: str, what: str, line: int, lo: int, hi: int) -> int:
     return number
 
 
-def _pt(value: str, line: int) -> int:
-    return _int(value, "payload type", line, 0, 127)
-
-
 def _nonempty(value: str, what: str, line: int) -> str:
     value = value.strip()
     if not value:
@@ -183,10 +177,8 @@ def _parse_fmtp(params: str) -> dict[str, str]:
 
 
 class _SectionParser:
-    """Accumulates one m-section (or, for parse(), the session-level transport values).
-
-    Codec attributes are joined up only in finish() because Firefox writes ``a=fmtp`` before
-    the matching ``a=rtpmap``."""
+    """Accumulates one m-section (or the session-level transport values, see parse()). Codec
+    attributes are joined up in finish() because Firefox writes a=fmtp before its a=rtpmap."""
 
     def __init__(self, m: MediaSection) -> None:
         self.m = m
@@ -201,9 +193,8 @@ class _SectionParser:
         if len(parts) < 4:
             raise SdpError(f"m= must be '<media> <port> <proto> <fmt> ...', got {_show(value)}", line)
         m = MediaSection(parts[0], _int(parts[1], "port", line, 0, 65535), parts[2], parts[3:])
-        pts = [_pt(fmt, line) for fmt in m.formats] if m.is_rtp else []
-        if len(set(pts)) != len(pts):
-            raise SdpError("m= lists a payload type twice", line)
+        for fmt in m.formats if m.is_rtp else []:  # RTP formats are payload types
+            _int(fmt, "payload type", line, 0, 127)
         return cls(m)
 
     def add(self, letter: str, value: str, line: int) -> None:
@@ -215,10 +206,8 @@ class _SectionParser:
             self.connection = value
         elif letter == "b":
             kind, _, amount = value.partition(":")
-            if not _TOKEN_RE.fullmatch(kind):
-                raise SdpError(f"b= must be '<type>:<kbps>', got {_show(value)}", line)
-            self.m.bandwidth[kind] = _int(amount, "bandwidth", line, 0, 2**32 - 1)
-        elif letter not in _IGNORED_MEDIA:
+            self.m.bandwidth[kind] = _int(amount, f"b={kind} bandwidth", line, 0, 2**32 - 1)
+        elif letter not in "ik":  # i=/k= are informational/obsolete: dropped
             raise SdpError(f"'{letter}=' is not allowed inside a media section", line)
 
     def _attribute(self, raw: str, line: int) -> None:
@@ -242,15 +231,12 @@ class _SectionParser:
                 raise SdpError(f"a=fingerprint must be '<hash> <XX:XX:...>', got {_show(value)}", line)
             m.fingerprints.append((parts[0].lower(), parts[1].upper()))
         elif name == "setup":
-            if value not in SETUP_ROLES:
+            if (value := value.strip()) not in SETUP_ROLES:
                 raise SdpError(f"a=setup must be one of {', '.join(SETUP_ROLES)}, got {_show(value)}", line)
             m.setup = value
         elif name == "extmap":
             head, _, rest = value.partition(" ")
-            ext_id_text, _, ext_direction = head.partition("/")
-            ext_id = _int(ext_id_text, "extmap id", line, 1, 255)
-            if ext_direction and ext_direction not in DIRECTIONS:
-                raise SdpError(f"bad extmap direction {_show(ext_direction)}", line)
+            ext_id = _int(head.partition("/")[0], "extmap id", line, 1, 255)  # "/direction" dropped
             uri = _nonempty(rest, name, line).split()[0]
             if m.extmaps.get(ext_id, uri) != uri:
                 raise SdpError(f"extmap id {ext_id} is used for two different extensions", line)
@@ -263,8 +249,10 @@ class _SectionParser:
         elif name == "ssrc":
             ssrc_text, _, attr = value.partition(" ")
             attrs = m.ssrcs.setdefault(_int(ssrc_text, "SSRC", line, 0, 2**32 - 1), {})
-            if attr.strip():
-                key, _, attr_value = attr.strip().partition(":")
+            if attr := attr.strip():
+                key, _, attr_value = attr.partition(":")
+                if not key:
+                    raise SdpError(f"a=ssrc attribute without a name in {_show(value)}", line)
                 attrs[key] = attr_value
         elif name == "ssrc-group":
             parts = value.split()
@@ -277,12 +265,12 @@ class _SectionParser:
     def _codec_attribute(self, name: str, value: str, raw: str, line: int) -> None:
         pt_text, _, rest = value.partition(" ")
         if name == "rtcp-fb":
-            pt = None if pt_text == "*" else _pt(pt_text, line)
+            pt = None if pt_text == "*" else _int(pt_text, "payload type", line, 0, 127)
             self.feedback.append((pt, _nonempty(rest, name, line), raw))
         elif name == "fmtp":
-            self.fmtps.append((_pt(pt_text, line), rest.strip(), raw))
+            self.fmtps.append((_int(pt_text, "payload type", line, 0, 127), rest.strip(), raw))
         else:
-            pt = _pt(pt_text, line)
+            pt = _int(pt_text, "payload type", line, 0, 127)
             parts = rest.strip().split("/")
             if len(parts) not in (2, 3) or not _TOKEN_RE.fullmatch(parts[0]):
                 raise SdpError(f"a=rtpmap must be '<pt> <name>/<rate>[/<ch>]', got {_show(value)}", line)
@@ -315,14 +303,16 @@ class _SectionParser:
         for fb_pt, fb, raw in self.feedback:
             targets = [codec for pt, codec in codecs.items() if fb_pt in (None, pt)]
             m.other += [] if targets else [raw]
-            for codec in (c for c in targets if fb not in c.rtcp_fb):
+            for codec in targets:
                 codec.rtcp_fb.append(fb)
+        for codec in codecs.values():  # dedupe in linear time: "a=rtcp-fb:*" floods are cheap to send
+            codec.rtcp_fb = list(dict.fromkeys(codec.rtcp_fb))
         m.codecs = list(codecs.values())
         return m
 
 
-def _lines(text: str) -> list[tuple[int, str, str]]:
-    """Validate the raw text and split it into (line number, type letter, value)."""
+def _lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """Validate the raw text and yield (line number, type letter, value) per non-blank line."""
     if not isinstance(text, str):  # e.g. a JSON body whose "sdp" member is not a string
         raise SdpError(f"SDP must be a string, got {type(text).__name__}")
     if len(text) > MAX_SDP_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_SDP_BYTES:
@@ -330,7 +320,6 @@ def _lines(text: str) -> list[tuple[int, str, str]]:
     if bad := _CONTROL_RE.search(text):
         where = text.count("\n", 0, bad.start()) + 1
         raise SdpError(f"control character {bad.group()!r} is not allowed", where)
-    result = []
     for number, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line:
@@ -340,16 +329,15 @@ def _lines(text: str) -> list[tuple[int, str, str]]:
             raise SdpError(f"expected '<letter>=<value>', got {_show(line)}", number)
         if match.group(1) == "a" and not _TOKEN_RE.fullmatch(match.group(2).partition(":")[0]):
             raise SdpError(f"bad attribute name in {_show(line)}", number)
-        result.append((number, match.group(1), match.group(2)))
-    if not result:
-        raise SdpError("SDP is empty")
-    return result
+        yield number, match.group(1), match.group(2)
 
 
 def parse(text: str) -> SessionDescription:
     """Parse an SDP offer or answer; raises SdpError on anything malformed."""
     lines = _lines(text)
-    number, letter, value = lines[0]
+    if (first := next(lines, None)) is None:
+        raise SdpError("SDP is empty")
+    number, letter, value = first
     if (letter, value.strip()) != ("v", "0"):
         raise SdpError(f"the first line must be 'v=0', got {_show(letter + '=' + value)}", number)
     desc = SessionDescription()
@@ -357,7 +345,7 @@ def parse(text: str) -> SessionDescription:
     session = _SectionParser(MediaSection("session", 0, "-", bandwidth=desc.bandwidth))
     seen = {"v"}
     section: _SectionParser | None = None
-    for number, letter, value in lines[1:]:
+    for number, letter, value in lines:
         if letter == "m":
             if section is not None:
                 desc.media.append(section.finish(session))
@@ -366,8 +354,11 @@ def parse(text: str) -> SessionDescription:
             section = _SectionParser.from_m_line(value, number)
         elif section is not None:
             section.add(letter, value, number)
+        elif letter in seen and letter in "vost":
+            raise SdpError(f"second '{letter}=' line", number)
         else:
-            _session_line(desc, session, seen, letter, value, number)
+            seen.add(letter)
+            _session_line(desc, session, letter, value, number)
     if section is not None:
         desc.media.append(section.finish(session))
     if missing := [f"{letter}=" for letter in "os" if letter not in seen]:
@@ -379,11 +370,8 @@ def parse(text: str) -> SessionDescription:
 
 
 def _session_line(
-    desc: SessionDescription, session: _SectionParser, seen: set[str], letter: str, value: str, line: int
+    desc: SessionDescription, session: _SectionParser, letter: str, value: str, line: int
 ) -> None:
-    if letter in "vost" and letter in seen:
-        raise SdpError(f"second '{letter}=' line", line)
-    seen.add(letter)
     if letter == "o":
         if len(value.split()) != 6:
             raise SdpError(f"o= must have 6 fields, got {_show(value)}", line)
@@ -394,8 +382,8 @@ def _session_line(
         session.add(letter, value, line)  # parsed like media-level lines, inherited in finish()
     elif letter == "a":
         name, _, attr_value = value.partition(":")
-        if name == "ice-lite":
-            desc.ice_lite = True
+        if name in ("ice-lite", "extmap-allow-mixed"):
+            setattr(desc, name.replace("-", "_"), True)
         elif name == "group":
             parts = attr_value.split()
             if not parts:
@@ -403,11 +391,9 @@ def _session_line(
             desc.groups.append((parts[0], parts[1:]))
         elif name == "msid-semantic":
             desc.msid_semantic = attr_value.strip()
-        elif name == "extmap-allow-mixed":
-            desc.extmap_allow_mixed = True
         else:
             desc.other.append(value)
-    elif letter not in _IGNORED_SESSION and letter != "t":
+    elif letter not in "iueprzkt":  # informational, obsolete or (t=) always "0 0": dropped
         raise SdpError(f"unknown line type '{letter}='", line)
 
 
@@ -421,6 +407,9 @@ def serialize(desc: SessionDescription) -> str:
     out += [f"a={attr}" for attr in desc.other]
     for media in desc.media:
         out += _serialize_media(media)
+    # Values copied from one client's offer into another's SDP must not smuggle in extra lines.
+    if bad := next((line for line in out if "\r" in line or "\n" in line), None):
+        raise SdpError(f"refusing to serialize a value with a line break: {_show(bad)}")
     return "\r\n".join(out) + "\r\n"
 
 

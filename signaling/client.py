@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import msgpack
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from .media import EncodedTrack
@@ -49,7 +49,7 @@ def use_loopback_candidates() -> None:
     """
     import aioice.ice
 
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # type: ignore[assignment]
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
 class Client:
@@ -143,18 +143,35 @@ class Client:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    async def publish(self, *tracks: MediaStreamTrack, sources: list[str] | None = None) -> dict[str, Any]:
-        """Publish tracks on a new publisher connection; returns the server's reply with track ids."""
+    async def publish(
+        self, *tracks: MediaStreamTrack, sources: list[str] | None = None, video_codec: str | None = None
+    ) -> dict[str, Any]:
+        """Publish tracks on a new publisher connection; returns the server's reply with track ids.
+
+        `video_codec` ("VP8" or "H264") must match what an EncodedTrack carries: aiortc packetizes
+        pre-encoded frames with the negotiated codec's packetizer.
+        """
         pc = self.publisher = RTCPeerConnection()
         source_by_mid: dict[str, str] = {}
         for i, track in enumerate(tracks):
             transceiver = pc.addTransceiver(track, direction="sendonly")
+            if track.kind == "video" and video_codec is not None:
+                capabilities = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences(
+                    [
+                        c
+                        for c in capabilities
+                        if c.mimeType.lower() in (f"video/{video_codec.lower()}", "video/rtx")
+                    ]
+                )
             if isinstance(track, EncodedTrack):
                 _forward_keyframe_requests(transceiver.sender, track)
             if sources:
                 source_by_mid[str(i)] = sources[i]
         await pc.setLocalDescription(await pc.createOffer())
-        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp, "sources": source_by_mid})
+        reply = await self.request(
+            {"type": "publish", "sdp": pc.localDescription.sdp, "sources": source_by_mid}
+        )
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
         return reply
 

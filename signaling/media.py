@@ -13,10 +13,13 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+from av.audio.codeccontext import AudioCodecContext
+from av.video.codeccontext import VideoCodecContext
 
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
@@ -54,7 +57,7 @@ def encode_video(
 ) -> tuple[EncodedFrame, ...]:
     """Encode a test pattern once (cached per process); `codec` is "vp8" or "h264"."""
     name = {"vp8": "libvpx", "h264": "libx264"}[codec]
-    encoder = av.CodecContext.create(name, "w")
+    encoder = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = fractions.Fraction(1, fps)
@@ -86,9 +89,11 @@ def encode_video(
 
 
 @functools.lru_cache(maxsize=8)
-def encode_audio(seconds: float = 2.0, frequency: float = 440.0, bursts: bool = False) -> tuple[EncodedFrame, ...]:
+def encode_audio(
+    seconds: float = 2.0, frequency: float = 440.0, bursts: bool = False
+) -> tuple[EncodedFrame, ...]:
     """Opus frames of 20 ms: a tone, or tone bursts with silence between (for speaker detection)."""
-    encoder = av.CodecContext.create("libopus", "w")
+    encoder = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
     encoder.sample_rate = AUDIO_RATE
     encoder.layout = "stereo"
     encoder.format = "s16"
@@ -134,7 +139,7 @@ class EncodedTrack(MediaStreamTrack):
                 self._index = i
                 return
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise ConnectionError("track ended")
         now = time.monotonic()
@@ -153,8 +158,8 @@ class EncodedTrack(MediaStreamTrack):
 
 
 def video_track(fps: int = 30, **kwargs: object) -> EncodedTrack:
-    return EncodedTrack("video", encode_video(fps=fps, **kwargs), 1 / fps)  # type: ignore[arg-type]
+    return EncodedTrack("video", encode_video(fps=fps, **kwargs), 1 / fps)
 
 
 def audio_track(**kwargs: object) -> EncodedTrack:
-    return EncodedTrack("audio", encode_audio(**kwargs), AUDIO_PTIME)  # type: ignore[arg-type]
+    return EncodedTrack("audio", encode_audio(**kwargs), AUDIO_PTIME)

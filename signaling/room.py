@@ -308,8 +308,9 @@ class Room:
         return transport
 
     def _transport_closed(self, participant: Participant, role: str, transport: WebRtcTransport) -> None:
-        if getattr(participant, role) is transport:
-            setattr(participant, role, None)
+        if getattr(participant, role) is not transport:
+            return  # refused before it was used: nobody needs to hear of it
+        setattr(participant, role, None)
         if role == "subscriber":
             participant.subscriptions.clear()
             participant.offer_pending = False

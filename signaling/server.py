@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu.node import Node
 
-from . import metrics, whip, ws
+from . import appkeys, metrics, whip, ws
 from .config import Config
 from .room import Rooms
 
@@ -20,8 +20,8 @@ WEB = Path(__file__).parent / "web"
 
 
 async def healthz(request: web.Request) -> web.Response:
-    node: Node = request.app["node"]
-    rooms: Rooms = request.app["rooms"]
+    node: Node = request.app[appkeys.NODE]
+    rooms: Rooms = request.app[appkeys.ROOMS]
     return web.json_response(
         {
             "status": "ok",
@@ -33,7 +33,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app["registry"])
+    body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -44,10 +44,10 @@ async def index(request: web.Request) -> web.FileResponse:
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     rooms = Rooms(node)
-    app["config"] = config
-    app["node"] = node
-    app["rooms"] = rooms
-    app["registry"] = metrics.registry(node, rooms)
+    app[appkeys.CONFIG] = config
+    app[appkeys.NODE] = node
+    app[appkeys.ROOMS] = rooms
+    app[appkeys.REGISTRY] = metrics.registry(node, rooms)
     app.add_routes(
         [
             web.get("/", index),

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sfu.negotiation import NegotiationError
 
+from . import appkeys
 from .room import Participant, Rooms, SignalingError
 from .tokens import Claims, TokenError, verify
 
@@ -37,7 +38,7 @@ def _claims(request: web.Request, room: str) -> Claims:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise TokenError("missing Authorization: Bearer <token>", 401)
-    config = request.app["config"]
+    config = request.app[appkeys.CONFIG]
     return verify(header[7:].strip(), config.api_key, config.api_secret, room=room)
 
 
@@ -77,7 +78,7 @@ async def whep_post(request: web.Request) -> web.Response:
 
 async def _start(request: web.Request, kind: str) -> web.Response:
     room_name = request.match_info["room"]
-    rooms: Rooms = request.app["rooms"]
+    rooms: Rooms = request.app[appkeys.ROOMS]
     try:
         claims = _claims(request, room_name)
     except TokenError as exc:
@@ -108,7 +109,7 @@ async def _start(request: web.Request, kind: str) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    rooms: Rooms = request.app["rooms"]
+    rooms: Rooms = request.app[appkeys.ROOMS]
     room_name, sid = request.match_info["room"], request.match_info["sid"]
     participant = rooms.find_session(sid)
     if (

@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 from aiohttp import WSMsgType, web
 
+from . import appkeys
 from .room import Participant, Rooms, SignalingError
 from .tokens import TokenError, verify
 
@@ -73,7 +74,7 @@ class Session:
 
     def __init__(self, rooms: Rooms, request: web.Request, ws: web.WebSocketResponse, codec: Codec) -> None:
         self.rooms = rooms
-        self.config = request.app["config"]
+        self.config = request.app[appkeys.CONFIG]
         self.ws = ws
         self.codec = codec
         self.participant: Participant | None = None
@@ -153,7 +154,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     codec = Codec(binary=ws.ws_protocol == SUBPROTOCOL_MSGPACK or request.query.get("format") == "msgpack")
-    session = Session(request.app["rooms"], request, ws, codec)
+    session = Session(request.app[appkeys.ROOMS], request, ws, codec)
     try:
         async for msg in ws:
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):

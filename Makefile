@@ -1,0 +1,43 @@
+# Everything runs from a local virtualenv that `make` creates on first use; only python3 is needed.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install serve test bench lint format clean distclean
+
+# Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
+# reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/kelian serve
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,43 @@
+"""`make bench`: the forwarding benchmarks, printed as a table (see README, Performance)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import uvloop
+
+from . import consumer_cost, forwarding
+
+
+def main() -> int:
+    print("in-process forwarding cost (no sockets, real SRTP, AEAD_AES_128_GCM, 1200-byte VP8 packets)")
+    cost = asyncio.run(consumer_cost.run())
+    for name, value in cost.items():
+        print(f"  {name:<40} {value:8.2f} us")
+    print()
+    print("one ~1.1 Mbit/s VP8 publisher to N subscribers over loopback (server in its own process)")
+    header = (
+        f"  {'subs':>5} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
+        f" {'lat p50 ms':>11} {'lat p99 ms':>11} {'RSS MB':>7}"
+    )
+    print(header)
+    results = []
+    for count in (1, 10, 50):
+        r = uvloop.run(forwarding.run_case(count))
+        results.append(r)
+        print(
+            f"  {r['subscribers']:>5} {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
+            f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
+            f" {r['latency_p50_ms']:>11} {r['latency_p99_ms']:>11}"
+            f" {r['server_rss_mb']:>7}",
+            flush=True,
+        )
+    print()
+    print(json.dumps({"consumer_cost": cost, "forwarding": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

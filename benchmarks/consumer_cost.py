@@ -1,0 +1,109 @@
+"""In-process cost of the forwarding path, with no sockets: microseconds per packet per Consumer.
+
+A Producer stream fans a 1200-byte VP8 packet out to N Consumers whose Transports have real SRTP
+contexts (AEAD_AES_128_GCM, as browsers negotiate) and a send function that only counts. The
+slope between 1 and N+1 Consumers is what one more subscriber costs the server per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sfu.consumer import Consumer
+from sfu.producer import CodecSpec, Producer, ProducerSpec
+from sfu.srtp import AEAD_AES_128_GCM, SrtpContext
+
+PACKET_SIZE = 1200
+
+
+@dataclass
+class FakeNode:
+    """What a Transport reads from its Node."""
+
+    keyframe_requests: int = 0
+    errors: int = 0
+
+    def retire(self, consumer: Consumer) -> None:
+        pass
+
+
+class FakeTransport:
+    """A connected Transport: real SRTP, a sendto that counts instead of sending."""
+
+    def __init__(self) -> None:
+        key = os.urandom(AEAD_AES_128_GCM.key_length + AEAD_AES_128_GCM.salt_length)
+        self.srtp_tx: SrtpContext | None = SrtpContext(AEAD_AES_128_GCM, key, True)
+        self.remote_addr = ("127.0.0.1", 9)
+        self.node = FakeNode()
+        self.ext_table: bytes | None = None
+        self.sent = 0
+        self.consumers: dict[int, Consumer] = {}
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self.sent += 1
+
+    def send_keyframe_request(self, producer: Producer, ssrc: int) -> None:
+        pass
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers[consumer.ssrc] = consumer
+
+
+def vp8_packets(count: int) -> list[bytes]:
+    """Keyframe-first VP8 packets with increasing sequence numbers and 30 fps timestamps."""
+    packets = []
+    for i in range(count):
+        header = bytes([0x80, 96]) + (i & 0xFFFF).to_bytes(2, "big") + (i // 8 * 3000).to_bytes(4, "big")
+        header += (0x1234).to_bytes(4, "big")
+        descriptor = bytes([0x90, 0x80, 0x80 | (i >> 8 & 0x7F), i & 0xFF])  # X, S, 15-bit picture id
+        frame_tag = bytes([0x00 if i == 0 else 0x01])  # keyframe first, then interframes
+        payload = frame_tag + os.urandom(PACKET_SIZE - len(header) - len(descriptor) - 1)
+        packets.append(header + descriptor + payload)
+    return packets
+
+
+async def measure(consumers: int, packets: list[bytes], rounds: int = 3) -> float:
+    """Best-of-`rounds` microseconds per received packet with `consumers` subscribers."""
+    spec = ProducerSpec(
+        kind="video",
+        mid="0",
+        codec=CodecSpec("VP8", "video", 96, 90000, None, "", None),
+        publisher_payload_type=96,
+        publisher_rtx_payload_type=None,
+    )
+    producer = Producer(FakeTransport(), spec)  # type: ignore[arg-type]
+    stream = producer.streams[0]
+    stream.ssrc = 0x1234
+    transports = [FakeTransport() for _ in range(consumers)]
+    for transport in transports:
+        consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
+        consumer.attach(stream)
+    receive = stream.receive
+    receive(packets[0])  # the keyframe: every Consumer syncs
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for packet in packets[1:]:
+            receive(packet)
+        best = min(best, (time.perf_counter() - start) / (len(packets) - 1) * 1e6)
+    assert all(t.sent >= len(packets) for t in transports), "every Consumer forwarded every packet"
+    return best
+
+
+async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
+    packets = vp8_packets(count)
+    one = await measure(1, packets)
+    many = await measure(1 + extra, packets)
+    return {
+        "us_per_packet_1_consumer": one,
+        f"us_per_packet_{1 + extra}_consumers": many,
+        "us_per_packet_per_extra_consumer": (many - one) / extra,
+    }
+
+
+if __name__ == "__main__":
+    print(asyncio.run(run()))

@@ -1,0 +1,16 @@
+"""Typed keys for what the aiohttp application carries, shared by the request handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+
+from sfu.node import Node
+
+from .config import Config
+from .room import Rooms
+
+CONFIG = web.AppKey("config", Config)
+NODE = web.AppKey("node", Node)
+ROOMS = web.AppKey("rooms", Rooms)
+REGISTRY = web.AppKey("registry", CollectorRegistry)

@@ -1,0 +1,233 @@
+"""Process configuration: one place that decides every tunable, from flags, environment or defaults.
+
+Precedence is flag > environment > default so that a container image can carry its settings in the
+environment while an operator can still override one of them on the command line for a single run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["ENV_PREFIX", "Config", "ConfigError", "first_non_loopback_ipv4"]
+
+ENV_PREFIX = "KELIAN_"
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+WILDCARD_HOSTS = ("0.0.0.0", "")
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with.
+
+    A ValueError so that callers which only care about "bad input" need not know this module; a class of its
+    own so that the CLI can print it as a usage error instead of a traceback.
+    """
+
+
+@dataclass(kw_only=True)
+class Config:
+    """Everything a node needs to start; build it with :meth:`load` rather than by hand outside tests.
+
+    Keyword-only because several fields share a type (two hosts, two ports) and positional construction
+    would swap them silently.
+    """
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8700
+    media_host: str = "127.0.0.1"
+    media_port: int = 8701
+    announced_address: str | None = None
+    api_key: str
+    api_secret: str
+    dev_credentials: bool = False
+    redis_url: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    max_bitrate: int = 3_000_000
+
+    @property
+    def candidate_address(self) -> str:
+        """The address to put in ICE candidates.
+
+        Browsers must be able to reach it, so a wildcard bind address is never announced: the first
+        non-loopback IPv4 of the machine stands in for it. Resolved on each call so that it reflects
+        the network as it is when a transport is created, not when the process started.
+        """
+        if self.announced_address:
+            return self.announced_address
+        if self.media_host in WILDCARD_HOSTS:
+            return first_non_loopback_ipv4()
+        return self.media_host
+
+    @classmethod
+    def load(cls, args: argparse.Namespace | None = None, env: Mapping[str, str] = os.environ) -> Config:
+        """Build a Config with precedence flag > environment > default and validate every value.
+
+        ``args`` may be any namespace; attributes it lacks or leaves at None count as "not given", so the
+        same loader serves every subcommand. Empty environment variables also count as unset, because
+        compose files and CI systems often define a variable as empty rather than leaving it out.
+        """
+        defaults = cls(api_key="", api_secret="")
+
+        def pick(name: str, parse: Callable[[str, Any], _T], default: _T) -> _T:
+            raw: Any = getattr(args, name, None) if args is not None else None
+            source = "--" + name.replace("_", "-")
+            if raw is None:
+                env_name = ENV_PREFIX + name.upper()
+                env_value = env.get(env_name)
+                if env_value is not None and env_value.strip() != "":
+                    raw, source = env_value.strip(), env_name
+            if raw is None:
+                return default
+            return parse(source, raw)
+
+        api_key = pick("api_key", _parse_str, "")
+        api_secret = pick("api_secret", _parse_str, "")
+        dev_credentials = False
+        if bool(api_key) != bool(api_secret):
+            raise ConfigError(
+                f"{ENV_PREFIX}API_KEY and {ENV_PREFIX}API_SECRET must be set together "
+                "(tokens are signed with the secret and name the key as issuer)"
+            )
+        if not api_key:
+            # A development pair lets `make serve` work out of the box; it is flagged so the CLI can
+            # print it and so nothing mistakes it for a stable credential.
+            api_key = "APIdev" + secrets.token_hex(6)
+            api_secret = secrets.token_urlsafe(32)
+            dev_credentials = True
+
+        config = cls(
+            http_host=pick("http_host", _parse_host, defaults.http_host),
+            http_port=pick("http_port", _parse_port, defaults.http_port),
+            media_host=pick("media_host", _parse_host, defaults.media_host),
+            media_port=pick("media_port", _parse_port, defaults.media_port),
+            announced_address=pick("announced_address", _parse_announced, defaults.announced_address),
+            api_key=api_key,
+            api_secret=api_secret,
+            dev_credentials=dev_credentials,
+            redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
+            log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
+            log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
+            max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),
+        )
+        return config
+
+
+def first_non_loopback_ipv4() -> str:
+    """Best guess at the address other machines reach this one by, or 127.0.0.1 if there is none.
+
+    A connected UDP socket makes the kernel pick the source address of the default route without sending
+    anything; the host name lookup is a fallback for machines with no default route.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routable in principle, never contacted
+            address = str(probe.getsockname()[0])
+            if not ipaddress.ip_address(address).is_loopback and address != "0.0.0.0":
+                return address
+    except OSError:
+        pass
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = str(info[4][0])
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    return "127.0.0.1"
+
+
+def _parse_str(source: str, raw: Any) -> str:
+    """Accept any non-blank string; blank values are a mistake, not a request for the default."""
+    value = str(raw).strip()
+    if not value:
+        raise ConfigError(f"{source} must not be empty")
+    return value
+
+
+def _parse_host(source: str, raw: Any) -> str:
+    """Keep host names as given; aiohttp and the UDP socket resolve them, and resolution may change."""
+    value = str(raw).strip()
+    if any(ch.isspace() for ch in value) or "/" in value:
+        raise ConfigError(f"{source}: {raw!r} is not a host name or IP address")
+    return value
+
+
+def _parse_announced(source: str, raw: Any) -> str:
+    """Refuse wildcard addresses here: a browser cannot send media to 0.0.0.0."""
+    value = _parse_host(source, raw)
+    if value in WILDCARD_HOSTS or value == "::":
+        raise ConfigError(f"{source}: {value!r} is a wildcard; announce an address clients can reach")
+    return value
+
+
+def _parse_int(source: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(f"{source}: expected an integer, got {raw!r}")
+    if isinstance(raw, int):
+        return raw
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{source}: expected an integer, got {raw!r}") from None
+
+
+def _parse_port(source: str, raw: Any) -> int:
+    """Port 0 is allowed so tests can ask the kernel for a free port."""
+    port = _parse_int(source, raw)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{source}: port {port} is out of range (0-65535)")
+    return port
+
+
+def _parse_bitrate(source: str, raw: Any) -> int:
+    """Accept 3000000, 3_000_000, 3000k or 3M: bitrates are easier to read with a unit."""
+    if isinstance(raw, bool):
+        raise ConfigError(f"{source}: expected a bitrate in bit/s, got {raw!r}")
+    text = str(raw).strip().replace("_", "")
+    multiplier = 1
+    if text[-1:].lower() == "k":
+        multiplier, text = 1_000, text[:-1]
+    elif text[-1:].lower() == "m":
+        multiplier, text = 1_000_000, text[:-1]
+    try:
+        bitrate = int(float(text) * multiplier)
+    except (ValueError, OverflowError):
+        raise ConfigError(
+            f"{source}: expected a bitrate in bit/s (e.g. 3000000 or 3M), got {raw!r}"
+        ) from None
+    if bitrate < 10_000:
+        raise ConfigError(f"{source}: bitrate {bitrate} bit/s is too low (minimum 10000)")
+    return bitrate
+
+
+def _parse_redis_url(source: str, raw: Any) -> str:
+    """Check the scheme early so a typo fails at start-up, not when the first room is placed."""
+    value = _parse_str(source, raw)
+    if not value.startswith(REDIS_SCHEMES):
+        raise ConfigError(f"{source}: {value!r} is not a Redis URL (redis://, rediss:// or unix://)")
+    return value
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    """Build a parser that lower-cases and checks membership, so INFO and info are the same level."""
+
+    def parse(source: str, raw: Any) -> str:
+        value = str(raw).strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{source}: {raw!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse

@@ -1,0 +1,209 @@
+"""Access tokens: what a token grants, and that every way of being wrong is refused with the right status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from signaling.tokens import LEEWAY_SECONDS, Claims, Grants, Role, TokenError, mint, verify
+
+KEY = "APItestkey"
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+NOW = 1_700_000_000.0
+
+EXPECTED_DEFAULTS = {
+    Role.LECTURER: Grants(publish=True, subscribe=True, publish_data=True, moderate=True),
+    Role.TUTOR: Grants(publish=True, subscribe=True, publish_data=True, moderate=True),
+    Role.CLASSROOM: Grants(publish=True, subscribe=True, publish_data=True),
+    Role.STUDENT: Grants(publish=True, subscribe=True, publish_data=True),
+    Role.VIEWER: Grants(subscribe=True, publish_data=True),
+    Role.RECORDER: Grants(subscribe=True),
+    Role.ADMIN: Grants(publish=True, subscribe=True, publish_data=True, moderate=True, admin=True),
+}
+
+
+def _mint(**overrides: Any) -> str:
+    kwargs: dict[str, Any] = {"room": "math-101", "identity": "alice", "role": Role.STUDENT, "now": NOW}
+    kwargs.update(overrides)
+    return mint(KEY, SECRET, **kwargs)
+
+
+def _raw(payload: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def _base_payload(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "iss": KEY,
+        "sub": "alice",
+        "room": "math-101",
+        "role": "student",
+        "iat": int(NOW),
+        "nbf": int(NOW),
+        "exp": int(NOW) + 600,
+    }
+    payload.update(overrides)
+    return payload
+
+
+def _refused(token: str | None, *, status: int = 401, room: str | None = None, now: float = NOW) -> str:
+    with pytest.raises(TokenError) as info:
+        verify(token, KEY, SECRET, room=room, now=now)
+    assert info.value.status == status
+    assert str(info.value) == info.value.message and info.value.message
+    return info.value.message
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_round_trip_per_role(role: Role) -> None:
+    token = mint(KEY, SECRET, room="math-101", identity="id-1", role=role, name="Ada", ttl=120, now=NOW)
+    claims = verify(token, KEY, SECRET, room="math-101", now=NOW + 1)
+    assert claims == Claims(
+        room="math-101",
+        identity="id-1",
+        name="Ada",
+        role=role,
+        grants=EXPECTED_DEFAULTS[role],
+        expires_at=NOW + 120,
+    )
+    assert Grants.for_role(role) == EXPECTED_DEFAULTS[role]
+
+
+def test_role_accepts_plain_string_and_name_is_optional() -> None:
+    claims = verify(_mint(role="viewer"), KEY, SECRET, now=NOW)
+    assert claims.role is Role.VIEWER
+    assert claims.name is None
+    assert not claims.grants.publish
+
+
+def test_viewer_and_recorder_cannot_publish() -> None:
+    assert not Grants.for_role(Role.VIEWER).publish
+    assert not Grants.for_role(Role.RECORDER).publish
+    assert not Grants.for_role(Role.RECORDER).publish_data
+
+
+def test_explicit_grants_narrow_role_defaults() -> None:
+    token = _mint(role=Role.LECTURER, grants={"moderate": False})
+    grants = verify(token, KEY, SECRET, now=NOW).grants
+    assert grants == Grants(publish=True, subscribe=True, publish_data=True, moderate=False)
+
+    token = _mint(role=Role.CLASSROOM, grants=Grants(subscribe=True))
+    assert verify(token, KEY, SECRET, now=NOW).grants == Grants(subscribe=True)
+
+
+def test_mint_refuses_to_widen() -> None:
+    with pytest.raises(ValueError, match="publish"):
+        _mint(role=Role.VIEWER, grants={"publish": True})
+    with pytest.raises(ValueError, match="admin"):
+        _mint(role=Role.LECTURER, grants=Grants(publish=True, admin=True))
+
+
+def test_verify_ignores_widening_grants_in_a_hand_made_token() -> None:
+    """Another issuer might put anything in 'grants'; the role caps it."""
+    token = _raw(_base_payload(role="viewer", grants={"publish": True, "admin": True, "subscribe": True}))
+    assert verify(token, KEY, SECRET, now=NOW).grants == Grants.for_role(Role.VIEWER)
+
+
+def test_missing_or_unknown_grant_keys_keep_defaults() -> None:
+    token = _raw(_base_payload(role="student", grants={"subscribe": False, "future_grant": True}))
+    assert verify(token, KEY, SECRET, now=NOW).grants == Grants(publish=True, publish_data=True)
+    token = _raw(_base_payload(role="student"))  # no grants claim at all
+    assert verify(token, KEY, SECRET, now=NOW).grants == Grants.for_role(Role.STUDENT)
+
+
+def test_non_boolean_grant_is_refused() -> None:
+    _refused(_raw(_base_payload(grants={"publish": "yes"})))
+    _refused(_raw(_base_payload(grants=["publish"])))
+
+
+def test_expired() -> None:
+    token = _mint(ttl=60)
+    verify(token, KEY, SECRET, now=NOW + 60 + LEEWAY_SECONDS)  # within leeway
+    assert "expired" in _refused(token, now=NOW + 60 + LEEWAY_SECONDS + 1)
+
+
+def test_not_yet_valid() -> None:
+    token = _mint(now=NOW + 3600)
+    verify(token, KEY, SECRET, now=NOW + 3600 - LEEWAY_SECONDS)  # within leeway
+    assert "not valid" in _refused(token, now=NOW)
+
+
+def test_bad_signature() -> None:
+    other_secret = "another-secret-that-is-also-long-enough-for-hs256"
+    token = mint(KEY, other_secret, room="math-101", identity="a", role="student", now=NOW)
+    assert "signature" in _refused(token)
+
+
+def test_tampered_payload() -> None:
+    header, _payload, signature = _mint(role=Role.VIEWER).split(".")
+    forged_payload = _mint(role=Role.ADMIN).split(".")[1]
+    _refused(f"{header}.{forged_payload}.{signature}")
+
+
+def test_wrong_issuer() -> None:
+    token = mint("APIotherkey", SECRET, room="math-101", identity="a", role="student", now=NOW)
+    assert "API key" in _refused(token)
+
+
+def test_wrong_room_is_forbidden() -> None:
+    token = _mint(room="math-101")
+    assert verify(token, KEY, SECRET, room="math-101", now=NOW).room == "math-101"
+    message = _refused(token, room="physics-202", status=403)
+    assert "math-101" in message and "physics-202" in message
+
+
+def test_wrong_room_is_401_when_token_is_otherwise_bad() -> None:
+    """403 is only for a token that is valid; an expired token for another room is still 401."""
+    _refused(_mint(room="math-101", ttl=1), room="physics-202", now=NOW + 3600)
+
+
+@pytest.mark.parametrize("garbage", ["", None, "garbage", "a.b.c", "x" * 500, "eyJhbGciOi.eyJ.sig"])
+def test_garbage(garbage: str | None) -> None:
+    _refused(garbage)
+
+
+def test_missing_exp_is_refused() -> None:
+    payload = _base_payload()
+    del payload["exp"]
+    assert "exp" in _refused(_raw(payload))
+
+
+@pytest.mark.parametrize("claim", ["room", "sub", "role", "iss"])
+def test_missing_required_claims(claim: str) -> None:
+    payload = _base_payload()
+    del payload[claim]
+    _refused(_raw(payload))
+
+
+def test_unknown_role() -> None:
+    assert "role" in _refused(_raw(_base_payload(role="headmaster")))
+
+
+def test_non_numeric_time_claims() -> None:
+    _refused(_raw(_base_payload(exp="tomorrow")))
+    _refused(_raw(_base_payload(nbf="now")))
+
+
+def test_alg_none_is_refused() -> None:
+    token = jwt.encode(_base_payload(), "", algorithm="none")
+    _refused(token)
+
+
+def test_mint_validates_arguments() -> None:
+    with pytest.raises(ValueError, match="role"):
+        _mint(role="headmaster")
+    with pytest.raises(ValueError, match="ttl"):
+        _mint(ttl=0)
+    with pytest.raises(ValueError):
+        _mint(room="")
+    with pytest.raises(ValueError):
+        _mint(identity="")
+
+
+def test_default_now_is_wall_clock() -> None:
+    token = mint(KEY, SECRET, room="r", identity="a", role=Role.TUTOR, ttl=30)
+    claims = verify(token, KEY, SECRET, room="r")
+    assert abs(claims.expires_at - (time.time() + 30)) < 5
