@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -104,9 +103,8 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if config.dev_credentials:
         print(_dev_banner(config), file=out, flush=True)
 
-    # Imported lazily: the media stack is slow to import and `token` needs none of it. import_module
-    # rather than `from signaling import server` keeps this file type-checkable on its own.
-    server = importlib.import_module("signaling.server")
+    # Imported lazily: the media stack is slow to import and `token` needs none of it.
+    from signaling import server
 
     return _run(server.serve(config))
 

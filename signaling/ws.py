@@ -7,6 +7,7 @@ A malformed message earns an error event and nothing else: the connection and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -52,12 +53,14 @@ class Codec:
         return data
 
     async def send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        """Send, or drop the message if the peer is already gone: its session is ending anyway."""
         if ws.closed:
             return
-        if self.binary:
-            await ws.send_bytes(msgpack.packb(message, use_bin_type=True))
-        else:
-            await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        with contextlib.suppress(ConnectionError):
+            if self.binary:
+                await ws.send_bytes(msgpack.packb(message, use_bin_type=True))
+            else:
+                await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
 
 
 def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:

@@ -1,0 +1,98 @@
+"""What operators see: /healthz, /metrics, and the SRTP profiles the server speaks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiortc import rtcdtlstransport
+from kelian_server import Server
+
+from signaling.media import video_track
+
+
+async def scrape(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+async def test_healthz(kelian: Server) -> None:
+    async with aiohttp.ClientSession() as session, session.get(kelian.url + "/healthz") as r:
+        body = await r.json()
+    assert r.status == 200
+    assert body["status"] == "ok"
+    assert body["media"]["port"] == kelian.node.port
+
+
+async def test_metrics_count_rooms_participants_and_packets(kelian: Server) -> None:
+    teacher = kelian.client("teacher", "lecturer")
+    student = kelian.client("student")
+    try:
+        await teacher.connect()
+        await teacher.publish(video_track())
+        await student.connect()
+        remote = (await student.wait_for_tracks(1))[0]
+        for _ in range(10):
+            await asyncio.wait_for(remote.track.recv(), 5)
+        metrics = await scrape(kelian.url)
+        assert metrics["kelian_rooms"] == 1
+        assert metrics["kelian_participants"] == 2
+        assert metrics['kelian_transports{state="connected"}'] == 2
+        assert metrics["kelian_producers"] == 1
+        assert metrics["kelian_consumers"] == 1
+        assert metrics["kelian_packets_sent_total"] > 10
+        assert metrics["kelian_bytes_sent_total"] > 10_000
+        assert metrics["kelian_datagrams_received_total"] > 10
+        assert metrics["kelian_keyframe_requests_total"] >= 1
+        for name in ("kelian_nacks_total", "kelian_plis_total", "kelian_dropped_datagrams_total"):
+            assert name in metrics
+        assert metrics["kelian_forwarding_errors_total"] == 0
+    finally:
+        await student.close()
+        await teacher.close()
+    for _ in range(50):
+        if not kelian.node.transports:
+            break
+        await asyncio.sleep(0.05)
+    after = await scrape(kelian.url)
+    assert after["kelian_rooms"] == 0
+    sent = metrics["kelian_packets_sent_total"]
+    assert after["kelian_packets_sent_total"] >= sent, "counters never go down"
+
+
+@pytest.mark.parametrize(
+    ("client_profiles", "expected"),
+    [
+        (
+            [rtcdtlstransport.SRTP_AEAD_AES_128_GCM, rtcdtlstransport.SRTP_AES128_CM_SHA1_80],
+            b"SRTP_AEAD_AES_128_GCM",
+        ),
+        ([rtcdtlstransport.SRTP_AES128_CM_SHA1_80], b"SRTP_AES128_CM_SHA1_80"),
+    ],
+)
+async def test_srtp_profiles(
+    kelian: Server, monkeypatch: pytest.MonkeyPatch, client_profiles: list[object], expected: bytes
+) -> None:
+    """GCM when the peer offers it (cheaper per packet), AES-CM with HMAC-SHA1-80 for peers without it."""
+    monkeypatch.setattr(rtcdtlstransport, "SRTP_PROFILES", client_profiles)
+    teacher = kelian.client("teacher", "lecturer")
+    student = kelian.client("student")
+    try:
+        await teacher.connect()
+        await teacher.publish(video_track())
+        await student.connect()
+        remote = (await student.wait_for_tracks(1))[0]
+        await asyncio.wait_for(remote.track.recv(), 5)
+        profiles = {t.srtp_profile.name for t in kelian.node.transports.values() if t.srtp_profile}
+        assert profiles == {expected}
+    finally:
+        await student.close()
+        await teacher.close()
