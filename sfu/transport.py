@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -101,7 +102,7 @@ class WebRtcTransport:
     def on_datagram(self, data: bytes) -> None:
         """Everything the Node got from one of our addresses that is not STUN."""
         first = data[0]
-        if 127 < first < 192:
+        if 127 < first < 192 and len(data) >= 12:
             if 192 <= data[1] <= 223:
                 self.on_rtcp(data)
             else:
@@ -177,7 +178,7 @@ class WebRtcTransport:
             return
         try:
             packets = artp.RtcpPacket.parse(rx.unprotect_rtcp(data))
-        except (SrtpError, ValueError, IndexError) as exc:
+        except (SrtpError, ValueError, IndexError, struct.error) as exc:
             self.rtcp_errors += 1
             log.debug("transport %s: RTCP dropped: %s", self.id, exc)
             return

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest_asyncio
 from aiohttp import web
+from aiortc.mediastreams import MediaStreamTrack
 from helpers import free_tcp_port
 
 from sfu.node import Node
 from signaling import appkeys, server
-from signaling.client import Client, use_loopback_candidates
+from signaling.client import Client, RemoteTrack, use_loopback_candidates
 from signaling.config import Config
+from signaling.media import video_track
 from signaling.tokens import mint
 
 API_KEY = "APItest"
@@ -55,3 +61,52 @@ async def kelian() -> AsyncIterator[Server]:
         yield Server(f"http://127.0.0.1:{config.http_port}", config, node, runner)
     finally:
         await server.stop(runner, node)
+
+
+@dataclass
+class Lesson:
+    """A lecturer publishing and a student receiving everything it published."""
+
+    teacher: Client
+    student: Client
+    tracks: list[RemoteTrack]
+
+
+@asynccontextmanager
+async def lesson(
+    kelian: Server,
+    *tracks: MediaStreamTrack,
+    student_role: str = "student",
+    video_codec: str | None = None,
+) -> AsyncIterator[Lesson]:
+    """The teacher connects and publishes ``tracks`` (one test-pattern video by default), then the
+    student connects and waits for all of them; both are closed on the way out, whatever happens."""
+    published = tracks or (video_track(),)
+    teacher = kelian.client("teacher", "lecturer")
+    student = kelian.client("student", student_role)
+    try:
+        await teacher.connect()
+        await teacher.publish(*published, video_codec=video_codec)
+        await student.connect()
+        yield Lesson(teacher, student, await student.wait_for_tracks(len(published)))
+    finally:
+        try:
+            await student.close()
+        finally:
+            await teacher.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` every ``interval`` seconds for at most ``timeout`` seconds (and a bounded
+    number of times); whether it became true. Follow it with the assertion the test means."""
+    if timeout < 0 or interval <= 0:
+        raise ValueError("eventually needs timeout >= 0 and interval > 0")
+    deadline = time.monotonic() + timeout
+    for _ in range(math.ceil(timeout / interval)):
+        if predicate():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(interval, remaining))
+    return predicate()

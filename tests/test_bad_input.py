@@ -13,7 +13,7 @@ import jwt
 import pytest
 from aioice import stun
 from aiortc import RTCPeerConnection
-from kelian_server import API_KEY, Server
+from kelian_server import API_KEY, Server, eventually, lesson
 
 from signaling.client import ClientError
 from signaling.media import video_track
@@ -138,13 +138,8 @@ async def test_bad_websocket_messages_get_errors_and_the_connection_stays(kelian
 
 
 async def test_udp_junk_is_dropped_and_media_keeps_flowing(kelian: Server) -> None:
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(video_track())
-        await student.connect()
-        remote = (await student.wait_for_tracks(1))[0]
+    async with lesson(kelian) as live:
+        remote = live.tracks[0]
         await asyncio.wait_for(remote.track.recv(), 5)
         dropped_before = kelian.node.dropped
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -177,9 +172,6 @@ async def test_udp_junk_is_dropped_and_media_keeps_flowing(kelian: Server) -> No
         sub.on_datagram(b"\x17\xfe\xfd" + os.urandom(40))
         assert sub.srtp_errors >= 1 and sub.rtcp_errors >= 1
         await asyncio.wait_for(remote.track.recv(), 5)
-    finally:
-        await student.close()
-        await teacher.close()
 
 
 async def test_silent_peer_is_closed_after_consent_expires(kelian: Server) -> None:
@@ -206,10 +198,7 @@ async def test_silent_peer_is_closed_after_consent_expires(kelian: Server) -> No
     assert response.attributes["XOR-MAPPED-ADDRESS"] == sock.getsockname()
     transport = next(iter(kelian.node.transports.values()))
     assert transport.state == "connecting"
-    for _ in range(60):
-        if transport.state == "closed":
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: transport.state == "closed", timeout=6, interval=0.1)
     sock.close()
     assert transport.state == "closed"
     assert "consent" in transport.close_reason

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import numpy as np
-import pytest
-from kelian_server import Server
+from kelian_server import Server, eventually, lesson
 
 from signaling.client import Client, RemoteTrack
 from signaling.media import EncodedTrack, audio_track, encode_video, video_track
@@ -78,21 +78,12 @@ async def test_late_joiner_gets_a_keyframe_at_once(kelian: Server) -> None:
 
 
 async def test_h264_is_forwarded(kelian: Server) -> None:
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(
-            EncodedTrack("video", encode_video("h264", keyframe_interval=15), 1 / 30), video_codec="H264"
-        )
-        await student.connect()
-        remote = (await student.wait_for_tracks(1))[0]
+    h264 = EncodedTrack("video", encode_video("h264", keyframe_interval=15), 1 / 30)
+    async with lesson(kelian, h264, video_codec="H264") as live:
+        remote = live.tracks[0]
         frames = await decode_frames(remote, 10)
         assert (frames[-1].width, frames[-1].height) == (640, 360)  # type: ignore[attr-defined]
         assert remote.info["codec"] == "H264"
-    finally:
-        await student.close()
-        await teacher.close()
 
 
 async def test_tracks_appear_and_vanish_with_renegotiation(kelian: Server) -> None:
@@ -106,19 +97,17 @@ async def test_tracks_appear_and_vanish_with_renegotiation(kelian: Server) -> No
         await decode_frames(remote, 3)
         track_id = remote.id
         await teacher.request({"type": "unpublish", "track": track_id})
-        for _ in range(50):
-            if any(e["type"] == "track_unpublished" and e["track"]["id"] == track_id for e in student.events):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("no track_unpublished event")
-        offers = [e for e in student.events if e["type"] == "offer"]
-        for _ in range(50):
-            offers = [e for e in student.events if e["type"] == "offer"]
-            if len(offers) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        assert "a=inactive" in offers[-1]["sdp"], "the removed track's section is made inactive"
+        assert await eventually(
+            lambda: any(
+                e["type"] == "track_unpublished" and e["track"]["id"] == track_id for e in student.events
+            )
+        ), "no track_unpublished event"
+
+        def offers() -> list[dict[str, Any]]:
+            return [e for e in student.events if e["type"] == "offer"]
+
+        await eventually(lambda: len(offers()) >= 2)
+        assert "a=inactive" in offers()[-1]["sdp"], "the removed track's section is made inactive"
     finally:
         await teacher.close()
         await student.close()
@@ -131,30 +120,18 @@ async def test_participant_events(kelian: Server) -> None:
         joined = await a.connect()
         assert joined["participant"]["identity"] == "alice"
         await b.connect()
-        for _ in range(50):
-            if any(e["type"] == "participant_joined" for e in a.events):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: any(e["type"] == "participant_joined" for e in a.events))
         event = next(e for e in a.events if e["type"] == "participant_joined")
         assert event["participant"]["identity"] == "bob"
         await b.close()
-        for _ in range(50):
-            if any(e["type"] == "participant_left" for e in a.events):
-                break
-            await asyncio.sleep(0.05)
-        assert any(e["type"] == "participant_left" for e in a.events)
+        assert await eventually(lambda: any(e["type"] == "participant_left" for e in a.events))
     finally:
         await a.close()
 
 
 async def test_nacks_are_answered_from_the_cache(kelian: Server) -> None:
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(video_track())
-        await student.connect()
-        remote = (await student.wait_for_tracks(1))[0]
+    async with lesson(kelian) as live:
+        remote = live.tracks[0]
         await decode_frames(remote, 5)
         # drop every 20th RTP packet the server sends to the student: its receiver NACKs the gaps
         sub = next(t for t in kelian.node.transports.values() if t.consumers)
@@ -172,24 +149,13 @@ async def test_nacks_are_answered_from_the_cache(kelian: Server) -> None:
         consumer = next(iter(sub.consumers.values()))
         assert kelian.node.nacks > 0
         assert consumer.retransmissions > 0
-    finally:
-        await student.close()
-        await teacher.close()
 
 
 async def test_receiver_report_statistics(kelian: Server) -> None:
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(video_track(), audio_track())
-        await student.connect()
-        tracks = await student.wait_for_tracks(2)
+    async with lesson(kelian, video_track(), audio_track()) as live:
         consumers = [c for t in kelian.node.transports.values() for c in t.consumers.values()]
-        deadline = time.monotonic() + 8
-        decoders = [asyncio.create_task(decode_frames(t, 400)) for t in tracks]
-        while time.monotonic() < deadline and not all(c.rtt is not None for c in consumers):
-            await asyncio.sleep(0.2)
+        decoders = [asyncio.create_task(decode_frames(t, 400)) for t in live.tracks]
+        await eventually(lambda: all(c.rtt is not None for c in consumers), timeout=8, interval=0.2)
         for task in decoders:
             task.cancel()
         assert consumers and all(c.rtt is not None and 0 <= c.rtt < 1 for c in consumers)
@@ -199,9 +165,6 @@ async def test_receiver_report_statistics(kelian: Server) -> None:
         ]
         assert streams and all(s.stats.packets > 0 and s.stats.lost == 0 for s in streams)
         assert all(s.stats.last_sr_arrival > 0 for s in streams), "publisher sender reports were read"
-    finally:
-        await student.close()
-        await teacher.close()
 
 
 async def test_keyframe_requests_are_throttled(kelian: Server) -> None:
@@ -210,10 +173,7 @@ async def test_keyframe_requests_are_throttled(kelian: Server) -> None:
         await teacher.connect()
         await teacher.publish(video_track())
         producer = next(p for t in kelian.node.transports.values() for p in t.producers.values())
-        for _ in range(200):
-            if producer.streams[0].ssrc is not None:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: producer.streams[0].ssrc is not None, timeout=4, interval=0.02)
         before = kelian.node.keyframe_requests
         for _ in range(100):  # a hundred subscribers asking at once
             producer.streams[0].request_keyframe()
@@ -230,9 +190,5 @@ async def test_client_and_server_agree_on_closing(kelian: Server) -> None:
     await teacher.publish(video_track())
     assert kelian.node.transports
     await teacher.close()
-    for _ in range(50):
-        if not kelian.node.transports:
-            break
-        await asyncio.sleep(0.05)
-    assert not kelian.node.transports
+    assert await eventually(lambda: not kelian.node.transports)
     assert not kelian.node.routers, "the room's Router closes with its last participant"

@@ -7,9 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 from aiortc import rtcdtlstransport
-from kelian_server import Server
-
-from signaling.media import video_track
+from kelian_server import Server, eventually, lesson
 
 
 async def scrape(url: str) -> dict[str, float]:
@@ -33,13 +31,8 @@ async def test_healthz(kelian: Server) -> None:
 
 
 async def test_metrics_count_rooms_participants_and_packets(kelian: Server) -> None:
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(video_track())
-        await student.connect()
-        remote = (await student.wait_for_tracks(1))[0]
+    async with lesson(kelian) as live:
+        remote = live.tracks[0]
         for _ in range(10):
             await asyncio.wait_for(remote.track.recv(), 5)
         metrics = await scrape(kelian.url)
@@ -55,13 +48,7 @@ async def test_metrics_count_rooms_participants_and_packets(kelian: Server) -> N
         for name in ("kelian_nacks_total", "kelian_plis_total", "kelian_dropped_datagrams_total"):
             assert name in metrics
         assert metrics["kelian_forwarding_errors_total"] == 0
-    finally:
-        await student.close()
-        await teacher.close()
-    for _ in range(50):
-        if not kelian.node.transports:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: not kelian.node.transports)  # the scrape below checks what is left
     after = await scrape(kelian.url)
     assert after["kelian_rooms"] == 0
     sent = metrics["kelian_packets_sent_total"]
@@ -83,16 +70,7 @@ async def test_srtp_profiles(
 ) -> None:
     """GCM when the peer offers it (cheaper per packet), AES-CM with HMAC-SHA1-80 for peers without it."""
     monkeypatch.setattr(rtcdtlstransport, "SRTP_PROFILES", client_profiles)
-    teacher = kelian.client("teacher", "lecturer")
-    student = kelian.client("student")
-    try:
-        await teacher.connect()
-        await teacher.publish(video_track())
-        await student.connect()
-        remote = (await student.wait_for_tracks(1))[0]
-        await asyncio.wait_for(remote.track.recv(), 5)
+    async with lesson(kelian) as live:
+        await asyncio.wait_for(live.tracks[0].track.recv(), 5)
         profiles = {t.srtp_profile.name for t in kelian.node.transports.values() if t.srtp_profile}
         assert profiles == {expected}
-    finally:
-        await student.close()
-        await teacher.close()

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from kelian_server import Server
+from kelian_server import Server, eventually
 
 from signaling.media import audio_track, video_track
 
@@ -68,11 +68,7 @@ async def test_whip_publish_and_whep_playback(kelian: Server) -> None:
             assert r.status == 404
         async with session.delete(kelian.url + whip_location, headers=auth) as r:
             assert r.status == 200
-        for _ in range(50):
-            if not kelian.node.transports:
-                break
-            await asyncio.sleep(0.05)
-        assert not kelian.node.transports
+        assert await eventually(lambda: not kelian.node.transports)
         await player.close()
         await publisher.close()
 
