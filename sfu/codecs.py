@@ -82,16 +82,21 @@ def match_codec(section: MediaSection) -> tuple[RouterCodec, Codec] | None:
 def extension_table(offered: dict[int, str]) -> bytes | None:
     """Publisher id -> router id, as a 256-byte table; None when no id needs rewriting.
 
-    Unknown extensions are renamed to HIDDEN_EXTENSION_ID, and so is anything sent under an id that
-    subscribers read as something else. Entry 0 is the fallback for ids that do not fit a one-byte
-    header.
+    Only what subscribers read matters: known extensions move to the router's ids, and anything
+    else sent under an id that subscribers negotiate is renamed to HIDDEN_EXTENSION_ID. Other
+    unknown ids (Chromium's transport-cc on 3, say) pass unchanged, since subscribers ignore ids they
+    did not negotiate; so a Chromium publisher costs no rewrite. Entry 0 is the fallback for ids
+    that do not fit a one-byte header.
     """
+    subscribed = {EXTENSION_IDS[uri] for uris in SUBSCRIBER_EXTENSIONS.values() for uri in uris}
     table = bytearray(range(256))
     table[0] = HIDDEN_EXTENSION_ID
     for ext_id, uri in offered.items():
-        table[ext_id] = EXTENSION_IDS.get(uri, HIDDEN_EXTENSION_ID)
-    for uris in SUBSCRIBER_EXTENSIONS.values():
-        for uri in uris:
-            if EXTENSION_IDS[uri] not in offered:
-                table[EXTENSION_IDS[uri]] = HIDDEN_EXTENSION_ID
+        router_id = EXTENSION_IDS.get(uri)
+        if router_id is not None:
+            table[ext_id] = router_id
+        elif ext_id in subscribed:
+            table[ext_id] = HIDDEN_EXTENSION_ID
+    for ext_id in subscribed - offered.keys():  # undeclared, so not what subscribers would take it for
+        table[ext_id] = HIDDEN_EXTENSION_ID
     return None if table[1:] == bytes(range(1, 256)) else bytes(table)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .rtp import is_keyframe
 from .srtp import SrtpError
 from .stats import ntp_now, rtt_from_report
 
@@ -54,7 +53,7 @@ class Consumer:
         "ssrc",
         "stream",
         "sync_seq",
-        "synced",
+        "target",
         "transport",
         "ts_delta",
     )
@@ -68,8 +67,8 @@ class Consumer:
         self.mid = mid
         self.payload_type = producer.codec.payload_type  # WHEP answers use the player's own
         self.ssrc = random.getrandbits(32) or 1
-        self.stream: RtpStream | None = None
-        self.synced = False
+        self.stream: RtpStream | None = None  # the source being forwarded
+        self.target: RtpStream | None = None  # the source to switch to at its next keyframe
         self.sync_seq = 0
         self.seq_delta = 0
         self.ts_delta = 0
@@ -88,20 +87,19 @@ class Consumer:
     # -- forwarding path ------------------------------------------------------------------------
 
     def send(self, packet: bytes, seq: int, ts: int) -> None:
-        transport = self.transport
-        tx = transport.srtp_tx
-        if tx is None:  # not connected yet: do not sync on a keyframe the subscriber would miss
-            return
-        if not self.synced:
-            if self.paused or (self.kind == "video" and not is_keyframe(self.codec_name, packet)):
-                return
-            self._sync(seq, ts)
-        elif (seq - self.sync_seq) & 0xFFFF >= 0x8000:
-            return  # older than the switch point: its sequence number belongs to the old source
+        """Called only while this Consumer is in its stream's `consumers`: synced and keyed."""
+        d = (seq - self.sync_seq) & 0xFFFF
+        if d >= 0x8000:
+            return  # from before the switch point: its sequence number belongs to the old source
+        if d > 0x4000:
+            self.sync_seq = (seq - 0x1000) & 0xFFFF  # slide the window with the stream
         out_seq = (seq + self.seq_delta) & 0xFFFF
         out_ts = (ts + self.ts_delta) & 0xFFFFFFFF
+        transport = self.transport
         try:
-            data = tx.protect_rewritten(packet, self.payload_type, out_seq, out_ts, self.ssrc)
+            data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
+                packet, self.payload_type, out_seq, out_ts, self.ssrc
+            )
         except SrtpError:
             self.errors += 1
             return
@@ -112,43 +110,58 @@ class Consumer:
             self.last_seq = out_seq
             self.last_ts = out_ts
 
-    def _sync(self, seq: int, ts: int) -> None:
-        """Start (or restart after a switch) so the next packet follows the last one sent."""
-        stream = self.stream
-        clock = self.producer.codec.clock_rate
-        gap = 1
-        if stream is not None and self.packets:
-            gap = max(1, int(0.033 * clock))  # about a frame: the switch point has no shared clock
+    def switch_to(self, stream: RtpStream, seq: int, ts: int) -> None:
+        """Called by `stream` at its keyframe: leave the old source and continue the output from here."""
+        old = self.stream
+        if old is not None and old is not stream and self in old.consumers:
+            old.consumers.remove(self)
+        self.stream = stream
+        self.target = None
+        gap = max(1, int(0.033 * self.producer.codec.clock_rate)) if self.packets else 1
         self.seq_delta = (self.last_seq + 1 - seq) & 0xFFFF
-        self.ts_delta = (self.last_ts + gap - ts) & 0xFFFFFFFF
+        self.ts_delta = (self.last_ts + gap - ts) & 0xFFFFFFFF  # about a frame: sources share no clock
         self.sync_seq = seq
-        self.synced = True
+        stream.consumers.append(self)
 
     # -- control ----------------------------------------------------------------------------------
 
+    @property
+    def synced(self) -> bool:
+        return self.stream is not None and self in self.stream.consumers
+
     def attach(self, stream: RtpStream) -> None:
         """Forward `stream` from its next keyframe; the old source keeps flowing until then."""
-        if stream is self.stream:
+        if self.target is not None and self in self.target.pending:
+            self.target.pending.remove(self)
+        if stream is self.stream and self.synced:
+            self.target = None
             return
-        if self.stream is not None and self in self.stream.consumers:
-            self.stream.consumers.remove(self)
-        self.stream = stream
-        self.synced = False
-        stream.consumers.append(self)
+        self.target = stream
+        stream.pending.append(self)
         if self.kind == "video":
             stream.request_keyframe()
 
     def request_keyframe(self) -> None:
-        if self.stream is not None and self.kind == "video":
-            self.stream.request_keyframe()
+        stream = self.target or self.stream
+        if stream is not None and self.kind == "video":
+            stream.request_keyframe()
 
     def pause(self) -> None:
+        """Stop forwarding at once (the subscriber does not know this SSRC yet, or asked for nothing)."""
         self.paused = True
-        self.synced = False
+        for stream in (self.stream, self.target):
+            if stream is not None:
+                for members in (stream.consumers, stream.pending):
+                    if self in members:
+                        members.remove(self)
 
     def resume(self) -> None:
+        """Forward again from the next keyframe."""
         self.paused = False
-        self.request_keyframe()
+        stream = self.target or self.stream
+        if stream is not None:
+            self.target = None
+            self.attach(stream)
 
     def on_nack(self, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the Producer's cache, rewritten as the original was."""
@@ -213,7 +226,6 @@ class Consumer:
         if self.closed:
             return
         self.closed = True
-        if self.stream is not None and self in self.stream.consumers:
-            self.stream.consumers.remove(self)
+        self.pause()
         for callback in list(self.on_close):
             callback(self)

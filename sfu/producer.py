@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .rtp import SEQ_TS_SSRC, U16, U32, RtpError, payload_offset, remap_extension_ids
+from .rtp import SEQ_TS_SSRC, U16, U32, RtpError, is_keyframe, payload_offset, remap_extension_ids
 from .stats import ReceiveStats
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class RtpStream:
         "keyframe_pending",
         "last_keyframe_request",
         "normalize",
+        "pending",
         "producer",
         "rid",
         "rtx_ssrc",
@@ -88,7 +89,8 @@ class RtpStream:
         self.rtx_ssrc: int | None = None
         self.stats = ReceiveStats(producer.codec.clock_rate)
         self.cache: list[bytes | None] = [None] * CACHE_SIZE
-        self.consumers: list[Consumer] = []
+        self.consumers: list[Consumer] = []  # forwarding this stream now
+        self.pending: list[Consumer] = []  # switching to this stream at its next keyframe
         self.normalize: Callable[[bytes], bytes] | None = None
         self.last_keyframe_request = 0.0
         self.keyframe_pending = False
@@ -100,8 +102,19 @@ class RtpStream:
         seq, ts, _ = SEQ_TS_SSRC.unpack_from(packet, 2)
         self.stats.update(seq, ts, len(packet))
         self.cache[seq & CACHE_MASK] = packet
+        if self.pending:
+            self._promote(packet, seq, ts)
         for consumer in self.consumers:
             consumer.send(packet, seq, ts)
+
+    def _promote(self, packet: bytes, seq: int, ts: int) -> None:
+        """At a keyframe (any audio packet), waiting Consumers whose transport is keyed switch here."""
+        if self.producer.kind == "video" and not is_keyframe(self.producer.codec.name, packet):
+            return
+        for consumer in list(self.pending):
+            if consumer.transport.srtp_tx is not None:
+                self.pending.remove(consumer)
+                consumer.switch_to(self, seq, ts)
 
     def receive_rtx(self, packet: bytes) -> None:
         """RFC 4588: restore the original packet (OSN, payload type, SSRC) and forward it."""
@@ -193,7 +206,7 @@ class Producer:
         for callback in list(self.on_close):
             callback(self)
         for stream in self.streams:
-            for consumer in list(stream.consumers):
+            for consumer in list(stream.consumers) + list(stream.pending):
                 consumer.close()
 
 

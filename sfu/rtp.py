@@ -142,52 +142,56 @@ def remap_extension_ids(buf: bytearray, table: bytes) -> None:
 
 
 def is_keyframe(codec: str, data: bytes | bytearray) -> bool:
-    """Whether this packet starts a decodable picture: the Consumer waits for one before forwarding."""
+    """Whether this packet starts a decodable picture: a Consumer switches sources only there."""
     try:
         offset = payload_offset(data)
     except RtpError:
         return False
-    if offset >= payload_end(data):
+    end = payload_end(data)
+    if offset >= end:
         return False
     if codec == "VP8":
-        return _vp8_keyframe(data, offset)
+        return _vp8_keyframe(data, offset, end)
     if codec == "H264":
-        return _h264_keyframe(data, offset)
+        return _h264_keyframe(data, offset, end)
     return True
 
 
-def _vp8_keyframe(data: bytes | bytearray, offset: int) -> bool:
+def _vp8_keyframe(data: bytes | bytearray, offset: int, end: int) -> bool:
     """RFC 7741: start of partition 0 with the P bit of the VP8 frame header clear."""
     d = data[offset]
     if not d & 0x10 or d & 0x07:  # S bit and partition index 0
         return False
     pos = offset + 1
     if d & 0x80:  # X: extension byte
+        if pos >= end:
+            return False
         x = data[pos]
         pos += 1
-        if x & 0x80:  # I: picture id
+        if x & 0x80:  # I: picture id, one or two bytes
+            if pos >= end:
+                return False
             pos += 2 if data[pos] & 0x80 else 1
         if x & 0x40:  # L: TL0PICIDX
             pos += 1
         if x & 0x30:  # T or K: TID/KEYIDX byte
             pos += 1
-    return pos < len(data) and not data[pos] & 0x01
+    return pos < end and not data[pos] & 0x01
 
 
-def _h264_keyframe(data: bytes | bytearray, offset: int) -> bool:
+def _h264_keyframe(data: bytes | bytearray, offset: int, end: int) -> bool:
     """RFC 6184: an IDR slice or an SPS, alone, in a STAP-A, or at the start of an FU-A."""
     nal = data[offset] & 0x1F
     if nal in (5, 7):
         return True
     if nal == 24:  # STAP-A: walk the aggregated NAL units
         pos = offset + 1
-        while pos + 2 < len(data):
-            size = U16.unpack_from(data, pos)[0]
-            if pos + 2 < len(data) and data[pos + 2] & 0x1F in (5, 7):
+        while pos + 2 < end:
+            if data[pos + 2] & 0x1F in (5, 7):
                 return True
-            pos += 2 + size
+            pos += 2 + U16.unpack_from(data, pos)[0]
         return False
-    if nal == 28 and offset + 1 < len(data):  # FU-A: start bit and type of the fragmented unit
+    if nal == 28 and offset + 1 < end:  # FU-A: start bit and type of the fragmented unit
         fu = data[offset + 1]
         return bool(fu & 0x80) and fu & 0x1F in (5, 7)
     return False

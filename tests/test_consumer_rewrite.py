@@ -1,0 +1,454 @@
+"""Unit tests for the Consumer's header rewrite: keyframe start, continuous sequence numbers,
+timestamp deltas, layer switches and NACK answers.
+
+Built on the fake Transport of benchmarks/consumer_cost.py; what the Consumer "sends" is captured
+from `srtp_tx.protect_rewritten` (the rewritten header fields) and, in one test, decrypted with a
+matching inbound SRTP context to show the bytes on the wire carry the same header.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# benchmarks/ is not an installed package: make the repository root importable when pytest runs
+# from its entry-point script (python -m pytest already has it on sys.path).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
+from benchmarks.consumer_cost import FakeTransport, vp8_packets  # noqa: E402
+from sfu.consumer import Consumer  # noqa: E402
+from sfu.producer import CodecSpec, Producer, ProducerSpec, RtpStream, StreamSpec  # noqa: E402
+from sfu.srtp import AEAD_AES_128_GCM, SrtpContext  # noqa: E402
+
+VP8 = CodecSpec("VP8", "video", 96, 90000, None, "", 97)
+OPUS = CodecSpec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1", None)
+SWITCH_GAP = int(0.033 * 90000)  # the timestamp step the Consumer puts at a source switch
+
+
+@dataclass
+class Sent:
+    packet: bytes  # the Producer's packet, as handed to the SRTP context
+    pt: int
+    seq: int
+    ts: int
+    ssrc: int
+
+
+class CaptureTx:
+    """Stands in for the outbound SrtpContext: records the rewrite instead of encrypting."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def protect_rewritten(self, packet: bytes, pt: int, seq: int, ts: int, ssrc: int) -> bytes:
+        self.sent.append(Sent(bytes(packet), pt, seq, ts, ssrc))
+        return b"srtp"
+
+
+class CapturingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tx = CaptureTx()
+        self.srtp_tx = self.tx  # type: ignore[assignment]
+        self.keyframe_requests: list[int] = []
+        self.datagrams: list[bytes] = []
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        super().sendto(data, addr)
+        self.datagrams.append(bytes(data))
+
+    def send_keyframe_request(self, producer: Producer, ssrc: int) -> None:
+        self.keyframe_requests.append(ssrc)
+
+    @property
+    def out(self) -> list[Sent]:
+        """What the Consumer handed to SRTP, in order (the benchmark's `sent` is a count)."""
+        return self.tx.sent
+
+
+def vp8(seq: int, ts: int, ssrc: int, key: bool = False, marker: bool = False, size: int = 40) -> bytes:
+    """One VP8 packet starting a frame: keyframe (P=0) or interframe (P=1)."""
+    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 96, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+    descriptor = bytes([0x90, 0x80, 0x80 | (seq >> 8 & 0x7F), seq & 0xFF])
+    tag = b"\x50\x42\x00\x9d\x01\x2a" if key else b"\x31\x0b\x00"
+    return header + descriptor + tag + bytes(range(size))
+
+
+def producer_with(*rids: str | None, codec: CodecSpec = VP8) -> Producer:
+    spec = ProducerSpec(
+        kind=codec.kind,
+        mid="1",
+        codec=codec,
+        publisher_payload_type=codec.payload_type,
+        publisher_rtx_payload_type=codec.rtx_payload_type,
+        streams=[StreamSpec(rid=rid) for rid in rids],
+    )
+    return Producer(CapturingTransport(), spec)  # type: ignore[arg-type]
+
+
+def keyframe_requests(producer: Producer) -> list[int]:
+    """SSRCs the publisher's Transport was asked to send PLI/FIR for."""
+    transport = producer.transport
+    assert isinstance(transport, CapturingTransport)
+    return transport.keyframe_requests
+
+
+def subscribe(producer: Producer, stream: RtpStream | None = None) -> tuple[Consumer, CapturingTransport]:
+    transport = CapturingTransport()
+    consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
+    consumer.attach(stream or producer.streams[0])
+    return consumer, transport
+
+
+def diffs(values: list[int], bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [(b - a) & mask for a, b in itertools.pairwise(values)]
+
+
+# --- starting on a keyframe ---------------------------------------------------------------------
+
+
+def test_video_waits_for_a_keyframe() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    stream.ssrc = 0xAAAA
+    consumer, transport = subscribe(producer)
+    assert keyframe_requests(producer) == [0xAAAA]  # attaching asks the publisher for a keyframe
+    first_seq = consumer.last_seq
+    for seq in range(100, 105):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA))
+    assert transport.out == [] and consumer.packets == 0
+    stream.receive(vp8(105, 105 * 3000, 0xAAAA, key=True))
+    for seq in range(106, 110):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA))
+    assert [s.packet[1] for s in transport.out] == [96] * 5
+    assert transport.out[0].packet == vp8(105, 105 * 3000, 0xAAAA, key=True)
+    assert transport.out[0].seq == (first_seq + 1) & 0xFFFF
+    assert consumer.packets == 5 and len(transport.datagrams) == 5
+
+
+def test_benchmark_packets_start_on_their_keyframe() -> None:
+    producer = producer_with(None)
+    consumer, transport = subscribe(producer)
+    packets = vp8_packets(24)
+    for packet in packets[1:8]:  # interframes only
+        producer.streams[0].receive(packet)
+    assert transport.out == []
+    for packet in packets:  # the keyframe, then everything after it
+        producer.streams[0].receive(packet)
+    assert len(transport.out) == 24 and consumer.packets == 24
+    assert consumer.bytes == sum(len(p) for p in packets)
+
+
+def test_audio_needs_no_keyframe() -> None:
+    producer = producer_with(None, codec=OPUS)
+    _, transport = subscribe(producer)
+    assert keyframe_requests(producer) == []
+    header = struct.pack("!BBHII", 0x80, 111, 7, 960, 0xBBBB)
+    producer.streams[0].receive(header + b"\xfc\xff\xfe")
+    assert len(transport.out) == 1 and transport.out[0].pt == 111
+
+
+def test_nothing_is_sent_before_srtp_keys() -> None:
+    producer = producer_with(None)
+    consumer, transport = subscribe(producer)
+    transport.srtp_tx = None
+    producer.streams[0].receive(vp8(1, 0, 0xAAAA, key=True))
+    transport.srtp_tx = transport.tx  # type: ignore[assignment]
+    producer.streams[0].receive(vp8(2, 0, 0xAAAA))  # the keyframe was not seen: still waiting
+    assert transport.out == [] and not consumer.synced
+    producer.streams[0].receive(vp8(3, 3000, 0xAAAA, key=True))
+    assert len(transport.out) == 1
+
+
+# --- continuous output ---------------------------------------------------------------------------
+
+
+def test_sequence_numbers_continue_and_timestamps_keep_their_deltas() -> None:
+    producer = producer_with(None)
+    consumer, transport = subscribe(producer)
+    consumer.last_seq, consumer.last_ts = 0xFFF0, 0xFFFFF000  # both wrap during the test
+    consumer.payload_type = 100  # a WHEP player's own payload type
+    packets = vp8_packets(64)
+    for packet in packets:
+        producer.streams[0].receive(packet)
+    sent = transport.out
+    assert len(sent) == 64
+    assert sent[0].seq == 0xFFF1 and sent[0].ts == 0xFFFFF001
+    assert diffs([s.seq for s in sent], 16) == [1] * 63
+    in_ts = [struct.unpack_from("!I", p, 4)[0] for p in packets]
+    assert diffs([s.ts for s in sent], 32) == diffs(in_ts, 32)
+    assert {s.ssrc for s in sent} == {consumer.ssrc} and {s.pt for s in sent} == {100}
+    assert [s.packet for s in sent] == packets  # the payload goes out unchanged
+    assert (consumer.last_seq, consumer.last_ts) == (sent[-1].seq, sent[-1].ts)
+
+
+def test_incoming_wrap_and_gaps_are_passed_through() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    _, transport = subscribe(producer)
+    seqs = [0xFFFC, 0xFFFD, 0xFFFF, 0x0000, 0x0001, 0x0004]  # 0xFFFE, 2 and 3 are lost upstream
+    for i, seq in enumerate(seqs):
+        stream.receive(vp8(seq, 0xFFFFFF00 + i * 100, 0xAAAA, key=i == 0))
+    assert diffs([s.seq for s in transport.out], 16) == [1, 2, 1, 1, 3]  # the subscriber NACKs them
+    assert diffs([s.ts for s in transport.out], 32) == [100] * 5
+
+
+def test_reordered_packets_keep_their_place() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    for seq in (10, 11, 13, 12, 14):
+        stream.receive(vp8(seq, 9000, 0xAAAA, key=seq == 10))
+    base = transport.out[0].seq
+    assert [(s.seq - base) & 0xFFFF for s in transport.out] == [0, 1, 3, 2, 4]
+    assert consumer.last_seq == (base + 4) & 0xFFFF
+    stream.receive(vp8(9, 6000, 0xAAAA))  # older than the keyframe the Consumer started on
+    assert len(transport.out) == 5
+
+
+def test_marker_bit_survives() -> None:
+    producer = producer_with(None)
+    _, transport = subscribe(producer)
+    producer.streams[0].receive(vp8(1, 0, 0xAAAA, key=True, marker=True))
+    assert transport.out[0].packet[1] & 0x80
+
+
+def test_wire_bytes_decrypt_to_the_rewritten_header() -> None:
+    key = bytes(range(AEAD_AES_128_GCM.key_length + AEAD_AES_128_GCM.salt_length))
+    producer = producer_with(None)
+    transport = CapturingTransport()
+    transport.srtp_tx = SrtpContext(AEAD_AES_128_GCM, key, True)
+    consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
+    consumer.attach(producer.streams[0])
+    consumer.payload_type = 98
+    consumer.last_seq, consumer.last_ts = 41, 1_000_000
+    packets = [vp8(500 + i, 20_000 + i * 3000, 0xAAAA, key=i == 0, marker=i == 2) for i in range(3)]
+    for packet in packets:
+        producer.streams[0].receive(packet)
+    rx = SrtpContext(AEAD_AES_128_GCM, key, False)
+    plain = [rx.unprotect(data) for data in transport.datagrams]
+    for i, (packet, data) in enumerate(zip(packets, plain, strict=True)):
+        marker_pt, seq, ts, ssrc = struct.unpack_from("!BHII", data, 1)
+        assert (marker_pt & 0x7F, seq, ts, ssrc) == (98, 42 + i, 1_000_001 + i * 3000, consumer.ssrc)
+        assert bool(marker_pt & 0x80) == (i == 2)
+        assert data[0] == packet[0] and data[12:] == packet[12:]
+
+
+# --- switching streams ---------------------------------------------------------------------------
+
+
+def two_layer_producer() -> tuple[Producer, RtpStream, RtpStream]:
+    producer = producer_with("q", "f")
+    q, f = producer.streams
+    q.ssrc, f.ssrc = 0x1111, 0x2222
+    assert producer.stream_by_rid("q") is q and producer.stream_by_rid("f") is f
+    return producer, q, f
+
+
+def test_switch_continues_sequence_numbers_and_waits_for_the_keyframe() -> None:
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    for i in range(10):  # q: seq 5000.., ts 100000..
+        q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 0))
+    last = transport.out[-1]
+
+    consumer.attach(f)
+    assert keyframe_requests(producer) == [0x1111, 0x2222]
+    assert f.pending == [consumer] and q.consumers == [consumer], "q flows until f's keyframe"
+    for i in range(5):  # f runs on its own numbering: interframes are not forwarded yet
+        f.receive(vp8(30000 + i, 7_000_000 + i * 3000, 0x2222))
+    assert len(transport.out) == 10
+
+    for i in range(5, 12):  # f's keyframe, then more
+        f.receive(vp8(30000 + i, 7_000_000 + i * 3000, 0x2222, key=i == 5))
+    sent = transport.out
+    assert len(sent) == 17
+    assert f.consumers == [consumer] and q.consumers == [] and f.pending == []
+    assert sent[10].packet[8:12] == b"\x00\x00\x22\x22"  # the first f packet...
+    assert sent[10].seq == (last.seq + 1) & 0xFFFF  # ...follows the last q packet: no gap
+    assert diffs([s.seq for s in sent], 16) == [1] * 16  # and no repeat anywhere
+    assert sent[10].ts == (last.ts + SWITCH_GAP) & 0xFFFFFFFF  # about one frame later
+    assert diffs([s.ts for s in sent[10:]], 32) == [3000] * 6
+    assert {s.ssrc for s in sent} == {consumer.ssrc}
+
+
+def test_switch_at_sequence_wrap() -> None:
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    consumer.last_seq = 0xFFFD
+    for i in range(2):
+        q.receive(vp8(10 + i, i * 3000, 0x1111, key=i == 0))
+    consumer.attach(f)
+    for i in range(3):
+        f.receive(vp8(0xFFFF + i, 90_000 + i * 3000, 0x2222, key=i == 0))
+    assert [s.seq for s in transport.out] == [0xFFFE, 0xFFFF, 0x0000, 0x0001, 0x0002]
+
+
+async def test_switching_back_and_forth() -> None:
+    """The second switch to a stream asks for its keyframe through the throttle (a timer)."""
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    q_seq, f_seq = 100, 60000
+    for _ in range(3):
+        q.receive(vp8(q_seq, q_seq * 3000, 0x1111, key=q_seq == 100))
+        q_seq += 1
+    for layer, ssrc in ((f, 0x2222), (q, 0x1111), (f, 0x2222)):
+        consumer.attach(layer)
+        seq = f_seq if layer is f else q_seq
+        for i in range(4):
+            layer.receive(vp8(seq + i, (seq + i) * 3000, ssrc, key=i == 1))
+        if layer is f:
+            f_seq += 4
+        else:
+            q_seq += 4
+    # 3 from q, then 3 of every 4 (from each keyframe on) after each of three switches
+    assert len(transport.out) == 3 + 3 * 3
+    assert diffs([s.seq for s in transport.out], 16) == [1] * 11
+    assert f.keyframe_pending  # the third switch came within the throttle interval
+
+
+def test_attaching_the_same_stream_again_changes_nothing() -> None:
+    producer, q, _ = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    q.receive(vp8(1, 0, 0x1111, key=True))
+    consumer.attach(q)
+    q.receive(vp8(2, 3000, 0x1111))
+    assert len(transport.out) == 2 and keyframe_requests(producer) == [0x1111]
+
+
+def test_old_stream_keeps_flowing_until_the_new_keyframe() -> None:
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    q.receive(vp8(10, 0, 0x1111, key=True))
+    consumer.attach(f)
+    q.receive(vp8(11, 3000, 0x1111))
+    q.receive(vp8(12, 6000, 0x1111))
+    assert len(transport.out) == 3  # q goes on while f has no keyframe
+    f.receive(vp8(900, 50_000, 0x2222, key=True))
+    q.receive(vp8(13, 9000, 0x1111))  # ...and stops once f has taken over
+    assert len(transport.out) == 4
+    assert diffs([s.seq for s in transport.out], 16) == [1, 1, 1]
+
+
+# --- pause / resume --------------------------------------------------------------------------------
+
+
+async def test_resume_waits_for_a_keyframe_and_continues() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    for seq in range(3):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA, key=seq == 0))
+    consumer.pause()
+    for seq in range(3, 8):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA, key=seq == 5))
+    assert len(transport.out) == 3
+    consumer.resume()
+    stream.receive(vp8(8, 8 * 3000, 0xAAAA))
+    stream.receive(vp8(9, 9 * 3000, 0xAAAA, key=True))
+    assert len(transport.out) == 4
+    assert diffs([s.seq for s in transport.out], 16) == [1, 1, 1]
+
+
+# --- NACKs -------------------------------------------------------------------------------------------
+
+
+def test_nack_resends_the_cached_packet_with_its_outgoing_numbers() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    consumer.last_seq = 0xFFFD  # outgoing numbers wrap: 0xFFFE, 0xFFFF, 0, 1, ...
+    packets = [vp8(300 + i, 40_000 + i * 3000, 0xAAAA, key=i == 0) for i in range(8)]
+    for packet in packets:
+        stream.receive(packet)
+    original = list(transport.out)
+    consumer.on_nack([original[1].seq, original[4].seq])
+    resent = transport.out[8:]
+    assert [(s.seq, s.ts, s.ssrc, s.pt) for s in resent] == [
+        (o.seq, o.ts, o.ssrc, o.pt) for o in (original[1], original[4])
+    ]
+    assert [s.packet for s in resent] == [packets[1], packets[4]]
+    assert [s.seq for s in resent] == [0xFFFF, 0x0002]
+    assert consumer.retransmissions == 2 and consumer.nacks == 1 and consumer.packets == 8
+    assert len(transport.datagrams) == 10
+
+
+def test_nack_ignores_what_cannot_be_answered() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    for i in range(4):
+        stream.receive(vp8(300 + i, i * 3000, 0xAAAA, key=i == 0))
+    first = transport.out[0].seq
+    consumer.on_nack(
+        [
+            (first - 1) & 0xFFFF,  # before the keyframe this Consumer started on
+            (first + 10) & 0xFFFF,  # never received
+            (first + 0x4000) & 0xFFFF,  # far ahead: another packet sits in that cache slot
+        ]
+    )
+    assert len(transport.out) == 4 and consumer.retransmissions == 0 and consumer.nacks == 1
+
+
+def test_nack_for_a_packet_lost_upstream_is_answered_once_it_arrives() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    stream.receive(vp8(1, 0, 0xAAAA, key=True))
+    stream.receive(vp8(3, 0, 0xAAAA))
+    hole = (transport.out[0].seq + 1) & 0xFFFF
+    consumer.on_nack([hole])
+    assert consumer.retransmissions == 0
+    stream.receive(vp8(2, 0, 0xAAAA))  # the publisher's retransmission fills the hole...
+    assert transport.out[-1].seq == hole  # ...and is forwarded under the number the subscriber expects
+    consumer.on_nack([hole])
+    assert consumer.retransmissions == 1 and transport.out[-1].seq == hole
+
+
+def test_nack_after_a_switch_uses_the_new_stream() -> None:
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    for i in range(3):
+        q.receive(vp8(10 + i, i * 3000, 0x1111, key=i == 0))
+    consumer.attach(f)
+    for i in range(3):
+        f.receive(vp8(20 + i, i * 3000, 0x2222, key=i == 0))
+    q_out = [s.seq for s in transport.out[:3]]
+    f_out = [s.seq for s in transport.out[3:]]
+    consumer.on_nack(q_out)  # sent from q: mapping them through f's delta would resend wrong data
+    assert len(transport.out) == 6
+    consumer.on_nack([f_out[1]])
+    assert transport.out[-1].packet == vp8(21, 3000, 0x2222) and transport.out[-1].seq == f_out[1]
+
+
+def test_nack_before_any_media_is_ignored() -> None:
+    producer = producer_with(None)
+    consumer, transport = subscribe(producer)
+    consumer.on_nack([1, 2, 3])
+    assert transport.out == [] and consumer.nacks == 1
+
+
+# --- long runs -----------------------------------------------------------------------------------------
+
+
+def test_forwarding_continues_past_half_the_sequence_space() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    packet = bytearray(vp8(0, 0, 0xAAAA, key=True))
+    stream.receive(bytes(packet))
+    packet[12:] = vp8(1, 0, 0xAAAA)[12:]  # interframes from here on
+    for seq in range(1, 0x8000 + 16):
+        struct.pack_into("!HI", packet, 2, seq, seq // 30 * 3000)
+        stream.receive(bytes(packet))
+    assert consumer.packets == 0x8000 + 16  # about 30 s of 720p video
+    last = transport.out[-1]
+    consumer.on_nack([last.seq])  # NACKs of recent packets are answered too
+    assert consumer.retransmissions == 1

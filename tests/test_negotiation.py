@@ -1,0 +1,611 @@
+"""Unit tests for sfu.negotiation (the server's answers and offers) and codecs.extension_table.
+
+A fake Transport carries exactly what negotiation.py reads and writes; one test runs the same
+answer through a real, unstarted Node's Transport to show the fake does not hide anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+from test_sdp import CHROME_FP, CHROME_OFFER, FIREFOX_OFFER, OBS_OFFER, RID_URI, RRID_URI
+
+from sfu import codecs
+from sfu.codecs import HIDDEN_EXTENSION_ID, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
+from sfu.codecs import URI_VIDEO_ORIENTATION as URI_ORIENTATION
+from sfu.negotiation import (
+    NegotiationError,
+    SubscriberSlot,
+    accept_answer,
+    answer_publish,
+    offer_subscribe,
+)
+from sfu.node import Node
+from sfu.producer import CodecSpec, ProducerSpec, StreamSpec
+from sfu.sdp import Rid, SessionDescription, parse, serialize
+
+SERVER_FP = ":".join(["5A"] * 32)
+CANDIDATE = "1 1 udp 2130706431 192.0.2.10 8701 typ host"
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+# What aiortc 1.x offers (addresses replaced by documentation ones): opus and VP8 under its own
+# payload types, a=ssrc with an FID group for RTX, mid on id 1 and abs-send-time on id 3.
+AIORTC_FP = "34:B1:46:71:84:E6:66:72:C1:3D:D3:60:BA:37:CE:FA:60:D5:F7:51:CF:9C:71:B8:99:26:76:97:30:5E:2F:81"
+AIORTC_OFFER = f"""v=0
+o=- 4004551536 4004551536 IN IP4 0.0.0.0
+s=-
+t=0 0
+a=group:BUNDLE 0 1
+a=msid-semantic:WMS *
+m=audio 46578 UDP/TLS/RTP/SAVPF 96 9 0 8
+c=IN IP4 192.0.2.2
+a=sendrecv
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid
+a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level
+a=mid:0
+a=msid:8aed9c60-8c20-4b40-aca3-30e52a82e9b4 feeae23a-2018-4976-98d4-1cc6c4c0c234
+a=rtcp:9 IN IP4 0.0.0.0
+a=rtcp-mux
+a=ssrc:90425664 cname:b5591167-9be4-405a-9ccf-0c263d40f572
+a=rtpmap:96 opus/48000/2
+a=rtpmap:9 G722/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=candidate:f957a2332b1715da3b0ef8ba684454eb 1 udp 2130706431 192.0.2.2 46578 typ host
+a=end-of-candidates
+a=ice-ufrag:CBBv
+a=ice-pwd:sDNDrx6GyWTulc2ik2LysU
+a=fingerprint:sha-256 {AIORTC_FP}
+a=setup:actpass
+m=video 42987 UDP/TLS/RTP/SAVPF 97 98 99 100
+c=IN IP4 192.0.2.2
+a=sendrecv
+a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid
+a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=mid:1
+a=msid:8aed9c60-8c20-4b40-aca3-30e52a82e9b4 be8364a4-d76c-4ac2-afaf-33f4229a991f
+a=rtcp:9 IN IP4 0.0.0.0
+a=rtcp-mux
+a=ssrc-group:FID 3991049345 3824283221
+a=ssrc:3991049345 cname:b5591167-9be4-405a-9ccf-0c263d40f572
+a=ssrc:3824283221 cname:b5591167-9be4-405a-9ccf-0c263d40f572
+a=rtpmap:97 VP8/90000
+a=rtcp-fb:97 nack
+a=rtcp-fb:97 nack pli
+a=rtcp-fb:97 goog-remb
+a=rtpmap:98 rtx/90000
+a=fmtp:98 apt=97
+a=rtpmap:99 H264/90000
+a=rtcp-fb:99 nack
+a=rtcp-fb:99 nack pli
+a=rtcp-fb:99 goog-remb
+a=fmtp:99 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f
+a=rtpmap:100 rtx/90000
+a=fmtp:100 apt=99
+a=candidate:f957a2332b1715da3b0ef8ba684454eb 1 udp 2130706431 192.0.2.2 42987 typ host
+a=end-of-candidates
+a=ice-ufrag:CBBv
+a=ice-pwd:sDNDrx6GyWTulc2ik2LysU
+a=fingerprint:sha-256 {AIORTC_FP}
+a=setup:actpass
+""".replace("\n", "\r\n")
+
+VIDEO_HEAD = f"""v=0
+o=- 1 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0
+m=video 9 UDP/TLS/RTP/SAVPF {{pts}}
+c=IN IP4 0.0.0.0
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=fingerprint:sha-256 {CHROME_FP}
+a=setup:actpass
+a=mid:0
+a=sendonly
+a=rtcp-mux
+"""
+
+
+def video_offer(pts: str, body: str) -> str:
+    return (VIDEO_HEAD.format(pts=pts) + body).replace("\n", "\r\n")
+
+
+@dataclass
+class FakeNode:
+    certificate_fingerprint: str = SERVER_FP
+
+    @property
+    def certificate(self) -> FakeNode:
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        return self.certificate_fingerprint
+
+    def candidate(self) -> str:
+        return CANDIDATE
+
+
+@dataclass
+class FakeTransport:
+    """The attributes of WebRtcTransport that negotiation.py touches."""
+
+    node: FakeNode = field(default_factory=FakeNode)
+    ice_ufrag: str = "sfuU"
+    ice_pwd: str = "sfu-password-0123456789ab"
+    ext_ids: dict[str, int] = field(default_factory=dict)
+    ext_table: bytes | None = None
+    remote: list[tuple[list[tuple[str, str]], str | None]] = field(default_factory=list)
+
+    def set_remote(self, fingerprints: list[tuple[str, str]], setup: str | None) -> None:
+        self.remote.append((fingerprints, setup))
+
+
+def publish(offer: str) -> tuple[str, SessionDescription, list[ProducerSpec], FakeTransport]:
+    transport = FakeTransport()
+    text, specs = answer_publish(offer, transport)  # type: ignore[arg-type]
+    return text, parse(text), specs, transport
+
+
+def drop_lines(text: str, pattern: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if not re.match(pattern, line))
+
+
+# --- answer_publish: Chromium simulcast ---------------------------------------------------------
+
+
+def test_chrome_simulcast_answer_lines() -> None:
+    text, _, _, _ = publish(CHROME_OFFER)
+    lines = text.split("\r\n")
+    for expected in (
+        "a=ice-lite",
+        "a=rid:q recv",
+        "a=rid:h recv",
+        "a=rid:f recv",
+        "a=simulcast:recv q;h;f",
+        "a=setup:passive",
+        "a=recvonly",
+        f"a=candidate:{CANDIDATE}",
+        f"a=fingerprint:sha-256 {SERVER_FP}",
+        "a=ice-ufrag:sfuU",
+        "a=ice-pwd:sfu-password-0123456789ab",
+    ):
+        assert expected in lines, expected
+    assert "a=setup:active" not in lines and "a=sendonly" not in lines and "a=sendrecv" not in lines
+    assert text.endswith("\r\n")
+
+
+def test_chrome_simulcast_answer_structure() -> None:
+    _, answer, _, transport = publish(CHROME_OFFER)
+    assert answer.ice_lite
+    assert answer.groups == [("BUNDLE", ["0", "1"])]  # the rejected data channel is not bundled
+    audio, video, data = answer.media
+    assert [m.mid for m in answer.media] == ["0", "1", "2"]
+    for m in (audio, video):
+        assert m.port == 9 and m.direction == "recvonly" and m.setup == "passive"
+        assert m.candidates == [CANDIDATE] and m.end_of_candidates
+        assert m.rtcp_mux and m.fingerprints == [("sha-256", SERVER_FP)]
+        assert (m.ice_ufrag, m.ice_pwd) == (transport.ice_ufrag, transport.ice_pwd)
+    assert video.rids == [Rid("q", "recv"), Rid("h", "recv"), Rid("f", "recv")]
+    assert video.simulcast == "recv q;h;f" and video.rtcp_rsize
+    # the offer's own ids for what the SFU reads (mid, rid, repaired-rid) and forwards
+    assert video.extmaps == {
+        2: URI_ABS_SEND_TIME,
+        13: URI_ORIENTATION,
+        4: URI_MID,
+        10: RID_URI,
+        11: RRID_URI,
+    }
+    assert audio.extmaps == {1: URI_AUDIO_LEVEL, 2: URI_ABS_SEND_TIME, 4: URI_MID}
+    assert TWCC_URI not in video.extmaps.values()
+    # one codec (+ its RTX) per section, with the feedback the SFU terminates
+    assert [(c.payload_type, c.name) for c in video.codecs] == [(96, "VP8"), (97, "rtx")]
+    assert video.codecs[0].rtcp_fb == ["goog-remb", "ccm fir", "nack", "nack pli"]
+    assert video.codecs[1].fmtp == {"apt": "96"} and video.formats == ["96", "97"]
+    assert [(c.payload_type, c.name) for c in audio.codecs] == [(111, "opus")]
+    assert audio.codecs[0].fmtp == {"minptime": "10", "useinbandfec": "1"}
+    assert audio.codecs[0].rtcp_fb == [] and audio.rids == [] and audio.simulcast is None
+    # the data channel is refused: port 0, inactive, no candidates
+    assert (data.kind, data.port, data.direction) == ("application", 0, "inactive")
+    assert data.candidates == [] and data.formats == ["webrtc-datachannel"]
+
+
+def test_chrome_simulcast_producer_specs() -> None:
+    _, _, specs, transport = publish(CHROME_OFFER)
+    audio, video = specs
+    assert video.kind == "video" and video.mid == "1"
+    assert video.streams == [StreamSpec(rid="q"), StreamSpec(rid="h"), StreamSpec(rid="f")]
+    assert video.codec == CodecSpec("VP8", "video", 96, 90000, None, "", 97)
+    assert (video.publisher_payload_type, video.publisher_rtx_payload_type) == (96, 97)
+    assert video.feedback == frozenset({"remb", "fir", "nack", "pli"})
+    assert video.source == "camera" and video.name == "7e8f9a0b-1c2d-4e3f-8a4b-5c6d7e8f9a0b"
+    assert audio.kind == "audio" and audio.mid == "0" and audio.source == "microphone"
+    assert audio.codec == CodecSpec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1", None)
+    assert audio.streams == [StreamSpec()]  # no a=ssrc, no rid: learnt from the MID extension
+    assert audio.feedback == frozenset()
+    # DTLS parameters and extension ids handed to the Transport
+    assert transport.remote == [([("sha-256", CHROME_FP)], "actpass")]
+    assert transport.ext_ids[URI_MID] == 4 and transport.ext_ids[RID_URI] == 10
+    assert transport.ext_ids[RRID_URI] == 11 and transport.ext_ids[TWCC_URI] == 3
+
+
+def test_chrome_publisher_needs_no_rewrite() -> None:
+    """Chromium's ids are the router's; its other extensions (TWCC, playout-delay...) sit on ids
+    subscribers do not negotiate, so they pass unchanged and no packet is copied."""
+    _, _, _, transport = publish(CHROME_OFFER)
+    assert transport.ext_table is None
+
+
+def test_sources_override_the_default_per_mid() -> None:
+    transport = FakeTransport()
+    _, specs = answer_publish(CHROME_OFFER, transport, {"1": "screen"})  # type: ignore[arg-type]
+    assert [s.source for s in specs] == ["microphone", "screen"]
+
+
+# --- answer_publish: other publishers -------------------------------------------------------------
+
+
+def test_aiortc_offer_ssrc_and_rtx_ssrc() -> None:
+    _, answer, specs, transport = publish(AIORTC_OFFER)
+    audio, video = specs
+    assert video.streams == [StreamSpec(rid=None, ssrc=3991049345, rtx_ssrc=3824283221)]
+    assert audio.streams == [StreamSpec(ssrc=90425664)]
+    # aiortc's payload types are its own; the router's are offered to subscribers
+    assert (video.publisher_payload_type, video.publisher_rtx_payload_type) == (97, 98)
+    assert (video.codec.payload_type, video.codec.rtx_payload_type) == (96, 97)
+    assert (audio.publisher_payload_type, audio.codec.payload_type) == (96, 111)
+    assert video.feedback == frozenset({"nack", "pli", "remb"})
+    # the answer keeps the publisher's payload types and sendrecv becomes recvonly
+    assert [(c.payload_type, c.name) for c in answer.media[1].codecs] == [(97, "VP8"), (98, "rtx")]
+    assert [m.direction for m in answer.media] == ["recvonly", "recvonly"]
+    assert answer.media[1].rids == [] and answer.media[1].simulcast is None
+    assert transport.remote == [([("sha-256", AIORTC_FP)], "actpass")]
+    assert transport.ext_table is not None and transport.ext_table[1] == 4  # its mid id -> ours
+
+
+def test_obs_h264_keeps_the_publishers_profile() -> None:
+    _, answer, specs, _ = publish(OBS_OFFER)
+    audio, video = specs
+    assert video.codec.name == "H264" and video.codec.payload_type == 102
+    assert video.codec.fmtp == "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1"
+    assert video.codec.rtx_payload_type is None and video.publisher_rtx_payload_type is None
+    assert video.publisher_payload_type == 96
+    assert video.streams == [StreamSpec(ssrc=1735328186)]
+    assert audio.streams == [StreamSpec(ssrc=1735328185)] and audio.name == "obs-audio"
+    assert answer.media[1].codecs[0].fmtp["profile-level-id"] == "42e01f"
+
+
+def test_firefox_simulcast_uses_rids() -> None:
+    _, answer, specs, _ = publish(FIREFOX_OFFER)
+    video = specs[1]
+    assert [s.rid for s in video.streams] == ["q", "h", "f"]
+    assert (video.publisher_payload_type, video.publisher_rtx_payload_type) == (120, 124)
+    assert answer.media[1].simulcast == "recv q;h;f"
+    assert answer.media[1].extmaps == {3: URI_MID, 4: URI_ABS_SEND_TIME, 8: RID_URI, 9: RRID_URI}
+
+
+def test_more_than_three_layers_are_cut() -> None:
+    offer = CHROME_OFFER.replace("a=rid:f send\r\n", "a=rid:f send\r\na=rid:x send\r\n").replace(
+        "a=simulcast:send q;h;f", "a=simulcast:send q;h;f;x"
+    )
+    text, answer, specs, _ = publish(offer)
+    assert [s.rid for s in specs[1].streams] == ["q", "h", "f"]
+    assert answer.media[1].simulcast == "recv q;h;f" and "a=rid:x recv" not in text
+
+
+# --- codec choice -----------------------------------------------------------------------------------
+
+H264_PM1 = """a=rtpmap:102 H264/90000
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f
+a=rtpmap:103 rtx/90000
+a=fmtp:103 apt=102
+"""
+H264_PM0 = """a=rtpmap:104 H264/90000
+a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f
+"""
+VP8_LINES = """a=rtpmap:120 VP8/90000
+a=rtcp-fb:120 nack
+a=rtpmap:121 rtx/90000
+a=fmtp:121 apt=120
+"""
+
+
+def test_vp8_is_preferred_over_h264() -> None:
+    _, answer, specs, _ = publish(video_offer("102 103 120 121", H264_PM1 + VP8_LINES))
+    (spec,) = specs
+    assert spec.codec.name == "VP8" and spec.publisher_payload_type == 120
+    assert spec.publisher_rtx_payload_type == 121 and spec.feedback == frozenset({"nack"})
+    assert answer.media[0].formats == ["120", "121"]
+
+
+def test_h264_alone_is_accepted() -> None:
+    _, answer, specs, _ = publish(video_offer("102 103", H264_PM1))
+    assert specs[0].codec.name == "H264" and answer.media[0].formats == ["102", "103"]
+
+
+def test_h264_packetization_mode_0_is_skipped_for_mode_1() -> None:
+    _, answer, specs, _ = publish(video_offer("104 102 103", H264_PM0 + H264_PM1))
+    assert specs[0].publisher_payload_type == 102 and answer.media[0].formats == ["102", "103"]
+
+
+def test_h264_packetization_mode_0_alone_is_refused() -> None:
+    with pytest.raises(NegotiationError, match=r"H\.264 packetization-mode 1"):
+        publish(video_offer("104", H264_PM0))
+
+
+def test_h264_without_packetization_mode_is_refused() -> None:
+    offer = video_offer("97", "a=rtpmap:97 H264/90000\na=fmtp:97 profile-level-id=42e01f\n")
+    with pytest.raises(NegotiationError, match="no audio or video in a codec kelian forwards"):
+        publish(offer)
+
+
+def test_unsupported_codecs_are_rejected_per_section() -> None:
+    offer = CHROME_OFFER.replace(
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126", "m=audio 9 UDP/TLS/RTP/SAVPF 9 0 8"
+    )
+    _, answer, specs, _ = publish(offer)
+    assert [s.kind for s in specs] == ["video"]
+    audio = answer.media[0]
+    assert (audio.port, audio.direction, audio.formats) == (0, "inactive", ["9"])
+    assert answer.groups == [("BUNDLE", ["1"])]
+
+
+def test_recvonly_offer_is_refused() -> None:
+    offer = CHROME_OFFER.replace("a=sendonly", "a=recvonly")
+    with pytest.raises(NegotiationError, match="sends no audio or video"):
+        publish(offer)
+
+
+# --- DTLS role --------------------------------------------------------------------------------------
+
+
+def test_passive_offer_gets_an_active_answer() -> None:
+    text, answer, _, transport = publish(CHROME_OFFER.replace("a=setup:actpass", "a=setup:passive"))
+    assert {m.setup for m in answer.media} == {"active"}
+    assert "a=setup:active" in text.split("\r\n")
+    assert transport.remote == [([("sha-256", CHROME_FP)], "passive")]  # we are the DTLS client
+
+
+def test_active_offer_gets_a_passive_answer() -> None:
+    _, answer, _, transport = publish(CHROME_OFFER.replace("a=setup:actpass", "a=setup:active"))
+    assert {m.setup for m in answer.media} == {"passive"}
+    assert transport.remote[0][1] == "active"
+
+
+# --- transport errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (r"a=fingerprint:", "section 0 has no DTLS fingerprint"),
+        (r"a=rtcp-mux", "section 0 lacks a=rtcp-mux, which kelian requires"),
+        (r"a=ice-(ufrag|pwd):", "section 0 has no ICE credentials"),
+        (r"a=ice-pwd:", "section 0 has no ICE credentials"),
+        (r"a=mid:", "audio section has no a=mid"),
+    ],
+)
+def test_missing_transport_attributes(pattern: str, message: str) -> None:
+    with pytest.raises(NegotiationError, match=f"^{re.escape(message)}$"):
+        publish(drop_lines(CHROME_OFFER, pattern))
+
+
+def test_missing_attribute_in_a_later_section_is_named() -> None:
+    offer = CHROME_OFFER.replace("a=rtcp-mux\r\na=rtcp-rsize", "a=rtcp-rsize")  # video only
+    assert offer.count("a=rtcp-mux") == 1
+    with pytest.raises(NegotiationError, match="section 1 lacks a=rtcp-mux"):
+        publish(offer)
+
+
+def test_rejected_offers_leave_the_transport_alone() -> None:
+    transport = FakeTransport()
+    with pytest.raises(NegotiationError):
+        answer_publish(drop_lines(CHROME_OFFER, r"a=fingerprint:"), transport)  # type: ignore[arg-type]
+    assert transport.remote == [] and transport.ext_ids == {} and transport.ext_table is None
+
+
+DATA_ONLY_OFFER = CHROME_OFFER.split("m=audio")[0] + "m=application" + CHROME_OFFER.split("m=application")[1]
+
+
+@pytest.mark.parametrize(
+    ("offer", "message"),
+    [
+        ("not sdp", "malformed SDP"),
+        ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", "no usable audio or video section"),
+        (DATA_ONLY_OFFER, "no usable audio or video section"),
+    ],
+)
+def test_offers_without_media(offer: str, message: str) -> None:
+    with pytest.raises(NegotiationError, match=message):
+        publish(offer)
+
+
+# --- a real Transport ----------------------------------------------------------------------------------
+
+
+def test_answer_through_a_real_unstarted_node() -> None:
+    node = Node(host="127.0.0.1", port=40000, announced_address="192.0.2.44")
+    transport = node.create_transport()
+    text, specs = answer_publish(CHROME_OFFER, transport)
+    answer = parse(text)
+    video = answer.media[1]
+    assert video.fingerprints == [("sha-256", node.certificate.fingerprint)]
+    assert (video.ice_ufrag, video.ice_pwd) == (transport.ice_ufrag, transport.ice_pwd)
+    assert video.candidates == ["1 1 udp 2130706431 192.0.2.44 40000 typ host"]
+    assert transport.dtls.remote_fingerprints == [("sha-256", CHROME_FP)]
+    assert transport.dtls_role == "server"
+    assert transport.ext_ids[RID_URI] == 10 and [s.rid for s in specs[1].streams] == ["q", "h", "f"]
+
+
+# --- offer_subscribe / accept_answer ---------------------------------------------------------------------
+
+H264_SPEC = CodecSpec(
+    "H264", "video", 102, 90000, None, "level-asymmetry-allowed=1;packetization-mode=1", 103
+)
+
+
+def subscriber_slots() -> list[SubscriberSlot]:
+    return [
+        SubscriberSlot("0", "audio", codecs.OPUS, 111, 1111, "PA_1", "TR_1", "kelian-PA_9"),
+        SubscriberSlot("1", "video", codecs.VP8, 96, 2222, "PA_1", "TR_2", "kelian-PA_9"),
+        SubscriberSlot("2", "video", H264_SPEC, 102, 3333, "PA_2", "TR_3"),
+        SubscriberSlot("3", "video", codecs.VP8, 96, None),  # a Consumer that went away
+    ]
+
+
+def test_offer_subscribe_lines() -> None:
+    lines = offer_subscribe(FakeTransport(), subscriber_slots()).split("\r\n")  # type: ignore[arg-type]
+    for expected in (
+        "a=ice-lite",
+        "a=group:BUNDLE 0 1 2 3",
+        "a=ssrc:1111 cname:kelian-PA_9",
+        "a=ssrc:1111 msid:PA_1 TR_1",
+        "a=msid:PA_1 TR_1",
+        "a=ssrc:2222 msid:PA_1 TR_2",
+        "a=msid:PA_2 TR_3",
+        "a=ssrc:3333 cname:kelian",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:102 H264/90000",
+        "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1",
+        "a=setup:actpass",
+        "a=inactive",
+    ):
+        assert expected in lines, expected
+    assert lines.count("a=sendonly") == 3 and lines.count("a=inactive") == 1
+
+
+def test_offer_subscribe_structure() -> None:
+    transport = FakeTransport()
+    offer = parse(offer_subscribe(transport, subscriber_slots()))  # type: ignore[arg-type]
+    assert offer.ice_lite and offer.msid_semantic == "WMS *"
+    audio, vp8, h264, gone = offer.media
+    for m in offer.media:
+        assert m.port == 9 and m.setup == "actpass" and m.rtcp_mux and m.rtcp_rsize
+        assert m.candidates == [CANDIDATE] and m.fingerprints == [("sha-256", SERVER_FP)]
+        assert (m.ice_ufrag, m.ice_pwd) == (transport.ice_ufrag, transport.ice_pwd)
+    assert [m.direction for m in offer.media] == ["sendonly", "sendonly", "sendonly", "inactive"]
+    assert audio.formats == ["111"] and audio.codecs[0].fmtp == {"minptime": "10", "useinbandfec": "1"}
+    assert audio.codecs[0].channels == 2 and audio.codecs[0].rtcp_fb == []
+    assert audio.extmaps == {1: URI_AUDIO_LEVEL}
+    assert vp8.formats == ["96"] and vp8.codecs[0].rtcp_fb == list(codecs.VIDEO_FEEDBACK)
+    assert vp8.extmaps == {2: URI_ABS_SEND_TIME, 13: URI_ORIENTATION}
+    assert vp8.ssrcs == {2222: {"cname": "kelian-PA_9", "msid": "PA_1 TR_2"}}
+    assert h264.codecs[0].fmtp == {"level-asymmetry-allowed": "1", "packetization-mode": "1"}
+    assert h264.msid == "PA_2 TR_3" and list(h264.ssrcs) == [3333]
+    assert gone.ssrcs == {} and gone.msid is None and gone.formats == ["96"]
+
+
+def subscriber_answer(offer_text: str, setup: str = "active", mids: list[str] | None = None) -> str:
+    """What a browser answers to our offer: recvonly, its own ICE/DTLS parameters."""
+    desc = parse(offer_text)
+    desc.ice_lite = False
+    for i, m in enumerate(desc.media):
+        m.direction = "recvonly" if m.direction == "sendonly" else m.direction
+        m.setup = setup
+        m.ice_ufrag, m.ice_pwd = "brws", "browser-password-0123456"
+        m.fingerprints = [("sha-256", CHROME_FP)]
+        m.candidates, m.end_of_candidates = [], False
+        m.ssrcs, m.msid = {}, None
+        if mids is not None:
+            m.mid = mids[i]
+    return serialize(desc)
+
+
+def test_accept_answer() -> None:
+    transport = FakeTransport()
+    offer = offer_subscribe(transport, subscriber_slots())  # type: ignore[arg-type]
+    answer = accept_answer(subscriber_answer(offer), transport, ["0", "1", "2", "3"])  # type: ignore[arg-type]
+    assert [m.direction for m in answer.media] == ["recvonly"] * 3 + ["inactive"]
+    assert transport.remote == [([("sha-256", CHROME_FP)], "active")]
+
+
+@pytest.mark.parametrize("mids", [["0", "1", "2", "4"], ["1", "0", "2", "3"], ["a", "b", "c", "d"]], ids=str)
+def test_accept_answer_rejects_other_mids(mids: list[str]) -> None:
+    transport = FakeTransport()
+    offer = offer_subscribe(transport, subscriber_slots())  # type: ignore[arg-type]
+    with pytest.raises(NegotiationError, match="do not match the offer's"):
+        accept_answer(subscriber_answer(offer, mids=mids), transport, ["0", "1", "2", "3"])  # type: ignore[arg-type]
+    assert transport.remote == []
+
+
+def test_accept_answer_rejects_missing_sections() -> None:
+    transport = FakeTransport()
+    offer = offer_subscribe(transport, subscriber_slots()[:2])  # type: ignore[arg-type]
+    with pytest.raises(NegotiationError, match=r"\['0', '1'\] do not match the offer's \['0', '1', '2'\]"):
+        accept_answer(subscriber_answer(offer), transport, ["0", "1", "2"])  # type: ignore[arg-type]
+
+
+def test_accept_answer_requires_a_dtls_role() -> None:
+    transport = FakeTransport()
+    offer = offer_subscribe(transport, subscriber_slots())  # type: ignore[arg-type]
+    with pytest.raises(NegotiationError, match="a=setup:active or a=setup:passive"):
+        accept_answer(subscriber_answer(offer, setup="actpass"), transport, ["0", "1", "2", "3"])  # type: ignore[arg-type]
+
+
+# --- codecs.extension_table ----------------------------------------------------------------------------
+
+CHROMIUM_KNOWN_IDS = {
+    1: URI_AUDIO_LEVEL,
+    2: URI_ABS_SEND_TIME,
+    4: URI_MID,
+    10: RID_URI,
+    11: RRID_URI,
+    13: URI_ORIENTATION,
+}
+
+
+def test_extension_table_identity_is_none() -> None:
+    assert codecs.extension_table(CHROMIUM_KNOWN_IDS) is None
+    assert codecs.extension_table({i: uri for uri, i in codecs.EXTENSION_IDS.items()}) is None
+
+
+def test_extension_table_hides_router_ids_the_publisher_did_not_offer() -> None:
+    # ids 1, 2 and 13 are what subscribers read; a publisher that did not negotiate them has no
+    # business sending them, so anything arriving there is hidden
+    table = codecs.extension_table({4: URI_MID, 10: RID_URI})
+    assert table is not None
+    assert (table[1], table[2], table[13]) == (HIDDEN_EXTENSION_ID,) * 3
+    assert all(table[i] == i for i in set(range(1, 256)) - {1, 2, 13})
+
+
+def test_extension_table_aiortc_ids() -> None:
+    offered = {1: URI_MID, 2: URI_AUDIO_LEVEL, 3: URI_ABS_SEND_TIME}  # aiortc, audio and video merged
+    table = codecs.extension_table(offered)
+    assert table is not None and len(table) == 256
+    assert (table[1], table[2], table[3]) == (4, 1, 2)
+    assert table[0] == HIDDEN_EXTENSION_ID  # the fallback for ids a one-byte header cannot hold
+    assert table[13] == HIDDEN_EXTENSION_ID  # not offered, but subscribers read 13 as orientation
+    untouched = set(range(256)) - {0, 1, 2, 3, 13}
+    assert all(table[i] == i for i in untouched)
+
+
+def test_extension_table_leaves_unknown_uris_that_subscribers_ignore() -> None:
+    offered = {
+        1: URI_AUDIO_LEVEL,
+        2: URI_ABS_SEND_TIME,
+        3: TWCC_URI,
+        7: "urn:example:private",
+        13: URI_ORIENTATION,
+    }
+    # known ids are the router's, the rest sit on ids subscribers ignore: nothing to rewrite
+    assert codecs.extension_table(offered) is None
+
+
+def test_extension_table_moves_a_foreign_use_of_a_router_id_out_of_the_way() -> None:
+    # a publisher that sends TWCC on id 2 must not reach subscribers as abs-send-time
+    table = codecs.extension_table({2: TWCC_URI, 5: URI_ABS_SEND_TIME})
+    assert table is not None and (table[2], table[5]) == (HIDDEN_EXTENSION_ID, 2)
+
+
+def test_extension_table_for_the_firefox_offer() -> None:
+    offered = {i: uri for m in parse(FIREFOX_OFFER).media for i, uri in m.extmaps.items()}
+    table = codecs.extension_table(offered)
+    assert table is not None
+    assert (table[1], table[3], table[4], table[8], table[9]) == (1, 4, 2, 10, 11)
+    assert table[2] == HIDDEN_EXTENSION_ID  # an unknown extension on an id subscribers read
+    assert (table[5], table[6], table[7]) == (5, 6, 7)  # unknown, on ids subscribers ignore
+    assert table[13] == HIDDEN_EXTENSION_ID
