@@ -154,15 +154,22 @@ async def test_nacks_are_answered_from_the_cache(kelian: Server) -> None:
 async def test_receiver_report_statistics(kelian: Server) -> None:
     async with lesson(kelian, video_track(), audio_track()) as live:
         consumers = [c for t in kelian.node.transports.values() for c in t.consumers.values()]
+        streams = [
+            s for t in kelian.node.transports.values() for p in t.producers.values() for s in p.streams
+        ]
         decoders = [asyncio.create_task(decode_frames(t, 400)) for t in live.tracks]
-        await eventually(lambda: all(c.rtt is not None for c in consumers), timeout=8, interval=0.2)
+        # RRs and SRs come about once a second, at randomised times: wait for both kinds everywhere
+        await eventually(
+            lambda: (
+                all(c.rtt is not None for c in consumers) and all(s.stats.last_sr_arrival for s in streams)
+            ),
+            timeout=8,
+            interval=0.2,
+        )
         for task in decoders:
             task.cancel()
         assert consumers and all(c.rtt is not None and 0 <= c.rtt < 1 for c in consumers)
         assert all(c.packets_lost == 0 for c in consumers)
-        streams = [
-            s for t in kelian.node.transports.values() for p in t.producers.values() for s in p.streams
-        ]
         assert streams and all(s.stats.packets > 0 and s.stats.lost == 0 for s in streams)
         assert all(s.stats.last_sr_arrival > 0 for s in streams), "publisher sender reports were read"
 
