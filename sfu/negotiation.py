@@ -102,7 +102,7 @@ def _rejected(m: MediaSection, transport: WebRtcTransport, setup: str) -> MediaS
     section = _base_section(m.kind, m.mid or "", transport, setup, port=0)
     section.protocol = m.protocol
     section.formats = list(m.formats[:1])
-    section.codecs = [c for c in m.codecs[:1]]
+    section.codecs = list(m.codecs[:1])
     section.direction = "inactive"
     section.candidates = []
     section.end_of_candidates = False

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiortc import rtp as artp
 
+from .codecs import URI_MID, URI_RID, URI_RRID
 from .consumer import Consumer
 from .dtls import DtlsSession
 from .ice import Address, new_credentials
@@ -313,8 +314,3 @@ class WebRtcTransport:
             "unknown_ssrc": self.unknown_ssrc,
             "remb_bitrate": self.remb_bitrate,
         }
-
-
-URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-URI_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
