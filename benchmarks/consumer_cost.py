@@ -40,6 +40,7 @@ class FakeTransport:
         self.remote_addr = ("127.0.0.1", 9)
         self.node = FakeNode()
         self.ext_table: bytes | None = None
+        self.ext_ids: dict[str, int] = {}
         self.sent = 0
         self.consumers: dict[int, Consumer] = {}
 

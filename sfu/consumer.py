@@ -83,6 +83,7 @@ class Consumer:
         self.jitter = 0.0
         self.rtt: float | None = None
         self.on_close: list[Callable[[Consumer], None]] = []
+        producer.consumers.append(self)
 
     # -- forwarding path ------------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class Consumer:
             self.target = None
             return
         self.target = stream
+        if self.producer.paused:
+            return  # muted: Producer.resume() attaches it
         stream.pending.append(self)
         if self.kind == "video":
             stream.request_keyframe()
@@ -149,6 +152,11 @@ class Consumer:
     def pause(self) -> None:
         """Stop forwarding at once (the subscriber does not know this SSRC yet, or asked for nothing)."""
         self.paused = True
+        self.detach()
+
+    def detach(self) -> None:
+        """Leave the stream lists without changing `paused`: how a muted Producer stops its Consumers
+        while remembering which of them want media back when it is unmuted."""
         for stream in (self.stream, self.target):
             if stream is not None:
                 for members in (stream.consumers, stream.pending):
@@ -156,8 +164,10 @@ class Consumer:
                         members.remove(self)
 
     def resume(self) -> None:
-        """Forward again from the next keyframe."""
+        """Forward again from the next keyframe; while the Producer is muted, only note that we may."""
         self.paused = False
+        if self.producer.paused:
+            return
         stream = self.target or self.stream
         if stream is not None:
             self.target = None
@@ -227,5 +237,7 @@ class Consumer:
             return
         self.closed = True
         self.pause()
+        if self in self.producer.consumers:
+            self.producer.consumers.remove(self)
         for callback in list(self.on_close):
             callback(self)

@@ -43,6 +43,9 @@ class Certificate:
         self.context = ctx
 
 
+MAX_EARLY_RECORDS = 8
+
+
 class DtlsSession:
     """One DTLS association; calls `on_keys(rx, tx, profile)` once, `on_close(reason)` at most once."""
 
@@ -62,6 +65,9 @@ class DtlsSession:
         self._deadline: asyncio.TimerHandle | None = None
         self.remote_fingerprints: list[tuple[str, str]] = []
         self.role: str | None = None
+        # Records that arrive before we know the peer's fingerprint: a browser answering our offer
+        # starts ICE and DTLS the moment it has answered, often before its answer reaches us.
+        self._early: list[bytes] = []
         self.connected = False
         self.closed = False
         self.profile: SrtpProfile | None = None
@@ -78,10 +84,17 @@ class DtlsSession:
         else:
             self._ssl.set_connect_state()
             self._step()
+        early, self._early = self._early, []
+        for data in early:
+            self.feed(data)
 
     def feed(self, data: bytes) -> None:
         """A DTLS record from the peer (first byte 20-63)."""
-        if self.closed or self.role is None:
+        if self.closed:
+            return
+        if self.role is None:
+            if len(self._early) < MAX_EARLY_RECORDS:
+                self._early.append(data)
             return
         try:
             self._ssl.bio_write(data)

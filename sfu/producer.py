@@ -14,7 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .rtp import SEQ_TS_SSRC, U16, U32, RtpError, is_keyframe, payload_offset, remap_extension_ids
+from .audio_level import POWER
+from .codecs import URI_AUDIO_LEVEL
+from .rtp import (
+    SEQ_TS_SSRC,
+    U16,
+    U32,
+    RtpError,
+    extension_value,
+    is_keyframe,
+    payload_offset,
+    remap_extension_ids,
+)
 from .stats import ReceiveStats
 
 if TYPE_CHECKING:
@@ -72,6 +83,8 @@ class RtpStream:
         "index",
         "keyframe_pending",
         "last_keyframe_request",
+        "level_count",
+        "level_energy",
         "normalize",
         "pending",
         "producer",
@@ -94,6 +107,8 @@ class RtpStream:
         self.normalize: Callable[[bytes], bytes] | None = None
         self.last_keyframe_request = 0.0
         self.keyframe_pending = False
+        self.level_energy = 0.0  # audio: summed linear power of the packets' RFC 6464 levels
+        self.level_count = 0
 
     def receive(self, packet: bytes) -> None:
         """The forwarding path: one received packet to every Consumer of this stream."""
@@ -159,6 +174,27 @@ class RtpStream:
             self.request_keyframe()
 
 
+class AudioRtpStream(RtpStream):
+    """An audio stream that also sums each packet's audio level for the AudioLevelObserver."""
+
+    __slots__ = ("level_ext_id",)
+
+    def __init__(self, producer: Producer, index: int, rid: str | None, ssrc: int | None) -> None:
+        super().__init__(producer, index, rid, ssrc)
+        self.level_ext_id = producer.transport.ext_ids.get(URI_AUDIO_LEVEL, 0)  # the publisher's id
+
+    def receive(self, packet: bytes) -> None:
+        if self.level_ext_id:
+            try:
+                value = extension_value(packet, self.level_ext_id)
+            except RtpError:
+                value = None
+            if value:
+                self.level_energy += POWER[value[0] & 0x7F]
+                self.level_count += 1
+        RtpStream.receive(self, packet)
+
+
 class Producer:
     """One published track. Consumers attach to one of its streams."""
 
@@ -174,11 +210,15 @@ class Producer:
         self.publisher_payload_type = spec.publisher_payload_type
         self.publisher_rtx_payload_type = spec.publisher_rtx_payload_type
         self.closed = False
-        self.paused = False
+        self.paused = False  # muted by a moderator or the admin API: nothing is forwarded
         self.fir_seq = 0
+        # every live Consumer, including paused ones that are in no stream's lists: pause(), resume()
+        # and close() must reach them all
+        self.consumers: list[Consumer] = []
         self.on_close: list[Callable[[Producer], None]] = []
         specs = spec.streams or [StreamSpec()]
-        self.streams = [RtpStream(self, i, s.rid, s.ssrc) for i, s in enumerate(specs)]
+        kind = AudioRtpStream if self.kind == "audio" else RtpStream
+        self.streams = [kind(self, i, s.rid, s.ssrc) for i, s in enumerate(specs)]
         for stream, s in zip(self.streams, specs, strict=True):
             stream.rtx_ssrc = s.rtx_ssrc
         normalize = _normalizer(spec.publisher_payload_type, spec.codec.payload_type, transport.ext_table)
@@ -199,15 +239,41 @@ class Producer:
         if stream.ssrc is not None:
             self.transport.send_keyframe_request(self, stream.ssrc)
 
+    def pause(self) -> None:
+        """Mute: stop forwarding to every Consumer at once, while still receiving (stats, NACK cache).
+
+        Muting here rather than asking the publisher keeps it in force whatever the publisher's client
+        does; its Consumers keep their own pause state, so unmuting does not start a subscriber whose
+        answer is still outstanding.
+        """
+        if self.paused:
+            return
+        self.paused = True
+        for consumer in list(self.consumers):
+            consumer.detach()
+
+    def resume(self) -> None:
+        """Unmute: Consumers that want media restart at the next keyframe.
+
+        Consumer.resume() attaches to the stream, and attaching a video Consumer asks that stream for a
+        keyframe (throttled, so one PLI serves them all); asking here as well would only schedule a
+        second, late one.
+        """
+        if not self.paused:
+            return
+        self.paused = False
+        for consumer in list(self.consumers):
+            if not consumer.paused and not consumer.closed:
+                consumer.resume()
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         for callback in list(self.on_close):
             callback(self)
-        for stream in self.streams:
-            for consumer in list(stream.consumers) + list(stream.pending):
-                consumer.close()
+        for consumer in list(self.consumers):
+            consumer.close()
 
 
 def _normalizer(

@@ -73,6 +73,8 @@ class WebRtcTransport:
         """Remote DTLS parameters from its SDP: we are the DTLS client only if it said passive."""
         self.dtls.remote_fingerprints = fingerprints
         self.dtls_role = "client" if setup == "passive" else "server"
+        if self.state == "connecting":  # ICE came first (a subscriber that answered quickly)
+            self.dtls.start(self.dtls_role)
 
     def on_binding(self, addr: Address, use_candidate: bool) -> None:
         self.last_consent = time.monotonic()
@@ -83,7 +85,8 @@ class WebRtcTransport:
             self.remote_addr = addr
         if self.state == "new":
             self.state = "connecting"
-            self.dtls.start(self.dtls_role)
+            if self.dtls.remote_fingerprints:  # else set_remote starts it, with the right role
+                self.dtls.start(self.dtls_role)
 
     def _send_dtls(self, data: bytes) -> None:
         if self.remote_addr is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
@@ -14,3 +16,4 @@ CONFIG = web.AppKey("config", Config)
 NODE = web.AppKey("node", Node)
 ROOMS = web.AppKey("rooms", Rooms)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from sfu.producer import Producer
 from sfu.router import Router
 from sfu.transport import WebRtcTransport
 
+from .room_monitor import RoomMonitor
 from .tokens import Claims
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,22 @@ class SignalingError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass
+class RoomOptions:
+    """What a school sets up for a lesson before anyone joins (the admin API), kept with the room.
+
+    A room made by a join has ``empty_timeout`` 0: it closes when its last participant leaves, as a room
+    always did. A created room stays while empty for ``empty_timeout`` seconds (at creation and after
+    its last participant leaves), so a lesson booked a few minutes ahead keeps its settings until the
+    classes arrive and a dropped connection does not lose them. A created room with 0 is kept until
+    someone has joined and then closes when it is empty again.
+    """
+
+    max_participants: int | None = None  # None: unlimited
+    empty_timeout: float = 300.0
+    metadata: dict[str, str] = field(default_factory=dict)  # stage, grade, subject, teacher...
 
 
 @dataclass
@@ -66,8 +84,13 @@ class Participant:
     producers: dict[str, Producer] = field(default_factory=dict)  # by mid on the publisher transport
     subscriptions: list[Subscription] = field(default_factory=list)
     offer_pending: bool = False  # an offer is out and unanswered
+    offered: list[Subscription] = field(default_factory=list)  # what that offer carried
     renegotiate: bool = False  # the room changed while the offer was out
     closed: bool = False
+    connected: bool = True  # its signaling channel is up (False during the reconnect grace period)
+    channel: object | None = None  # the signaling connection that owns it now
+    quality: str = "excellent"  # excellent | good | poor | lost, kept by the RoomMonitor
+    grace: asyncio.TimerHandle | None = None  # leaves the room when this fires, unless resumed
 
     @property
     def identity(self) -> str:
@@ -81,10 +104,11 @@ class Participant:
             "role": str(self.claims.role),
             "kind": self.kind,
             "tracks": [track_info(p, self) for p in self.producers.values()],
+            "quality": self.quality,
         }
 
     async def notify(self, message: dict[str, Any]) -> None:
-        if self.send is None or self.closed:
+        if self.send is None or self.closed or not self.connected:
             return
         try:
             await self.send(message)
@@ -101,17 +125,30 @@ def track_info(producer: Producer, owner: Participant) -> dict[str, Any]:
         "source": producer.source,
         "codec": producer.codec.name,
         "layers": [s.rid for s in producer.streams if s.rid],
+        "muted": producer.paused,
     }
 
 
 class Room:
-    def __init__(self, name: str, node: Node, on_empty: Callable[[Room], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        node: Node,
+        on_empty: Callable[[Room], None],
+        options: RoomOptions | None = None,
+    ) -> None:
         self.name = name
         self.node = node
+        self.options = options or RoomOptions(empty_timeout=0.0)
+        self.created_at = time.time()
+        self.closed = False  # closing or closed by close(): joins are refused
+        self._expiry: asyncio.TimerHandle | None = None  # closes an empty created room
+        self._joining = 0  # joins between their first await and taking their place
         self.router: Router = node.router(name)
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self._tasks: set[asyncio.Task[None]] = set()
+        self.monitor = RoomMonitor(self)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -122,11 +159,19 @@ class Room:
     # -- membership ----------------------------------------------------------------------------------
 
     async def join(self, claims: Claims, send: Send | None, kind: str = "websocket") -> Participant:
+        self._admit(claims.identity, kind)
         participant = Participant(self, claims, send, kind)
-        for other in list(self.participants.values()):
-            if other.identity == claims.identity and other.kind == kind:
-                await self.leave(other, reason="the same identity joined again")
-        self.participants[participant.sid] = participant
+        self._joining += 1  # replacing the only participant must not close the room under us
+        try:
+            for other in list(self.participants.values()):
+                if other.identity == claims.identity and other.kind == kind:
+                    await self.leave(other, reason="the same identity joined again")
+            self.participants[participant.sid] = participant
+        finally:
+            self._joining -= 1
+            if not self.participants:  # cancelled before it took its place
+                self._emptied()
+        self.monitor.start()
         await self.broadcast(
             {"type": "participant_joined", "participant": participant.info()}, skip=participant
         )
@@ -136,13 +181,16 @@ class Room:
         if participant.closed:
             return
         participant.closed = True
+        if participant.grace is not None:
+            participant.grace.cancel()
         self.participants.pop(participant.sid, None)
         for transport in (participant.publisher, participant.subscriber):
             if transport is not None:
                 transport.close(reason)
         await self.broadcast({"type": "participant_left", "sid": participant.sid, "reason": reason})
         if not self.participants:
-            self._on_empty(self)
+            self.monitor.stop()
+            self._emptied()
 
     async def broadcast(self, message: dict[str, Any], skip: Participant | None = None) -> None:
         targets = [p for p in self.participants.values() if p is not skip and p.send is not None]
@@ -151,12 +199,41 @@ class Room:
     def snapshot(self) -> dict[str, Any]:
         return {"name": self.name, "participants": [p.info() for p in self.participants.values()]}
 
+    def detach(self, participant: Participant, grace: float) -> None:
+        """Its signaling channel dropped: keep its media running for `grace` seconds so the client can
+        resume (LiveKit and Galène do the same); after that it leaves."""
+        if participant.closed or not participant.connected:
+            return
+        participant.connected = False
+        participant.channel = None
+        if participant.offer_pending:  # the offer may never have arrived: send a fresh one on resume
+            participant.offer_pending = False
+            participant.renegotiate = True
+        loop = asyncio.get_running_loop()
+        participant.grace = loop.call_later(
+            grace, lambda: self._spawn(self.leave(participant, reason="disconnected"))
+        )
+
+    async def resume(self, participant: Participant, send: Send, channel: object) -> None:
+        """A new signaling channel for a participant whose media kept flowing."""
+        if participant.grace is not None:
+            participant.grace.cancel()
+            participant.grace = None
+        participant.send = send
+        participant.channel = channel
+        participant.connected = True
+        if participant.offer_pending:  # the old channel was still open: its offer is lost with it
+            participant.offer_pending = False
+            participant.renegotiate = True
+
     # -- publishing ----------------------------------------------------------------------------------
 
     async def publish(
         self, participant: Participant, offer: str, sources: dict[str, str] | None = None
     ) -> str:
         """Answer a publish offer; Producers appear for new sending sections, vanish for dropped ones."""
+        if participant.closed:  # removed by a moderator or the admin API while this was on its way
+            raise SignalingError("not_joined", "you are no longer in the room")
         if not participant.claims.grants.publish:
             raise SignalingError("forbidden", f"role {participant.claims.role} may not publish")
         fresh = participant.publisher is None
@@ -261,12 +338,16 @@ class Room:
         """Send a new subscriber offer if the room changed and no offer is outstanding."""
         if participant.closed or participant.send is None or participant.offer_pending:
             return
+        if not participant.connected:
+            return  # resume() asks again
         if not participant.renegotiate or participant.subscriber is None:
             return
         participant.renegotiate = False
         participant.offer_pending = True
-        sdp = offer_subscribe(participant.subscriber, [s.slot for s in participant.subscriptions])
-        await participant.notify({"type": "offer", "sdp": sdp})
+        participant.offered = list(participant.subscriptions)
+        sdp = offer_subscribe(participant.subscriber, [s.slot for s in participant.offered])
+        mids = {s.slot.mid: s.producer_id for s in participant.offered if s.consumer is not None}
+        await participant.notify({"type": "offer", "sdp": sdp, "tracks": mids})
 
     async def answer(self, participant: Participant, sdp: str) -> None:
         """The participant's answer to our last subscriber offer."""
@@ -274,11 +355,11 @@ class Room:
         if transport is None or not participant.offer_pending:
             raise SignalingError("unexpected", "no subscriber offer is waiting for an answer")
         try:
-            accept_answer(sdp, transport, [s.slot.mid for s in participant.subscriptions])
+            accept_answer(sdp, transport, [s.slot.mid for s in participant.offered])
         except NegotiationError as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
-        for subscription in participant.subscriptions:
+        for subscription in participant.offered:
             if subscription.consumer is not None and subscription.consumer.paused:
                 subscription.consumer.resume()
         await self.negotiate(participant)
@@ -299,6 +380,114 @@ class Room:
             )
         except NegotiationError as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
+
+    # -- administration (the admin API and moderators) ------------------------------------------------
+
+    def info(self, detail: bool = False) -> dict[str, Any]:
+        """The room as the admin API shows it: participants counted, or listed with ``detail``."""
+        participants = [p.info() for p in self.participants.values()]
+        timeout = self.options.empty_timeout
+        return {
+            "name": self.name,
+            "participants": participants if detail else len(participants),
+            "max_participants": self.options.max_participants,
+            "empty_timeout": int(timeout) if float(timeout).is_integer() else timeout,
+            "metadata": dict(self.options.metadata),
+            "created_at": int(self.created_at),
+            "tracks": len(self.producers()),
+        }
+
+    def find(self, identity: str) -> list[Participant]:
+        """Every session of ``identity``: a classroom box may be in the room by WebSocket and by WHIP."""
+        return [p for p in self.participants.values() if p.identity == identity]
+
+    def find_track(self, track_id: str, identity: str | None = None) -> Producer | None:
+        """The published track ``track_id`` (of ``identity``, if given), or None."""
+        return next((p for p in self.producers(identity) if p.id == track_id), None)
+
+    async def remove(self, identity: str, reason: str = "removed") -> int:
+        """Send every session of ``identity`` away; how many there were (0: nobody of that name).
+
+        Removal does not revoke the participant's token: a client may join again with it until it
+        expires, so a school that wants someone out for good mints short-lived tokens.
+        """
+        sessions = self.find(identity)
+        await self._disconnect(sessions, reason)
+        return len(sessions)
+
+    async def close(self, reason: str = "room_closed") -> None:
+        """End the lesson: everyone is told why and removed, then the room and its media go."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_expiry()
+        await self._disconnect(list(self.participants.values()), reason)
+        if not self.participants:
+            self._emptied()
+
+    async def _disconnect(self, sessions: list[Participant], reason: str) -> None:
+        """Tell each session it is being ended (so its client does not reconnect), then end it."""
+        message = {"type": "disconnected", "reason": reason}
+        await asyncio.gather(*(p.notify(message) for p in sessions))
+        for participant in sessions:
+            await self.leave(participant, reason=reason)
+
+    async def set_muted(self, producer: Producer, muted: bool, by: str | None = None) -> dict[str, Any]:
+        """Mute or unmute a published track for everyone; returns its track info.
+
+        The server stops forwarding, so the mute holds even if the publisher's client ignores it; the
+        owner hears of it like everyone else ("track_muted"), so its client can also turn its microphone
+        or camera off. ``by`` is the sid of the moderator who did it, None for the admin API.
+        """
+        owner = self.owner_of(producer)
+        if owner is None:
+            raise SignalingError("not_found", f"track {producer.id} is not published in room {self.name}")
+        changed = producer.paused != muted
+        if muted:
+            producer.pause()
+        else:
+            producer.resume()
+        info = track_info(producer, owner)
+        if changed:
+            await self.broadcast({"type": "track_muted", "track": info, "by": by})
+        return info
+
+    def _admit(self, identity: str, kind: str) -> None:
+        """Refuse a join the room cannot take; a join that goes ahead stops the empty-room timer."""
+        if self.closed:
+            raise SignalingError("room_closed", f"room {self.name} has been closed")
+        limit = self.options.max_participants
+        if limit is not None:
+            # a session replacing its own identity (a reconnecting box) frees its place as it takes it
+            staying = sum(
+                1 for p in self.participants.values() if not (p.identity == identity and p.kind == kind)
+            )
+            if staying >= limit:
+                raise SignalingError("room_full", f"room {self.name} is full ({limit} participants)")
+        self._cancel_expiry()
+
+    def _emptied(self) -> None:
+        """Nobody is in the room: close it now, or after ``empty_timeout`` for a created room."""
+        self._cancel_expiry()
+        if self._joining or self.participants:
+            return
+        if self.closed or self.options.empty_timeout <= 0:
+            self.closed = True
+            self._on_empty(self)
+        else:
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_later(self.options.empty_timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if not self.participants and not self._joining:
+            self.closed = True
+            self._on_empty(self)
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     # -- transports ----------------------------------------------------------------------------------
 
@@ -324,7 +513,8 @@ class Room:
 
 
 class Rooms:
-    """The rooms of this node, created on first join and closed when the last participant leaves."""
+    """The rooms of this node: created on first join and closed when the last participant leaves, or
+    created ahead by the admin API and closed when empty for their ``empty_timeout``."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -334,6 +524,15 @@ class Rooms:
         room = self.rooms.get(name)
         if room is None:
             room = self.rooms[name] = Room(name, self.node, self._empty)
+        return room
+
+    def create(self, name: str, options: RoomOptions) -> Room:
+        """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""
+        if name in self.rooms:
+            raise SignalingError("exists", f"room {name} already exists")
+        room = self.rooms[name] = Room(name, self.node, self._empty, options)
+        if options.empty_timeout > 0:
+            room._emptied()
         return room
 
     def _empty(self, room: Room) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from pathlib import Path
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu.node import Node
 
-from . import appkeys, metrics, whip, ws
+from . import admin, appkeys, devtoken, metrics, openapi, whip, ws
 from .config import Config
 from .room import Rooms
 
@@ -25,6 +26,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            "dev": request.app[appkeys.CONFIG].dev_credentials,
             "rooms": len(rooms.rooms),
             "transports": len(node.transports),
             "media": {"address": node.announced_address, "port": node.port},
@@ -42,12 +44,14 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 def create_app(config: Config, node: Node) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
     rooms = Rooms(node)
     app[appkeys.CONFIG] = config
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
     app[appkeys.REGISTRY] = metrics.registry(node, rooms)
+    app[appkeys.SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(ws.close_all)
     app.add_routes(
         [
             web.get("/", index),
@@ -55,6 +59,9 @@ def create_app(config: Config, node: Node) -> web.Application:
             web.get("/metrics", metrics_endpoint),
             web.get("/ws", ws.websocket),
             *whip.routes(),
+            *admin.routes(),
+            *openapi.routes(),
+            *devtoken.routes(),
         ]
     )
     if (WEB / "static").is_dir():

@@ -93,7 +93,10 @@ async def _start(request: web.Request, kind: str) -> web.Response:
         status = {"unsupported_media_type": 415, "too_large": 413}.get(exc.code, 400)
         return _error(status, exc.message)
     room = rooms.get(room_name)
-    participant = await room.join(claims, None, kind=kind)
+    try:
+        participant = await room.join(claims, None, kind=kind)
+    except SignalingError as exc:  # room_full, or room_closed while it is being closed
+        return _error(409, exc.message)
     try:
         if kind == "whip":
             answer = await room.publish(participant, offer)

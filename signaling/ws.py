@@ -13,11 +13,11 @@ import logging
 from typing import Any
 
 import msgpack
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import appkeys
-from .room import Participant, Rooms, SignalingError
-from .tokens import TokenError, verify
+from .room import Participant, Room, Rooms, SignalingError
+from .tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ SUBPROTOCOL_JSON = "kelian.v1.json"
 SUBPROTOCOL_MSGPACK = "kelian.v1.msgpack"
 MAX_MESSAGE = 256 * 1024
 MAX_SDP = 64 * 1024
+# How long a participant whose WebSocket dropped keeps its place and media, waiting to resume.
+RECONNECT_GRACE = 20.0
 
 
 class Codec:
@@ -53,7 +55,10 @@ class Codec:
         return data
 
     async def send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
-        """Send, or drop the message if the peer is already gone: its session is ending anyway."""
+        """Send, or drop the message if the peer is already gone: its session is ending anyway.
+
+        "disconnected" is the server ending the session (removed, room closed): the socket closes
+        after it, so the client knows not to reconnect."""
         if ws.closed:
             return
         with contextlib.suppress(ConnectionError):
@@ -61,6 +66,8 @@ class Codec:
                 await ws.send_bytes(msgpack.packb(message, use_bin_type=True))
             else:
                 await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+            if message.get("type") == "disconnected":
+                await ws.close(code=4000, message=str(message.get("reason", "")).encode()[:120])
 
 
 def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
@@ -79,6 +86,7 @@ class Session:
         self.rooms = rooms
         self.config = request.app[appkeys.CONFIG]
         self.ws = ws
+        self.request = request  # its transport is what a network cut takes away (tests abort it)
         self.codec = codec
         self.participant: Participant | None = None
 
@@ -95,7 +103,8 @@ class Session:
             reply = await self.join(message)
         else:
             participant = self.participant
-            if participant is None:
+            if participant is None or participant.closed or participant.channel is not self:
+                self.participant = None
                 raise SignalingError("not_joined", 'send "join" with a token first')
             room = participant.room
             if kind == "publish":
@@ -109,6 +118,16 @@ class Session:
             elif kind == "answer":
                 await room.answer(participant, _string(message, "sdp", MAX_SDP))
                 reply = None
+            elif kind == "mute":
+                muted = message.get("muted")
+                if not isinstance(muted, bool):
+                    raise SignalingError("bad_message", '"muted" must be true or false')
+                track = _string(message, "track")
+                producer = next((p for p in participant.producers.values() if p.id == track), None)
+                if producer is None:
+                    raise SignalingError("not_found", f"no track {track!r} published by you")
+                await room.set_muted(producer, muted, by=participant.sid)
+                reply = {"type": "muted", "track": track, "muted": muted}
             elif kind == "unpublish":
                 room.unpublish(participant, _string(message, "track"))
                 reply = {"type": "unpublished", "track": message["track"]}
@@ -124,7 +143,8 @@ class Session:
             await self.send(reply)
         if kind == "join" and self.participant is not None:
             # only after "joined": the client must know the room before the first subscriber offer
-            self.participant.room.subscribe_all(self.participant)
+            if not reply or not reply.get("resumed"):
+                self.participant.room.subscribe_all(self.participant)
             await self.participant.room.negotiate(self.participant)
 
     async def join(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -137,18 +157,40 @@ class Session:
             code = "forbidden" if exc.status == 403 else "unauthorized"
             raise SignalingError(code, exc.message) from None
         room = self.rooms.get(claims.room)
-        self.participant = participant = await room.join(claims, self.send)
+        resumed = self._resumable(room, claims, message.get("resume"))
+        if resumed is not None:
+            await room.resume(resumed, self.send, self)
+            participant = resumed
+        else:
+            participant = await room.join(claims, self.send)
+            participant.channel = self
+        self.participant = participant
         return {
             "type": "joined",
             "participant": participant.info(),
             "grants": claims.grants.to_dict(),
             "room": room.snapshot(),
+            "resumed": resumed is not None,
         }
 
+    @staticmethod
+    def _resumable(room: Room, claims: Claims, sid: object) -> Participant | None:
+        """The session a reconnecting client asks to resume, if it is still there and is its own.
+
+        Anything else (unknown sid, grace period over, another identity's session) is a fresh join:
+        the client sees "resumed": false and publishes again."""
+        if not isinstance(sid, str):
+            return None
+        participant = room.participants.get(sid)
+        if participant is None or participant.closed or participant.kind != "websocket":
+            return None
+        return participant if participant.identity == claims.identity else None
+
     async def close(self) -> None:
-        if self.participant is not None:
-            await self.participant.room.leave(self.participant, reason="disconnected")
-            self.participant = None
+        """The socket is gone without a "leave": keep the participant for a while, it may resume."""
+        participant, self.participant = self.participant, None
+        if participant is not None and participant.channel is self and not participant.closed:
+            participant.room.detach(participant, RECONNECT_GRACE)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -156,6 +198,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         protocols=(SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK), max_msg_size=MAX_MESSAGE, heartbeat=20.0
     )
     await ws.prepare(request)
+    request.app[appkeys.SOCKETS].add(ws)
     codec = Codec(binary=ws.ws_protocol == SUBPROTOCOL_MSGPACK or request.query.get("format") == "msgpack")
     session = Session(request.app[appkeys.ROOMS], request, ws, codec)
     try:
@@ -179,3 +222,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         await session.close()
     return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: close every socket now (1001 going away) rather than wait for clients to hang up.
+
+    The clients reconnect to whichever node replaces this one; waiting would hold the shutdown for
+    aiohttp's full timeout."""
+    sockets = app[appkeys.SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import browser  # noqa: F401  (fixture)
 from helpers import free_tcp_port, require_system, wait_for_redis
 from kelian_server import kelian  # noqa: F401  (fixture)
 

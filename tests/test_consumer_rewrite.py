@@ -357,6 +357,57 @@ async def test_resume_waits_for_a_keyframe_and_continues() -> None:
     assert diffs([s.seq for s in transport.out], 16) == [1, 1, 1]
 
 
+# --- muting a Producer (the admin API and moderators) --------------------------------------------------
+
+
+async def test_muted_producer_forwards_nothing_until_unmuted_at_a_keyframe() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    for seq in range(3):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA, key=seq == 0))
+    producer.pause()
+    consumer.resume()  # what Room.answer does after a renegotiation: must not undo the mute
+    for seq in range(3, 8):
+        stream.receive(vp8(seq, seq * 3000, 0xAAAA, key=seq == 5))
+    assert len(transport.out) == 3
+    assert stream.stats.packets == 8  # still received: statistics and the NACK cache stay current
+    stream.ssrc = 0xAAAA  # learnt by the Transport when the first packet arrived
+    stream.last_keyframe_request = 0.0  # the throttle's last request is long past
+    requests = len(keyframe_requests(producer))
+    producer.resume()
+    assert len(keyframe_requests(producer)) == requests + 1  # the picture comes back at once
+    stream.receive(vp8(8, 8 * 3000, 0xAAAA))
+    stream.receive(vp8(9, 9 * 3000, 0xAAAA, key=True))
+    assert len(transport.out) == 4
+    assert diffs([s.seq for s in transport.out], 16) == [1, 1, 1]
+
+
+async def test_unmute_does_not_start_a_consumer_still_waiting_for_its_answer() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer)
+    consumer.pause()  # the subscriber has not answered the offer that announces this SSRC
+    producer.pause()
+    producer.resume()
+    stream.receive(vp8(0, 0, 0xAAAA, key=True))
+    assert (consumer.paused, transport.out) == (True, [])
+    consumer.resume()
+    stream.receive(vp8(1, 3000, 0xAAAA, key=True))
+    assert len(transport.out) == 1
+
+
+async def test_consumer_of_a_muted_producer_waits_and_is_closed_with_it() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    producer.pause()
+    consumer, transport = subscribe(producer)  # a subscriber joining while the track is muted
+    stream.receive(vp8(0, 0, 0xAAAA, key=True))
+    assert transport.out == [] and not stream.pending and not stream.consumers
+    producer.close()
+    assert consumer.closed and producer.consumers == []
+
+
 # --- NACKs -------------------------------------------------------------------------------------------
 
 

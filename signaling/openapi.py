@@ -1,0 +1,562 @@
+"""The OpenAPI 3.1 description of every HTTP route kelian serves, at GET /openapi.json.
+
+One Python structure, so the document can be checked against the router in a test (every served route
+is described, nothing described is missing) and a school's IT person can load it into any OpenAPI tool
+(Swagger UI, Postman, code generators) instead of reading our source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from aiohttp import web
+
+from .tokens import Grants, Role
+
+__all__ = ["DOCUMENT", "routes"]
+
+JSON = "application/json"
+ROLES = [role.value for role in Role]
+
+try:
+    VERSION = version("kelian")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "0.0.0"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+ADMIN = ["admin"]
+SECURED: list[dict[str, list[str]]] = [{"apiKey": []}]
+UNAUTHORIZED = _error('Missing or wrong API key and secret (`WWW-Authenticate: Basic realm="kelian"`).')
+BAD_REQUEST = _error("The body is not valid: the message says which field and why. Nothing was changed.")
+ROOM = _path_param("room", "Room name.")
+IDENTITY = _path_param("identity", "Participant identity (the `sub` of its token).")
+
+
+def _admin(summary: str, description: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An admin operation: Basic auth, and a 401 like every other."""
+    return {
+        "tags": ADMIN,
+        "summary": summary,
+        "description": description,
+        "security": SECURED,
+        "responses": responses | {"401": UNAUTHORIZED},
+        **extra,
+    }
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+CORS_PREFLIGHT = {
+    "tags": ["whip-whep"],
+    "summary": "CORS preflight",
+    "description": "Lets browser-based WHIP/WHEP clients on other origins post offers and delete sessions.",
+    "responses": {"204": {"description": "Allowed methods and headers (Access-Control-*)."}},
+}
+
+
+def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
+    """The routes of one of WHIP or WHEP (whip.py serves both with the same handlers)."""
+    session = f"/{kind}/{{room}}/{{sid}}"
+    verb = "Publish" if kind == "whip" else "Play"
+    post: dict[str, Any] = {
+        "tags": ["whip-whep"],
+        "summary": f"{verb} with one SDP offer ({kind.upper()})",
+        "description": (
+            "RFC 9725 WHIP (publish: OBS, GStreamer, classroom encoders)"
+            if kind == "whip"
+            else "WHEP (play what is published in the room)"
+        )
+        + ". The session is a participant of the room; DELETE its Location to end it.",
+        "security": [{"bearerToken": []}],
+        "parameters": [ROOM],
+        "requestBody": {
+            "required": True,
+            "content": {"application/sdp": {"schema": {"type": "string", "description": "SDP offer"}}},
+        },
+        "responses": {
+            "201": {
+                "description": "The SDP answer.",
+                "headers": {
+                    "Location": {
+                        "description": f"The session URL, `{session}`.",
+                        "schema": {"type": "string"},
+                    },
+                    "ETag": {"schema": {"type": "string"}},
+                },
+                "content": {"application/sdp": {"schema": {"type": "string"}}},
+            },
+            "400": {"description": "The offer could not be used (text/plain reason)."},
+            "401": {"description": "Missing or invalid token (text/plain reason)."},
+            "403": {"description": "The token is for another room or its role may not do this."},
+            "409": {"description": "The room is full or closing, or (WHEP) nothing is being published."},
+            "413": {"description": "The offer is larger than 64 KiB."},
+            "415": {"description": "The body is not application/sdp."},
+        },
+    }
+    if kind == "whep":
+        post["parameters"] = [
+            ROOM,
+            {
+                "name": "participant",
+                "in": "query",
+                "required": False,
+                "description": "Play only what this identity publishes.",
+                "schema": {"type": "string"},
+            },
+        ]
+    sid = _path_param("sid", "Session id from the Location header.")
+    return {
+        f"/{kind}/{{room}}": {"post": post, "options": CORS_PREFLIGHT | {"parameters": [ROOM]}},
+        session: {
+            "options": CORS_PREFLIGHT | {"parameters": [ROOM, sid]},
+            "delete": {
+                "tags": ["whip-whep"],
+                "summary": f"End a {kind.upper()} session",
+                "security": [{"bearerToken": []}],
+                "parameters": [ROOM, sid],
+                "responses": {
+                    "200": {"description": "Ended."},
+                    "401": {"description": "Missing or invalid token."},
+                    "404": {"description": "No such session."},
+                },
+            },
+            "patch": {
+                "tags": ["whip-whep"],
+                "summary": "Trickle ICE / ICE restart (not supported)",
+                "description": "kelian is ICE-lite with one host candidate: there is nothing to trickle.",
+                "parameters": [ROOM, sid],
+                "responses": {"405": {"description": "Always."}},
+            },
+        },
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "examples": ["unauthorized", "invalid_request", "not_found", "room_exists"],
+                    },
+                    "message": {"type": "string", "description": "What went wrong, for a person to read."},
+                },
+            }
+        },
+    },
+    "Metadata": {
+        "type": "object",
+        "description": "Up to 32 keys (1-64 characters) with string values (up to 1024 characters).",
+        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "maxProperties": 32,
+        "examples": [{"stage": "primary", "grade": "5", "subject": "maths", "teacher": "Ms Lin"}],
+    },
+    "RoomCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "description": "No '/', no control characters, no leading or trailing spaces.",
+            },
+            "max_participants": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "Joins beyond this many are refused (room_full). Null or absent: unlimited.",
+            },
+            "empty_timeout": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 604800,
+                "default": 300,
+                "description": (
+                    "Seconds the room is kept while nobody is in it (from creation, and after the last "
+                    "participant leaves). 0: kept until someone has joined, closed when empty again."
+                ),
+            },
+            "metadata": _ref("Metadata"),
+        },
+    },
+    "Room": {
+        "type": "object",
+        "required": [
+            "name",
+            "participants",
+            "max_participants",
+            "empty_timeout",
+            "metadata",
+            "created_at",
+            "tracks",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "participants": {
+                "description": "A count in lists; the participants themselves for a single room.",
+                "oneOf": [{"type": "integer"}, {"type": "array", "items": _ref("Participant")}],
+            },
+            "max_participants": {"type": ["integer", "null"]},
+            "empty_timeout": {
+                "type": "number",
+                "description": "0 for a room that exists because someone joined: it closes when empty.",
+            },
+            "metadata": _ref("Metadata"),
+            "created_at": {"type": "integer", "description": "Unix seconds."},
+            "tracks": {"type": "integer", "description": "Tracks being published."},
+        },
+    },
+    "RoomList": {
+        "type": "object",
+        "required": ["rooms"],
+        "properties": {"rooms": {"type": "array", "items": _ref("Room")}},
+    },
+    "Track": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "examples": ["TR_12"]},
+            "participant": {"type": "string", "description": "sid of the publishing session."},
+            "identity": {"type": "string"},
+            "kind": {"type": "string", "enum": ["audio", "video"]},
+            "source": {"type": "string", "examples": ["camera", "microphone", "screen"]},
+            "codec": {"type": "string", "examples": ["opus", "VP8", "H264"]},
+            "layers": {"type": "array", "items": {"type": "string"}, "description": "Simulcast rids."},
+            "muted": {"type": "boolean"},
+        },
+    },
+    "Participant": {
+        "type": "object",
+        "properties": {
+            "sid": {"type": "string", "description": "Session id, e.g. PS_7."},
+            "identity": {"type": "string"},
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": ROLES},
+            "kind": {"type": "string", "enum": ["websocket", "whip", "whep"]},
+            "tracks": {"type": "array", "items": _ref("Track")},
+            "quality": {"type": "string", "enum": ["excellent", "good", "poor", "lost"]},
+        },
+        "additionalProperties": True,
+    },
+    "ParticipantList": {
+        "type": "object",
+        "required": ["participants"],
+        "properties": {"participants": {"type": "array", "items": _ref("Participant")}},
+    },
+    "Mute": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["muted"],
+        "properties": {"muted": {"type": "boolean"}},
+    },
+    "Grants": {
+        "type": "object",
+        "description": "Only narrows the role's defaults; asking for more than the role allows is a 400.",
+        "properties": {f.name: {"type": "boolean"} for f in fields(Grants)},
+    },
+    "TokenRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["room", "identity", "role"],
+        "properties": {
+            "room": {"type": "string", "minLength": 1, "maxLength": 128},
+            "identity": {"type": "string", "minLength": 1, "maxLength": 128},
+            "role": {"type": "string", "enum": ROLES},
+            "name": {"type": "string", "maxLength": 256, "description": "Display name."},
+            "ttl": {"type": "integer", "minimum": 1, "default": 3600, "description": "Seconds."},
+            "grants": _ref("Grants"),
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "room", "identity", "expires_at"],
+        "properties": {
+            "token": {"type": "string", "description": "JWT for the WebSocket join or WHIP/WHEP."},
+            "room": {"type": "string"},
+            "identity": {"type": "string"},
+            "expires_at": {"type": "integer", "description": "Unix seconds."},
+        },
+    },
+    "DevTokenRequest": {
+        "type": "object",
+        "required": ["room", "name"],
+        "properties": {
+            "room": {"type": "string", "maxLength": 64},
+            "name": {"type": "string", "maxLength": 64},
+            "role": {"type": "string", "default": "lecturer"},
+        },
+    },
+    "DevToken": {
+        "type": "object",
+        "required": ["token", "identity"],
+        "properties": {
+            "token": {"type": "string"},
+            "identity": {"type": "string", "description": "The name with a random suffix."},
+            "room": {"type": "string"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "const": "ok"},
+            "dev": {"type": "boolean", "description": "Running on generated development credentials."},
+            "rooms": {"type": "integer"},
+            "transports": {"type": "integer"},
+            "media": {
+                "type": "object",
+                "properties": {"address": {"type": "string"}, "port": {"type": "integer"}},
+            },
+        },
+    },
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/": {
+        "get": {
+            "tags": ["web"],
+            "summary": "The classroom web app",
+            "description": "Open `/?room=ROOM&token=TOKEN` to join a lesson in a browser.",
+            "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
+        }
+    },
+    "/static/{path}": {
+        "get": {
+            "tags": ["web"],
+            "summary": "Static files of the web app (scripts, styles, translations)",
+            "parameters": [_path_param("path", "File path under the static folder.")],
+            "responses": {"200": {"description": "The file."}, "404": {"description": "No such file."}},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "tags": ["operations"],
+            "summary": "Liveness and a few gauges",
+            "responses": {"200": _json(_ref("Health"), "The node is up.")},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "tags": ["operations"],
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "tags": ["operations"],
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {JSON: {}}}},
+        }
+    },
+    "/ws": {
+        "get": {
+            "tags": ["signaling"],
+            "summary": "The participant WebSocket",
+            "description": (
+                "Upgrade to a WebSocket (subprotocol `kelian.v1.json` for JSON text frames or "
+                "`kelian.v1.msgpack` for msgpack binary frames), then send "
+                '`{"type": "join", "token": ...}`, publish with an SDP offer and answer the server\'s '
+                "subscriber offers. The messages and events are described in docs/protocol.md."
+            ),
+            "parameters": [
+                {
+                    "name": "Sec-WebSocket-Protocol",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["kelian.v1.json", "kelian.v1.msgpack"]},
+                },
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "description": "`msgpack` for clients that cannot set a subprotocol.",
+                    "schema": {"type": "string", "enum": ["msgpack"]},
+                },
+            ],
+            "responses": {
+                "101": {"description": "Switching Protocols: the WebSocket is open."},
+                "400": {"description": "Not a WebSocket upgrade request."},
+            },
+        }
+    },
+    "/dev/token": {
+        "post": {
+            "tags": ["web"],
+            "summary": "Quick join token (development mode only)",
+            "description": (
+                "Only a server started without KELIAN_API_KEY and KELIAN_API_SECRET (development "
+                "credentials) answers; with a configured key and secret this is 404, and tokens come "
+                "from POST /api/v1/tokens or the school's own backend."
+            ),
+            "requestBody": _body(_ref("DevTokenRequest")),
+            "responses": {
+                "200": _json(_ref("DevToken"), "A token for the room."),
+                "400": {"description": "Bad body (text/plain reason)."},
+                "404": {"description": "The server runs with a configured key and secret."},
+            },
+        }
+    },
+    **_whip_whep("whip"),
+    **_whip_whep("whep"),
+    "/api/v1/rooms": {
+        "get": _admin(
+            "List rooms",
+            "Every open room, including those that exist because someone joined.",
+            {"200": _json(_ref("RoomList"), "The rooms.")},
+        ),
+        "post": _admin(
+            "Create a room",
+            "Set a room up before its lesson. It is kept while empty for `empty_timeout` seconds.",
+            {
+                "201": _json(_ref("Room"), "Created; `participants` is the (empty) list."),
+                "400": BAD_REQUEST,
+                "409": _error("A room of that name exists."),
+            },
+            requestBody=_body(_ref("RoomCreate")),
+        ),
+    },
+    "/api/v1/rooms/{room}": {
+        "get": _admin(
+            "Get a room",
+            "The room with its participants listed.",
+            {"200": _json(_ref("Room"), "The room."), "404": _error("No such room.")},
+            parameters=[ROOM],
+        ),
+        "delete": _admin(
+            "Close a room",
+            'Every participant receives `{"type": "disconnected", "reason": "room_closed"}` and is removed.',
+            {"204": {"description": "Closed."}, "404": _error("No such room.")},
+            parameters=[ROOM],
+        ),
+    },
+    "/api/v1/rooms/{room}/participants": {
+        "get": _admin(
+            "List participants",
+            "Every session in the room (a box on WebSocket and WHIP is listed twice).",
+            {"200": _json(_ref("ParticipantList"), "The participants."), "404": _error("No such room.")},
+            parameters=[ROOM],
+        ),
+    },
+    "/api/v1/rooms/{room}/participants/{identity}": {
+        "get": _admin(
+            "Get a participant",
+            "The first session of this identity.",
+            {
+                "200": _json(_ref("Participant"), "The participant."),
+                "404": _error("No such room or participant."),
+            },
+            parameters=[ROOM, IDENTITY],
+        ),
+        "delete": _admin(
+            "Remove a participant",
+            'Every session of the identity receives `{"type": "disconnected", "reason": "removed"}` and '
+            "leaves. The token is not revoked: use short token lifetimes to keep someone out.",
+            {"204": {"description": "Removed."}, "404": _error("No such room or participant.")},
+            parameters=[ROOM, IDENTITY],
+        ),
+    },
+    "/api/v1/rooms/{room}/participants/{identity}/tracks/{track}/mute": {
+        "post": _admin(
+            "Mute or unmute a track",
+            "The server stops (or restarts) forwarding the track to everyone, and tells everyone, the "
+            'owner included, with a `track_muted` event (`"by": null` for the API).',
+            {
+                "200": _json(_ref("Track"), "The track, with its new `muted` state."),
+                "400": BAD_REQUEST,
+                "404": _error("No such room, participant or track."),
+            },
+            parameters=[ROOM, IDENTITY, _path_param("track", "Track id, e.g. TR_12.")],
+            requestBody=_body(_ref("Mute")),
+        ),
+    },
+    "/api/v1/tokens": {
+        "post": _admin(
+            "Mint a join token",
+            "A JWT to join `room` as `identity` in `role`; build a join link as "
+            "`http://HOST:8700/?room=ROOM&token=TOKEN`.",
+            {"201": _json(_ref("Token"), "The token."), "400": BAD_REQUEST},
+            requestBody=_body(_ref("TokenRequest")),
+        ),
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "kelian",
+        "version": VERSION,
+        "description": (
+            "Live-classroom media server: the admin REST API for school systems, WHIP/WHEP, the "
+            "participant WebSocket and operations endpoints. The admin API is described in docs/api.md."
+        ),
+    },
+    "tags": [
+        {"name": "admin", "description": "Rooms, participants and tokens for school systems (Basic auth)."},
+        {"name": "signaling", "description": "The participant WebSocket."},
+        {"name": "whip-whep", "description": "Publish and play with one HTTP request (Bearer token)."},
+        {"name": "web", "description": "The browser app."},
+        {"name": "operations", "description": "Health, metrics and this document."},
+    ],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "User name: the API key (KELIAN_API_KEY); password: the API secret.",
+            },
+            "bearerToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A join token for the room (POST /api/v1/tokens or `kelian token`).",
+            },
+        },
+        "schemas": SCHEMAS,
+    },
+}
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    # any origin may read it: it holds no secrets, and online OpenAPI viewers fetch it from the browser
+    return web.json_response(DOCUMENT, headers={"Access-Control-Allow-Origin": "*"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/openapi.json", openapi_json)]

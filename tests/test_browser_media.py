@@ -1,0 +1,157 @@
+"""The JS SDK in a real Chromium against a real server: media both ways with Python peers, and the
+session surviving a cut WebSocket or a failed media path without a reload.
+
+These drive the SDK (static/kelian.js) directly, so they do not depend on the classroom page's layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from browser import frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
+from kelian_server import Server, eventually
+from playwright.async_api import Browser, Page
+
+from signaling.media import audio_track, video_track
+from signaling.room import Participant
+
+# Join with the SDK; optionally publish the fake camera and microphone; show remote video in <video>s.
+JOIN = """async ([token, publish]) => {
+  const { Room } = await import("/static/kelian.js");
+  const room = new Room({ token });
+  window.kelianRoom = room;
+  window.states = [];
+  window.notReloaded = true;  // gone if the page were reloaded
+  room.on("state", (s) => states.push(s));
+  room.on("track_subscribed", (participant, info, track) => {
+    if (info.kind !== "video") return;
+    let video = document.getElementById("remote");
+    if (!video) {
+      video = document.createElement("video");
+      video.id = "remote"; video.autoplay = true; video.muted = true; video.playsInline = true;
+      video.style.width = "640px"; video.style.height = "360px";
+      document.body.appendChild(video);
+    }
+    video.srcObject = new MediaStream([track]);
+  });
+  await room.connect();
+  if (publish) {
+    await room.publishCamera({ width: 640, height: 360 });
+    await room.publishMicrophone();
+  }
+  return room.local.sid;
+}"""
+
+
+VIDEO_SIZE = """(() => {
+  const v = document.getElementById("remote");
+  return [v.videoWidth, v.videoHeight];
+})()"""
+
+
+AUDIO_PACKETS = """async () => {
+  let packets = 0;
+  (await kelianRoom.subscriberPc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") packets += s.packetsReceived;
+  });
+  return packets;
+}"""
+
+
+async def joined_page(browser: Browser, kelian: Server, identity: str, role: str, publish: bool) -> Page:
+    page = await new_page(browser, label=identity)
+    await page.goto(kelian.url)  # the join view; the test drives the SDK itself
+    await page.evaluate(JOIN, [kelian.token(identity, role), publish])
+    return page
+
+
+def participant(kelian: Server, identity: str) -> Participant:
+    room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
+    return next(p for p in room.participants.values() if p.identity == identity)
+
+
+async def state(page: Page) -> Any:
+    return await page.evaluate("[window.kelianRoom.state, window.kelianRoom.local.sid, window.notReloaded]")
+
+
+async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: Server) -> None:
+    teacher = kelian.client("teacher", "lecturer")
+    await teacher.connect()
+    await teacher.publish(video_track(), audio_track(), sources=["camera", "microphone"])
+    try:
+        page = await joined_page(browser, kelian, "viewer", "viewer", publish=False)
+        decoded = await wait_frames_decoded(page, 30)
+        size = await page.evaluate(VIDEO_SIZE)
+        assert size == [640, 360], "the browser decodes the publisher's 640x360 VP8 as sent"
+        first = await screenshot(page.locator("#remote"))
+        await wait_frames_decoded(page, decoded + 15)
+        second = await screenshot(page.locator("#remote"))
+        assert is_not_black(first) and is_not_black(second)
+        assert np.abs(first.astype(int) - second.astype(int)).mean() > 1, "the picture moves"
+        audio = await page.evaluate(AUDIO_PACKETS)
+        assert audio > 0, "the tone's Opus packets reach the browser too"
+    finally:
+        await teacher.close()
+
+
+async def test_browser_camera_is_decoded_by_a_python_subscriber(browser: Browser, kelian: Server) -> None:
+    await joined_page(browser, kelian, "classroom-1", "classroom", publish=True)
+    student = kelian.client("student")
+    await student.connect()
+    try:
+        tracks = await student.wait_for_tracks(2, timeout=15)
+        video = next(t for t in tracks if t.track.kind == "video")
+        assert video.info["identity"] == "classroom-1" and video.info["source"] == "camera"
+        frames = [await asyncio.wait_for(video.track.recv(), 10) for _ in range(20)]
+        assert all((f.width, f.height) == (640, 360) for f in frames)  # type: ignore[attr-defined]
+        first = frames[0].to_ndarray(format="gray")  # type: ignore[attr-defined]
+        last = frames[-1].to_ndarray(format="gray")  # type: ignore[attr-defined]
+        assert first.max() > 40, "Chromium's fake camera draws a bright pattern, not black"
+        assert np.abs(first.astype(int) - last.astype(int)).mean() > 0.5, "and it moves"
+    finally:
+        await student.close()
+
+
+async def test_a_cut_websocket_resumes_the_session_without_a_reload(browser: Browser, kelian: Server) -> None:
+    sender = await joined_page(browser, kelian, "alice", "student", publish=True)
+    receiver = await joined_page(browser, kelian, "bob", "student", publish=True)
+    await wait_frames_decoded(receiver, 10)
+    await wait_frames_decoded(sender, 10)
+    _, sid, _ = await state(sender)
+    before = participant(kelian, "alice")
+    session = before.channel
+    session.request.transport.abort()  # type: ignore[attr-defined]  # the TCP connection is gone
+
+    await sender.wait_for_function("window.states.includes('reconnecting')")
+    await sender.wait_for_function("window.kelianRoom.state === 'connected'")
+    assert await state(sender) == ["connected", sid, True], "same session, same page: resumed"
+    after = participant(kelian, "alice")
+    assert after is before and after.channel is not session and after.connected
+    # media never stopped: both directions keep decoding
+    for page in (sender, receiver):
+        await wait_frames_decoded(page, await frames_decoded(page) + 30)
+    left = await receiver.evaluate("[...window.kelianRoom.participants.values()].map((p) => p.identity)")
+    assert left == ["alice"], "bob never saw alice leave"
+
+
+async def test_a_failed_media_path_rejoins_with_the_same_identity(browser: Browser, kelian: Server) -> None:
+    sender = await joined_page(browser, kelian, "alice", "student", publish=True)
+    receiver = await joined_page(browser, kelian, "bob", "student", publish=False)
+    await wait_frames_decoded(receiver, 10)
+    old = participant(kelian, "alice")
+    assert old.publisher is not None
+    old.publisher.close("test: media path lost")  # as if consent checks had stopped
+
+    await sender.wait_for_function("window.states.includes('reconnecting')")
+    await sender.wait_for_function("window.kelianRoom.state === 'connected'")
+    assert await eventually(lambda: participant(kelian, "alice") is not old, timeout=10)
+    new = participant(kelian, "alice")
+    assert await eventually(lambda: len(new.producers) == 2, timeout=10), "camera and mic published again"
+    state_now = await state(sender)
+    assert state_now[0] == "connected" and state_now[2] is True, "no reload"
+    # bob receives alice's new camera track
+    await wait_frames_decoded(receiver, await frames_decoded(receiver) + 30)
+    names = await receiver.evaluate("[...window.kelianRoom.participants.values()].map((p) => p.identity)")
+    assert names == ["alice"]
