@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test bench lint format clean distclean
+.PHONY: install serve test bench lint format screenshots clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The pictures in the README, taken by the browser tests themselves (needs chromium).
+screenshots: $(STAMP)
+	KELIAN_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_web_app.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -83,6 +83,8 @@ async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: S
     try:
         page = await joined_page(browser, kelian, "viewer", "viewer", publish=False)
         decoded = await wait_frames_decoded(page, 30)
+        # the element shows the picture a moment after the decoder's first frames
+        await page.wait_for_function("document.getElementById('remote')?.videoWidth > 0")
         size = await page.evaluate(VIDEO_SIZE)
         assert size == [640, 360], "the browser decodes the publisher's 640x360 VP8 as sent"
         first = await screenshot(page.locator("#remote"))
@@ -155,3 +157,27 @@ async def test_a_failed_media_path_rejoins_with_the_same_identity(browser: Brows
     await wait_frames_decoded(receiver, await frames_decoded(receiver) + 30)
     names = await receiver.evaluate("[...window.kelianRoom.participants.values()].map((p) => p.identity)")
     assert names == ["alice"]
+
+
+async def test_simulcast_camera_from_the_browser_is_received_as_layers(
+    browser: Browser, kelian: Server
+) -> None:
+    page = await new_page(browser, label="lecturer")
+    await page.goto(kelian.url)
+    await page.evaluate(JOIN, [kelian.token("lecturer", "lecturer"), False])
+    await page.evaluate("kelianRoom.publishCamera({ simulcast: true, width: 1280, height: 720 })")
+    producer = next(iter(participant(kelian, "lecturer").producers.values()))
+    assert [s.rid for s in producer.streams] == ["q", "h", "f"]
+    assert await eventually(lambda: sum(1 for s in producer.streams if s.stats.packets) >= 2, timeout=10), (
+        "Chromium sends at least two of the three layers from the start"
+    )
+    student = kelian.client("student")
+    await student.connect()
+    try:
+        (video,) = await student.wait_for_tracks(1, timeout=15)
+        assert video.info["layers"] == ["q", "h", "f"]
+        frame = await asyncio.wait_for(video.track.recv(), 10)
+        sizes = {(1280 // d, 720 // d) for d in (1, 2, 4)}
+        assert (frame.width, frame.height) in sizes  # type: ignore[attr-defined]
+    finally:
+        await student.close()
