@@ -99,13 +99,22 @@ def _answer_setup(offer_setup: str | None) -> str:
 
 
 def _rejected(m: MediaSection, transport: WebRtcTransport, setup: str) -> MediaSection:
-    section = _base_section(m.kind, m.mid or "", transport, setup, port=0)
+    """An answer section that carries nothing.
+
+    An audio/video section the peer still offers stays in the BUNDLE group, merely inactive: Chromium
+    refuses an answer whose first bundled section (the one carrying the transport) is rejected with
+    port 0, which is what a browser offers after unpublishing its first track. Only sections the
+    offer itself rejected, or that are not RTP (data channels), get port 0.
+    """
+    keep = m.port != 0 and m.kind in ("audio", "video")
+    section = _base_section(m.kind, m.mid or "", transport, setup, port=9 if keep else 0)
     section.protocol = m.protocol
     section.formats = list(m.formats[:1])
     section.codecs = list(m.codecs[:1])
     section.direction = "inactive"
-    section.candidates = []
-    section.end_of_candidates = False
+    if not keep:
+        section.candidates = []
+        section.end_of_candidates = False
     if m.kind == "application":
         section.formats = list(m.formats)
     return section

@@ -165,6 +165,8 @@ class Room:
         try:
             for other in list(self.participants.values()):
                 if other.identity == claims.identity and other.kind == kind:
+                    # told, so that a second tab with the same identity stops instead of rejoining
+                    await other.notify({"type": "disconnected", "reason": "replaced"})
                     await self.leave(other, reason="the same identity joined again")
             self.participants[participant.sid] = participant
         finally:

@@ -87,8 +87,10 @@ async def start(config: Config) -> tuple[web.AppRunner, Node]:
 
 
 async def stop(runner: web.AppRunner, node: Node) -> None:
-    await node.stop()
+    """Sockets first (clients hear 1001 and go elsewhere), then media: the reverse would tell each
+    client its transports closed, and it would try to rejoin this node on its way out."""
     await runner.cleanup()
+    await node.stop()
 
 
 async def serve(config: Config) -> None:

@@ -27,6 +27,7 @@ MAX_MESSAGE = 256 * 1024
 MAX_SDP = 64 * 1024
 # How long a participant whose WebSocket dropped keeps its place and media, waiting to resume.
 RECONNECT_GRACE = 20.0
+SOURCES = ("camera", "microphone", "screen")
 
 
 class Codec:
@@ -110,7 +111,7 @@ class Session:
             if kind == "publish":
                 sources = message.get("sources") or {}
                 if not isinstance(sources, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in sources.items()
+                    isinstance(k, str) and v in SOURCES for k, v in sources.items()
                 ):
                     raise SignalingError("bad_message", '"sources" maps mids to camera, microphone or screen')
                 answer = await room.publish(participant, _string(message, "sdp", MAX_SDP), sources)
@@ -123,11 +124,23 @@ class Session:
                 if not isinstance(muted, bool):
                     raise SignalingError("bad_message", '"muted" must be true or false')
                 track = _string(message, "track")
-                producer = next((p for p in participant.producers.values() if p.id == track), None)
+                # one's own tracks; a moderator (lecturer, tutor) also anyone else's in the room
+                owner = None if participant.claims.grants.moderate else participant.identity
+                producer = room.find_track(track, owner)
                 if producer is None:
-                    raise SignalingError("not_found", f"no track {track!r} published by you")
+                    whose = "in this room" if owner is None else "published by you"
+                    raise SignalingError("not_found", f"no track {track!r} {whose}")
                 await room.set_muted(producer, muted, by=participant.sid)
                 reply = {"type": "muted", "track": track, "muted": muted}
+            elif kind == "remove":
+                if not participant.claims.grants.moderate:
+                    raise SignalingError("forbidden", f"role {participant.claims.role} may not remove anyone")
+                identity = _string(message, "identity")
+                if identity == participant.identity:
+                    raise SignalingError("bad_message", 'to leave, send "leave"')
+                if not await room.remove(identity):
+                    raise SignalingError("not_found", f"nobody called {identity!r} is in this room")
+                reply = {"type": "removed", "identity": identity}
             elif kind == "unpublish":
                 room.unpublish(participant, _string(message, "track"))
                 reply = {"type": "unpublished", "track": message["track"]}
@@ -168,7 +181,7 @@ class Session:
         return {
             "type": "joined",
             "participant": participant.info(),
-            "grants": claims.grants.to_dict(),
+            "grants": participant.claims.grants.to_dict(),  # a resumed session keeps its own
             "room": room.snapshot(),
             "resumed": resumed is not None,
         }

@@ -181,3 +181,29 @@ async def test_simulcast_camera_from_the_browser_is_received_as_layers(
         assert (frame.width, frame.height) in sizes  # type: ignore[attr-defined]
     finally:
         await student.close()
+
+
+async def test_unpublishing_the_first_track_keeps_publishing_working(
+    browser: Browser, kelian: Server
+) -> None:
+    page = await joined_page(browser, kelian, "alice", "student", publish=False)
+    await page.evaluate("kelianRoom.publishMicrophone()")
+    await page.evaluate("kelianRoom.publishCamera({ width: 640, height: 360 })")
+    await page.evaluate("kelianRoom.unpublish('microphone')")  # the first, bundle-carrying section
+    await page.evaluate("kelianRoom.publishMicrophone()")  # a renegotiation Chromium must accept
+    alice = participant(kelian, "alice")
+    assert sorted(p.source for p in alice.producers.values()) == ["camera", "microphone"]
+    assert await eventually(lambda: all(p.streams[0].stats.packets for p in alice.producers.values()))
+
+
+async def test_the_same_identity_elsewhere_replaces_the_session_for_good(
+    browser: Browser, kelian: Server
+) -> None:
+    first = await joined_page(browser, kelian, "alice", "student", publish=False)
+    await first.evaluate("window.reasons = []; kelianRoom.on('disconnected', (r) => reasons.push(r))")
+    second = await joined_page(browser, kelian, "alice", "student", publish=False)
+    await first.wait_for_function("window.kelianRoom.state === 'closed'")
+    assert await first.evaluate("window.reasons") == ["replaced"]
+    assert (await state(second))[0] == "connected"
+    room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
+    assert [p.identity for p in room.participants.values()] == ["alice"], "no kicking back and forth"

@@ -349,8 +349,19 @@ def test_unsupported_codecs_are_rejected_per_section() -> None:
     _, answer, specs, _ = publish(offer)
     assert [s.kind for s in specs] == ["video"]
     audio = answer.media[0]
-    assert (audio.port, audio.direction, audio.formats) == (0, "inactive", ["9"])
-    assert answer.groups == [("BUNDLE", ["1"])]
+    # inactive but still bundled: the first section carries the transport for the others
+    assert (audio.port, audio.direction, audio.formats) == (9, "inactive", ["9"])
+    assert audio.rtcp_mux and audio.candidates
+    assert answer.groups == [("BUNDLE", ["0", "1"])]
+
+
+def test_an_unpublished_first_section_stays_in_the_bundle() -> None:
+    # what Chromium offers after its first track (here the microphone) was unpublished
+    offer = CHROME_OFFER.replace("a=sendonly", "a=inactive", 1)
+    _, answer, specs, _ = publish(offer)
+    assert [s.kind for s in specs] == ["video"]
+    assert (answer.media[0].port, answer.media[0].direction) == (9, "inactive")
+    assert answer.groups == [("BUNDLE", ["0", "1"])]
 
 
 def test_recvonly_offer_is_refused() -> None:

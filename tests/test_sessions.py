@@ -9,6 +9,7 @@ import pytest
 from kelian_server import Server, eventually, lesson
 
 from signaling import ws as ws_module
+from signaling.client import ClientError
 from signaling.media import video_track
 
 
@@ -98,3 +99,26 @@ async def test_shutdown_closes_sockets_as_going_away(kelian: Server) -> None:
         await server.stop(kelian.runner, kelian.node)
         message = await socket.receive(timeout=5)
         assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1001
+
+
+async def test_a_teacher_mutes_and_removes_a_student_but_a_student_cannot(kelian: Server) -> None:
+    async with lesson(kelian, video_track(), student_role="classroom") as live:
+        track = live.tracks[0].id
+        with pytest.raises(ClientError, match="not_found"):
+            await live.student.request({"type": "mute", "track": track, "muted": True})
+        with pytest.raises(ClientError, match="forbidden"):
+            await live.student.request({"type": "remove", "identity": "teacher"})
+        assert not live.tracks[0].info.get("muted")
+
+        student_track = (await live.student.publish(video_track()))["tracks"][0]["id"]
+        muted = await live.teacher.request({"type": "mute", "track": student_track, "muted": True})
+        assert muted == {"type": "muted", "track": student_track, "muted": True, "id": muted["id"]}
+        assert await eventually(
+            lambda: any(e["type"] == "track_muted" and e["track"]["muted"] for e in live.student.events)
+        )
+        removed = await live.teacher.request({"type": "remove", "identity": "student"})
+        assert removed["type"] == "removed"
+        assert await eventually(
+            lambda: any(e == {"type": "disconnected", "reason": "removed"} for e in live.student.events)
+        )
+        assert [p.identity for p in participants(kelian).values()] == ["teacher"]

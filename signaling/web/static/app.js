@@ -57,6 +57,7 @@ const KNOWN_ERRORS = new Set([
   "device_busy",
   "removed",
   "room_closed",
+  "replaced",
 ]);
 
 /** The one Room this page is in (or joining), else null. */

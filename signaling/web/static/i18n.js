@@ -72,6 +72,7 @@ export const dictionaries = {
       "The connection to the classroom was lost. Check your network connection, then join again.",
     "error.removed": "The teacher removed you from the classroom.",
     "error.room_closed": "The class has ended: the classroom was closed.",
+    "error.replaced": "You joined this class from another window or device, so this one has left.",
     "error.device_denied":
       "The browser is not allowed to use your camera or microphone. You joined without them. " +
       "To allow them, click the camera icon (or the lock) in the address bar, choose “Allow”, " +
@@ -147,6 +148,7 @@ export const dictionaries = {
     "error.lost": "与课堂的连接已断开。请检查网络连接，然后重新加入。",
     "error.removed": "老师已将你移出课堂。",
     "error.room_closed": "课程已结束：课堂已关闭。",
+    "error.replaced": "你已在另一个窗口或设备上进入本课堂，这里已退出。",
     "error.device_denied":
       "浏览器不允许使用你的摄像头或麦克风，你已在没有它们的情况下加入课堂。" +
       "如需允许，请点击地址栏中的摄像头图标（或锁形图标），选择“允许”，然后点击“开启视频”或“取消静音”。",

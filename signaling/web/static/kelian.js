@@ -166,6 +166,7 @@ class Signal {
   close() {
     this.closedByUs = true;
     clearInterval(this.pinger);
+    if (this.ws) this.ws.onmessage = null; // a replaced socket's last words are not for us
     this.ws?.close();
   }
 }
@@ -297,7 +298,7 @@ export class Room extends Emitter {
         this.#setState("connected");
         return;
       } catch (err) {
-        if (["unauthorized", "forbidden", "room_full"].includes(err.code)) {
+        if (["unauthorized", "forbidden", "room_full", "room_closed"].includes(err.code)) {
           this.#close(err.code);
           return;
         }
@@ -619,6 +620,16 @@ export class Room extends Emitter {
     entry.muted = muted;
     entry.track.enabled = !muted;
     if (entry.trackId) await this.signal.request({ type: "mute", track: entry.trackId, muted });
+  }
+
+  /** Moderators (lecturer, tutor): mute or unmute anyone's track, by its id. */
+  async muteTrack(trackId, muted) {
+    await this.signal.request({ type: "mute", track: trackId, muted });
+  }
+
+  /** Moderators: send a participant away (every session of that identity). */
+  async removeParticipant(identity) {
+    await this.signal.request({ type: "remove", identity });
   }
 
   isMuted(source) {
