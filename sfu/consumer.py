@@ -31,6 +31,7 @@ class Consumer:
         "bytes",
         "closed",
         "codec_name",
+        "enabled",
         "errors",
         "fraction_lost",
         "id",
@@ -38,6 +39,8 @@ class Consumer:
         "kind",
         "last_seq",
         "last_ts",
+        "max_height",
+        "max_width",
         "mid",
         "nacks",
         "on_close",
@@ -45,6 +48,7 @@ class Consumer:
         "packets_lost",
         "paused",
         "payload_type",
+        "pid_delta",
         "plis",
         "producer",
         "retransmissions",
@@ -54,8 +58,10 @@ class Consumer:
         "stream",
         "sync_seq",
         "target",
+        "tl0_delta",
         "transport",
         "ts_delta",
+        "vp8_deltas",
     )
 
     def __init__(self, transport: WebRtcTransport, producer: Producer, mid: str) -> None:
@@ -76,6 +82,12 @@ class Consumer:
         self.last_ts = random.getrandbits(32)
         self.paused = False
         self.closed = False
+        # what the subscriber shows this track at (0: no preference) and whether it wants it at all
+        self.max_width = self.max_height = 0
+        self.enabled = True
+        # VP8 PictureID / TL0PICIDX offsets after a layer switch (rewritten only when non-zero)
+        self.pid_delta = self.tl0_delta = 0
+        self.vp8_deltas: tuple[int, int] | None = None
         self.packets = self.bytes = self.errors = 0
         self.nacks = self.plis = self.retransmissions = 0
         self.fraction_lost = 0.0
@@ -99,7 +111,7 @@ class Consumer:
         transport = self.transport
         try:
             data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
-                packet, self.payload_type, out_seq, out_ts, self.ssrc
+                packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
             )
         except SrtpError:
             self.errors += 1
@@ -122,6 +134,15 @@ class Consumer:
         self.seq_delta = (self.last_seq + 1 - seq) & 0xFFFF
         self.ts_delta = (self.last_ts + gap - ts) & 0xFFFFFFFF  # about a frame: sources share no clock
         self.sync_seq = seq
+        if old is not None and old is not stream and stream.picture_id >= 0 and old.picture_id >= 0:
+            # continue the picture numbering the subscriber has seen (one past the last forwarded)
+            last_pid = (old.picture_id + self.pid_delta) & 0x7FFF
+            self.pid_delta = (last_pid + 1 - stream.picture_id) & 0x7FFF
+            if old.tl0 >= 0 and stream.tl0 >= 0:
+                last_tl0 = (old.tl0 + self.tl0_delta) & 0xFF
+                self.tl0_delta = (last_tl0 + 1 - stream.tl0) & 0xFF
+            changed = self.pid_delta or self.tl0_delta
+            self.vp8_deltas = (self.pid_delta, self.tl0_delta) if changed else None
         stream.consumers.append(self)
 
     # -- control ----------------------------------------------------------------------------------
@@ -143,6 +164,26 @@ class Consumer:
         stream.pending.append(self)
         if self.kind == "video":
             stream.request_keyframe()
+
+    def select(self, stream: RtpStream) -> None:
+        """simulcast.allocate chose `stream`: switch at its next keyframe unless already on the way."""
+        if stream is (self.target or self.stream) or self.paused or self.producer.paused:
+            return
+        if stream.paused_upstream:  # stopped for lack of viewers: ask the publisher for it again
+            stream.paused_upstream = False
+            self.producer.layers_changed()
+        self.attach(stream)
+
+    def set_view(self, width: int, height: int, enabled: bool = True) -> None:
+        """The subscriber shows this track at width x height (0 x 0: as large as it comes), or not."""
+        self.max_width, self.max_height = max(0, width), max(0, height)
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        if not enabled:
+            self.detach()
+        elif not self.paused:
+            self._reattach()
 
     def request_keyframe(self) -> None:
         stream = self.target or self.stream
@@ -166,7 +207,10 @@ class Consumer:
     def resume(self) -> None:
         """Forward again from the next keyframe; while the Producer is muted, only note that we may."""
         self.paused = False
-        if self.producer.paused:
+        self._reattach()
+
+    def _reattach(self) -> None:
+        if self.producer.paused or not self.enabled:
             return
         stream = self.target or self.stream
         if stream is not None:

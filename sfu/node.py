@@ -15,6 +15,7 @@ import socket
 import time
 from typing import Any, cast
 
+from . import simulcast
 from .consumer import Consumer
 from .dtls import Certificate
 from .ice import Address, IceError, binding_success, parse_binding_request
@@ -186,3 +187,8 @@ class Node(asyncio.DatagramProtocol):
                 transport.close("consent expired: the peer went silent")
             else:
                 transport.send_reports(self.max_bitrate)
+        for router in list(self.routers.values()):
+            router.tick(now, TICK)
+        for transport in list(self.transports.values()):
+            if transport.state == "connected" and transport.simulcast_consumers():
+                simulcast.allocate(transport, now)

@@ -25,6 +25,8 @@ from .rtp import (
     is_keyframe,
     payload_offset,
     remap_extension_ids,
+    vp8_keyframe_size,
+    vp8_picture_fields,
 )
 from .stats import ReceiveStats
 
@@ -78,20 +80,30 @@ class RtpStream:
     """One encoding of a Producer (a simulcast layer, or the only one)."""
 
     __slots__ = (
+        "bitrate",
         "cache",
         "consumers",
+        "height",
         "index",
         "keyframe_pending",
         "last_keyframe_request",
+        "last_packet",
+        "last_wanted",
         "level_count",
         "level_energy",
         "normalize",
+        "paused_upstream",
         "pending",
+        "picture_id",
         "producer",
         "rid",
         "rtx_ssrc",
         "ssrc",
         "stats",
+        "tick_bytes",
+        "tick_packets",
+        "tl0",
+        "width",
     )
 
     def __init__(self, producer: Producer, index: int, rid: str | None, ssrc: int | None) -> None:
@@ -109,6 +121,13 @@ class RtpStream:
         self.keyframe_pending = False
         self.level_energy = 0.0  # audio: summed linear power of the packets' RFC 6464 levels
         self.level_count = 0
+        # simulcast bookkeeping, updated on the Node's timer (and at keyframes for the size)
+        self.width = self.height = 0  # from the last VP8 keyframe; 0 if unknown
+        self.bitrate = 0  # bit/s over the last timer interval
+        self.last_packet = self.last_wanted = time.monotonic()
+        self.tick_packets = self.tick_bytes = 0
+        self.paused_upstream = False  # the publisher was asked to stop sending this layer
+        self.picture_id = self.tl0 = -1  # VP8 simulcast: the latest PictureID and TL0PICIDX seen
 
     def receive(self, packet: bytes) -> None:
         """The forwarding path: one received packet to every Consumer of this stream."""
@@ -151,6 +170,16 @@ class RtpStream:
         restored += packet[offset + 2 : end]
         self.receive(bytes(restored))
 
+    def tick(self, now: float, elapsed: float) -> None:
+        """On the Node's timer: bitrate (smoothed) and whether packets still arrive."""
+        packets, size = self.stats.packets, self.stats.bytes
+        if packets != self.tick_packets:
+            self.last_packet = now
+        rate = int((size - self.tick_bytes) * 8 / elapsed) if elapsed > 0 else 0
+        if rate:  # a paused layer keeps its last rate: what it will cost when it comes back
+            self.bitrate = (self.bitrate + rate) // 2 if self.bitrate else rate
+        self.tick_packets, self.tick_bytes = packets, size
+
     def cached(self, seq: int) -> bytes | None:
         packet = self.cache[seq & CACHE_MASK]
         if packet is not None and U16.unpack_from(packet, 2)[0] == seq:
@@ -172,6 +201,33 @@ class RtpStream:
         self.keyframe_pending = False
         if not self.producer.closed:
             self.request_keyframe()
+
+
+class Vp8SimulcastStream(RtpStream):
+    """A VP8 simulcast layer: also notes PictureID, TL0PICIDX and keyframe size.
+
+    Consumers that switch between layers continue the subscriber's picture numbering from these,
+    and layer choice needs the real sizes. Single-layer VP8 streams never switch, so they skip this.
+    """
+
+    __slots__ = ()
+
+    def receive(self, packet: bytes) -> None:
+        try:
+            pid_at, pid_len, tl0_at = vp8_picture_fields(packet)
+        except RtpError:
+            pid_len, tl0_at = 0, -1
+        if pid_len == 2:
+            self.picture_id = (packet[pid_at] & 0x7F) << 8 | packet[pid_at + 1]
+        elif pid_len == 1:
+            self.picture_id = packet[pid_at] & 0x7F
+        if tl0_at >= 0:
+            self.tl0 = packet[tl0_at]
+        if pid_len and packet[pid_at - 2] & 0x10:  # S bit: a frame starts here, maybe a keyframe
+            size = vp8_keyframe_size(packet)
+            if size is not None:
+                self.width, self.height = size
+        RtpStream.receive(self, packet)
 
 
 class AudioRtpStream(RtpStream):
@@ -216,8 +272,13 @@ class Producer:
         # and close() must reach them all
         self.consumers: list[Consumer] = []
         self.on_close: list[Callable[[Producer], None]] = []
+        self.on_layers: list[Callable[[Producer], None]] = []
         specs = spec.streams or [StreamSpec()]
-        kind = AudioRtpStream if self.kind == "audio" else RtpStream
+        kind: type[RtpStream] = RtpStream
+        if self.kind == "audio":
+            kind = AudioRtpStream
+        elif self.codec.name == "VP8" and len(specs) > 1:
+            kind = Vp8SimulcastStream
         self.streams = [kind(self, i, s.rid, s.ssrc) for i, s in enumerate(specs)]
         for stream, s in zip(self.streams, specs, strict=True):
             stream.rtx_ssrc = s.rtx_ssrc
@@ -231,9 +292,17 @@ class Producer:
         return next((s for s in self.streams if s.rid == rid), None)
 
     def best_stream(self) -> RtpStream:
-        """The highest layer that has been received; the Consumer's choice until adaptive layers exist."""
+        """Where a new Consumer starts: the largest layer received so far (then simulcast.allocate
+        moves it to what its view and link call for)."""
         live = [s for s in self.streams if s.stats.packets]
-        return live[-1] if live else self.streams[-1]
+        if not live:
+            return self.streams[-1]
+        return max(live, key=lambda s: (s.width * s.height, s.index))
+
+    def layers_changed(self) -> None:
+        """Some layer was paused or resumed upstream: tell whoever relays that to the publisher."""
+        for callback in list(self.on_layers):
+            callback(self)
 
     def send_keyframe_request(self, stream: RtpStream) -> None:
         if stream.ssrc is not None:

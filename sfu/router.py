@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import simulcast
 from .consumer import Consumer
 from .producer import Producer
 from .transport import WebRtcTransport
@@ -30,6 +31,14 @@ class Router:
         transport.add_consumer(consumer)
         consumer.attach(producer.best_stream())
         return consumer
+
+    def tick(self, now: float, elapsed: float) -> None:
+        """Layer bitrates and liveness, then which layers the publishers may stop sending."""
+        for producer in list(self.producers.values()):
+            for stream in producer.streams:
+                stream.tick(now, elapsed)
+            if simulcast.update_upstream(producer, now):
+                producer.layers_changed()
 
     def close(self) -> None:
         for producer in list(self.producers.values()):

@@ -9,9 +9,11 @@ header-extension layouts (RFC 8285).
 from __future__ import annotations
 
 from struct import Struct
+from typing import Any
 
 SEQ_TS_SSRC = Struct("!HII")  # at offset 2: sequence number, timestamp, SSRC
 PT_SEQ_TS_SSRC = Struct("!BHII")  # at offset 1: marker and payload type, then as above
+U8 = Struct("!B")
 U16 = Struct("!H")
 U32 = Struct("!I")
 
@@ -195,3 +197,84 @@ def _h264_keyframe(data: bytes | bytearray, offset: int, end: int) -> bool:
         fu = data[offset + 1]
         return bool(fu & 0x80) and fu & 0x1F in (5, 7)
     return False
+
+
+def vp8_picture_fields(data: bytes | bytearray) -> tuple[int, int, int]:
+    """Where a VP8 payload descriptor keeps its PictureID and TL0PICIDX (RFC 7741 4.2).
+
+    Returns (picture-id offset, picture-id bytes 0/1/2, TL0PICIDX offset or -1). A Consumer that
+    switched layers rewrites these two counters so the subscriber's decoder sees one stream.
+    """
+    offset = payload_offset(data)
+    end = payload_end(data)
+    if offset >= end or not data[offset] & 0x80:  # no X: neither field
+        return 0, 0, -1
+    pos = offset + 2
+    if pos > end:
+        raise RtpError("truncated VP8 payload descriptor")
+    x = data[offset + 1]
+    pid_at = pid_len = 0
+    if x & 0x80:
+        if pos >= end:
+            raise RtpError("truncated VP8 picture id")
+        pid_at, pid_len = pos, 2 if data[pos] & 0x80 else 1
+        pos += pid_len
+    tl0_at = -1
+    if x & 0x40:
+        if pos >= end:
+            raise RtpError("truncated VP8 TL0PICIDX")
+        tl0_at = pos
+    if pid_at + pid_len > end:
+        raise RtpError("truncated VP8 picture id")
+    return pid_at, pid_len, tl0_at
+
+
+def vp8_keyframe_size(data: bytes | bytearray) -> tuple[int, int] | None:
+    """Width and height from a VP8 keyframe's first packet (RFC 6386 9.1), else None.
+
+    The server decodes nothing, but it must know what size each simulcast layer really is to give a
+    subscriber the smallest one that fills its view: three header bytes at each keyframe tell it.
+    """
+    try:
+        if not is_keyframe("VP8", data):
+            return None
+        offset = payload_offset(data)
+        end = payload_end(data)
+    except RtpError:
+        return None
+    d = data[offset]
+    pos = offset + 1
+    if d & 0x80:
+        x = data[pos]
+        pos += 1
+        if x & 0x80:
+            pos += 2 if data[pos] & 0x80 else 1
+        if x & 0x40:
+            pos += 1
+        if x & 0x30:
+            pos += 1
+    # frame tag (3 bytes), start code 9d 01 2a, then 14-bit width and height, little-endian
+    if pos + 10 > end or data[pos + 3 : pos + 6] != b"\x9d\x01\x2a":
+        return None
+    width = (data[pos + 6] | data[pos + 7] << 8) & 0x3FFF
+    height = (data[pos + 8] | data[pos + 9] << 8) & 0x3FFF
+    return (width, height) if width and height else None
+
+
+def rewrite_vp8_picture(out: Any, packet: bytes | bytearray, pid_delta: int, tl0_delta: int) -> None:
+    """Write `packet`'s PictureID + pid_delta and TL0PICIDX + tl0_delta into `out` (its copy).
+
+    A malformed descriptor is left as it is: the subscriber's decoder judges the payload, not us.
+    """
+    try:
+        pid_at, pid_len, tl0_at = vp8_picture_fields(packet)
+    except RtpError:
+        return
+    # pack_into, because `out` may be a cffi buffer, which takes no int item assignment
+    if pid_len == 2:
+        pid = (((packet[pid_at] & 0x7F) << 8 | packet[pid_at + 1]) + pid_delta) & 0x7FFF
+        U16.pack_into(out, pid_at, 0x8000 | pid)
+    elif pid_len == 1:
+        U8.pack_into(out, pid_at, (packet[pid_at] + pid_delta) & 0x7F)
+    if tl0_at >= 0:
+        U8.pack_into(out, tl0_at, (packet[tl0_at] + tl0_delta) & 0xFF)

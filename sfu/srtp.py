@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
 
-from .rtp import PT_SEQ_TS_SSRC
+from .rtp import PT_SEQ_TS_SSRC, rewrite_vp8_picture
 
 STAGING_SIZE = 1600
 MAX_TRAILER = 4 + 16 + 128  # SRTCP index + tag + MKI, as libsrtp reserves
@@ -84,15 +84,26 @@ class SrtpContext:
     def protect(self, packet: bytes | bytearray) -> bytes:
         return self._run(lib.srtp_protect, packet, MAX_TRAILER)
 
-    def protect_rewritten(self, packet: bytes, pt: int, seq: int, timestamp: int, ssrc: int) -> bytes:
+    def protect_rewritten(
+        self,
+        packet: bytes,
+        pt: int,
+        seq: int,
+        timestamp: int,
+        ssrc: int,
+        vp8_deltas: tuple[int, int] | None = None,
+    ) -> bytes:
         """Copy, rewrite payload type, sequence number, timestamp and SSRC in the staging buffer,
-        then protect; the marker bit is kept."""
+        then protect; the marker bit is kept. `vp8_deltas` (PictureID, TL0PICIDX) continue a VP8
+        picture numbering across a simulcast layer switch."""
         n = len(packet)
         if n > STAGING_SIZE - MAX_TRAILER:
             raise SrtpError(-1)
         ffi.memmove(self._cdata, packet, n)
         buf = self._buf
         PT_SEQ_TS_SSRC.pack_into(buf, 1, (packet[1] & 0x80) | pt, seq, timestamp, ssrc)
+        if vp8_deltas is not None:
+            rewrite_vp8_picture(buf, packet, *vp8_deltas)
         self._len[0] = n
         rc = lib.srtp_protect(self._srtp, self._cdata, self._len)
         if rc:

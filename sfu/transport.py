@@ -290,6 +290,13 @@ class WebRtcTransport:
         self.consumers.pop(consumer.ssrc, None)
         self.node.retire(consumer)
 
+    def simulcast_consumers(self) -> bool:
+        return any(len(c.producer.streams) > 1 for c in self.consumers.values())
+
+    def available_bitrate(self) -> int | None:
+        """What the subscriber's link can take, bit/s, or None if it has not told us (REMB)."""
+        return self.remb_bitrate
+
     def close(self, reason: str = "closed") -> None:
         if self.state == "closed":
             return

@@ -197,6 +197,11 @@ class Client:
 
         pc = self.subscriber
         await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        for transceiver in pc.getTransceivers():
+            # aiortc's receive-side estimator starts near 30 kbit/s and climbs slowly, and REMB built
+            # on it would hold simulcast subscribers on the lowest layer on any link. It has no
+            # switch, so it is removed; the server then caps layers by its own estimate only.
+            transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
         await pc.setLocalDescription(await pc.createAnswer())
         await self.send({"type": "answer", "sdp": pc.localDescription.sdp})
 
@@ -210,6 +215,13 @@ class Client:
         return list(self.tracks.values())
 
     # -- leaving ---------------------------------------------------------------------------------
+
+    async def set_track_settings(
+        self, track_id: str, width: int = 0, height: int = 0, enabled: bool = True
+    ) -> None:
+        """Tell the server the size this track is shown at (0 x 0: as large as it comes), or to stop it."""
+        message = {"type": "track_settings", "track": track_id, "width": width, "height": height}
+        await self.request(message | {"enabled": enabled})
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfu import simulcast
 from sfu.consumer import Consumer
 from sfu.negotiation import (
     NegotiationError,
@@ -261,6 +262,7 @@ class Room:
             self.router.add_producer(producer)
             participant.producers[mid] = producer
             producer.on_close.append(functools.partial(self._producer_closed, participant))
+            producer.on_layers.append(functools.partial(self._layers_changed, participant))
             added.append(producer)
         for producer in added:
             await self.broadcast({"type": "track_published", "track": track_info(producer, participant)})
@@ -270,6 +272,23 @@ class Room:
         for other in list(self.participants.values()):
             await self.negotiate(other)
         return answer
+
+    def _layers_changed(self, owner: Participant, producer: Producer) -> None:
+        """Tell the publisher which simulcast layers anyone watches; it stops encoding the others."""
+        active = [s.rid or str(s.index) for s in producer.streams if not s.paused_upstream]
+        self._spawn(owner.notify({"type": "layers", "track": producer.id, "active": active}))
+
+    def set_view(
+        self, participant: Participant, track_id: str, width: int, height: int, enabled: bool
+    ) -> None:
+        """The size a subscriber shows a track at (adaptive stream): its Consumer picks the layer."""
+        subscription = next((s for s in participant.subscriptions if s.producer_id == track_id), None)
+        if subscription is None or subscription.consumer is None:
+            raise SignalingError("not_found", f"you do not receive a track {track_id!r}")
+        consumer = subscription.consumer
+        consumer.set_view(width, height, enabled)
+        if consumer.transport.state == "connected" and len(consumer.producer.streams) > 1:
+            simulcast.allocate(consumer.transport)
 
     def _producer_closed(self, owner: Participant, producer: Producer) -> None:
         owner.producers.pop(producer.mid, None)

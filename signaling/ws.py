@@ -80,6 +80,10 @@ def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
     return value
 
 
+def _dimension(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 16384
+
+
 class Session:
     """One WebSocket connection, before and after join."""
 
@@ -141,6 +145,21 @@ class Session:
                 if not await room.remove(identity):
                     raise SignalingError("not_found", f"nobody called {identity!r} is in this room")
                 reply = {"type": "removed", "identity": identity}
+            elif kind == "track_settings":
+                track = _string(message, "track")
+                width, height, enabled = (
+                    message.get("width", 0),
+                    message.get("height", 0),
+                    message.get("enabled", True),
+                )
+                if not (_dimension(width) and _dimension(height) and isinstance(enabled, bool)):
+                    raise SignalingError(
+                        "bad_message",
+                        '"width" and "height" are whole pixels (0: any), "enabled" true or false',
+                    )
+                room.set_view(participant, track, width, height, enabled)
+                reply = {"type": "track_settings", "track": track, "width": width, "height": height}
+                reply["enabled"] = enabled
             elif kind == "unpublish":
                 room.unpublish(participant, _string(message, "track"))
                 reply = {"type": "unpublished", "track": message["track"]}

@@ -24,6 +24,7 @@ if _ROOT not in sys.path:
 from benchmarks.consumer_cost import FakeTransport, vp8_packets  # noqa: E402
 from sfu.consumer import Consumer  # noqa: E402
 from sfu.producer import CodecSpec, Producer, ProducerSpec, RtpStream, StreamSpec  # noqa: E402
+from sfu.rtp import rewrite_vp8_picture  # noqa: E402
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext  # noqa: E402
 
 VP8 = CodecSpec("VP8", "video", 96, 90000, None, "", 97)
@@ -46,7 +47,13 @@ class CaptureTx:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
 
-    def protect_rewritten(self, packet: bytes, pt: int, seq: int, ts: int, ssrc: int) -> bytes:
+    def protect_rewritten(
+        self, packet: bytes, pt: int, seq: int, ts: int, ssrc: int, vp8: tuple[int, int] | None = None
+    ) -> bytes:
+        if vp8 is not None:
+            out = bytearray(packet)
+            rewrite_vp8_picture(out, packet, *vp8)
+            packet = bytes(out)
         self.sent.append(Sent(bytes(packet), pt, seq, ts, ssrc))
         return b"srtp"
 
@@ -277,6 +284,27 @@ def test_switch_continues_sequence_numbers_and_waits_for_the_keyframe() -> None:
     assert sent[10].ts == (last.ts + SWITCH_GAP) & 0xFFFFFFFF  # about one frame later
     assert diffs([s.ts for s in sent[10:]], 32) == [3000] * 6
     assert {s.ssrc for s in sent} == {consumer.ssrc}
+
+
+def picture_id(packet: bytes) -> int:
+    return (packet[14] & 0x7F) << 8 | packet[15]
+
+
+async def test_switch_continues_the_vp8_picture_id() -> None:
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    for i in range(10):  # the test packets carry the sequence number as picture id
+        q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 0))
+    assert consumer.vp8_deltas is None, "no switch yet: picture ids pass through untouched"
+    consumer.attach(f)
+    for i in range(6):
+        f.receive(vp8(30000 + i, 7_000_000 + i * 3000, 0x2222, key=i == 0))
+    ids = [picture_id(s.packet) for s in transport.out]
+    assert ids == list(range(5000, 5016)), "one run of picture ids across the switch"
+    consumer.attach(q)  # and back: still continuous
+    for i in range(10, 13):
+        q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 10))
+    assert [picture_id(s.packet) for s in transport.out[16:]] == [5016, 5017, 5018]
 
 
 def test_switch_at_sequence_wrap() -> None:

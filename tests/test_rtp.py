@@ -20,6 +20,8 @@ from sfu.rtp import (
     payload_end,
     payload_offset,
     remap_extension_ids,
+    vp8_keyframe_size,
+    vp8_picture_fields,
 )
 
 
@@ -368,3 +370,42 @@ def test_audio_packets_always_count_as_keyframes() -> None:
 )
 def test_garbage_is_never_a_keyframe(codec: str, data: bytes) -> None:
     assert is_keyframe(codec, data) is False
+
+
+# -- VP8 picture id, TL0PICIDX and keyframe size ------------------------------------------------------
+
+# A keyframe's frame tag (P bit clear), start code, then width 1280 and height 720 (14 bits, LE).
+KEYFRAME_HEADER = bytes([0x50, 0x2A, 0x01, 0x9D, 0x01, 0x2A, 0x00, 0x05, 0xD0, 0x02])
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "expected"),
+    [
+        (bytes([0x10]), (0, 0, -1)),  # no extension byte
+        (bytes([0x90, 0x80, 0x05]), (14, 1, -1)),  # 7-bit picture id
+        (bytes([0x90, 0x80, 0x81, 0x23]), (14, 2, -1)),  # 15-bit picture id
+        (bytes([0x90, 0xC0, 0x81, 0x23, 0x07]), (14, 2, 16)),  # and TL0PICIDX
+        (bytes([0x90, 0x40, 0x07]), (0, 0, 14)),  # TL0PICIDX alone
+    ],
+)
+def test_vp8_picture_fields(descriptor: bytes, expected: tuple[int, int, int]) -> None:
+    assert vp8_picture_fields(rtp(descriptor + KEYFRAME_HEADER)) == expected
+
+
+def test_vp8_picture_fields_after_extension_and_truncated() -> None:
+    packet = rtp(bytes([0x90, 0x80, 0x81, 0x23]) + KEYFRAME_HEADER, ext=(ONE_BYTE_PROFILE, ONE_BYTE_BODY))
+    at, length, _ = vp8_picture_fields(packet)
+    assert length == 2 and packet[at : at + 2] == bytes([0x81, 0x23])
+    with pytest.raises(RtpError):
+        vp8_picture_fields(rtp(bytes([0x90, 0x80, 0x81])))  # the second picture-id byte is missing
+
+
+def test_vp8_keyframe_size() -> None:
+    for descriptor in (bytes([0x10]), bytes([0x90, 0xE0, 0x81, 0x23, 0x07, 0x20])):
+        assert vp8_keyframe_size(rtp(descriptor + KEYFRAME_HEADER)) == (1280, 720)
+    interframe = bytes([0x51]) + KEYFRAME_HEADER[1:]
+    assert vp8_keyframe_size(rtp(bytes([0x10]) + interframe)) is None
+    assert vp8_keyframe_size(rtp(bytes([0x10]) + KEYFRAME_HEADER[:8])) is None  # truncated
+    assert (
+        vp8_keyframe_size(rtp(bytes([0x10, 0x50, 0x2A, 0x01, 0, 0, 0, 0, 0, 0, 0]))) is None
+    )  # no start code

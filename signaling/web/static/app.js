@@ -67,6 +67,7 @@ let joining = false;
 const peers = new Map();
 let pinned = null; // sid the user clicked
 let speaker = null; // sid of the last remote active speaker
+let stageTrack = null; // id of the track on the large view
 
 const local = {
   tracks: { camera: null, microphone: null, screen: null },
@@ -451,10 +452,12 @@ function attachTrack(peer, info, track) {
   if (info.source === "screen") {
     peer.screen = entry;
   } else {
+    if (peer.camera) room?.unviewTrack(peer.camera.id, peer.video);
     peer.camera = entry;
     peer.video.srcObject = entry.stream;
     peer.tile.dataset.hasVideo = "true";
     play(peer.video);
+    room?.viewTrack(info.id, peer.video); // the server sends the layer that fits the tile
   }
 }
 
@@ -467,6 +470,7 @@ function detachTrack(peer, info) {
   }
   if (peer.screen?.id === info.id) peer.screen = null;
   if (peer.camera?.id === info.id) {
+    room?.unviewTrack(info.id, peer.video);
     peer.camera = null;
     peer.video.srcObject = null;
     peer.tile.dataset.hasVideo = "false";
@@ -498,8 +502,11 @@ function renderStage() {
   const entry = peer ? peer.screen || peer.camera : null;
   const stream = entry ? entry.stream : null;
   if (ui.stageVideo.srcObject !== stream) {
+    if (stageTrack) room?.unviewTrack(stageTrack, ui.stageVideo);
+    stageTrack = entry ? entry.id : null;
     ui.stageVideo.srcObject = stream;
     if (stream) play(ui.stageVideo);
+    if (stageTrack) room?.viewTrack(stageTrack, ui.stageVideo); // the large view gets a large layer
   }
   ui.stage.dataset.sid = peer ? peer.sid : "";
   ui.stage.dataset.identity = peer ? peer.participant.identity || "" : "";
@@ -588,6 +595,7 @@ function leaveClassroom(r) {
   for (const sid of [...peers.keys()]) removePeer(sid);
   pinned = null;
   speaker = null;
+  stageTrack = null;
   local.tracks = { camera: null, microphone: null, screen: null };
   local.muted = { camera: false, microphone: false };
   local.busy = { camera: false, microphone: false, screen: false };

@@ -191,6 +191,10 @@ export class Room extends Emitter {
     this.answering = Promise.resolve(); // subscriber negotiations, one at a time
     this.mediaTimer = null;
     this.reconnecting = null;
+    this.views = new Map(); // track id -> Set of elements showing it (adaptive stream)
+    this.viewSent = new Map(); // track id -> the settings last sent, as a string
+    this.viewTimer = null;
+    this.resizes = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => this.#scheduleViews());
   }
 
   #setState(state) {
@@ -380,6 +384,9 @@ export class Room extends Emitter {
         break;
       case "disconnected":
         this.#close(message.reason ?? "removed");
+        break;
+      case "layers":
+        this.#applyLayers(message.track, message.active);
         break;
       case "error":
         this.emit("error", new KelianError(message.code, message.message));
@@ -630,6 +637,74 @@ export class Room extends Emitter {
   /** Moderators: send a participant away (every session of that identity). */
   async removeParticipant(identity) {
     await this.signal.request({ type: "remove", identity });
+  }
+
+  // -- adaptive stream ----------------------------------------------------------------------------------
+
+  /** Show a remote video track in `element`: the server then sends the simulcast layer that fits the
+   *  largest element showing it, and nothing while none is visible. Call unviewTrack when done. */
+  viewTrack(trackId, element) {
+    if (!this.views.has(trackId)) this.views.set(trackId, new Set());
+    this.views.get(trackId).add(element);
+    this.resizes?.observe(element);
+    this.#scheduleViews();
+  }
+
+  unviewTrack(trackId, element) {
+    this.views.get(trackId)?.delete(element);
+    if (![...this.views.values()].some((set) => set.has(element))) this.resizes?.unobserve(element);
+    this.#scheduleViews();
+  }
+
+  /** Tell the server at what size a track is shown (0 x 0: any), or that it is not shown at all. */
+  async setTrackSettings(trackId, { width = 0, height = 0, enabled = true } = {}) {
+    await this.signal?.request({ type: "track_settings", track: trackId, width, height, enabled });
+  }
+
+  #scheduleViews() {
+    clearTimeout(this.viewTimer);
+    this.viewTimer = setTimeout(() => this.#sendViews(), 250); // a resize drag sends once
+  }
+
+  #sendViews() {
+    if (this.state !== "connected") return;
+    const ratio = globalThis.devicePixelRatio || 1;
+    for (const [trackId, elements] of this.views) {
+      let width = 0;
+      let height = 0;
+      for (const el of elements) {
+        if (!el.isConnected || el.offsetParent === null) continue; // hidden
+        width = Math.max(width, Math.round(el.clientWidth * ratio));
+        height = Math.max(height, Math.round(el.clientHeight * ratio));
+      }
+      const settings = { width, height, enabled: width > 0 && height > 0 };
+      const key = JSON.stringify(settings);
+      if (this.viewSent.get(trackId) === key) continue;
+      this.viewSent.set(trackId, key);
+      this.setTrackSettings(trackId, settings).catch(() => this.viewSent.delete(trackId));
+      if (elements.size === 0) {
+        this.views.delete(trackId);
+        this.viewSent.delete(trackId);
+      }
+    }
+  }
+
+  /** The server says which of our simulcast layers anyone watches: stop encoding the others. */
+  async #applyLayers(trackId, active) {
+    const entry = [...this.localTracks.values()].find((e) => e.trackId === trackId);
+    if (!entry || !entry.simulcast) return;
+    const sender = entry.transceiver.sender;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings?.length) return;
+    let changed = false;
+    for (const encoding of parameters.encodings) {
+      const on = active.includes(encoding.rid);
+      if (encoding.active !== on) {
+        encoding.active = on;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(parameters).catch((err) => console.warn("kelian: layers", err));
   }
 
   isMuted(source) {
