@@ -27,6 +27,7 @@ OPUS = RouterCodec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1",
 VP8 = RouterCodec("VP8", "video", 96, 90000, None, "", 97)
 H264 = RouterCodec("H264", "video", 102, 90000, None, "level-asymmetry-allowed=1;packetization-mode=1", 103)
 CODECS = (OPUS, VP8, H264)  # preference order within a kind
+RTX_PAYLOAD_TYPES = {c.name: c.rtx_payload_type for c in CODECS if c.rtx_payload_type is not None}
 
 # Feedback the SFU terminates: NACK (answered from the cache), PLI/FIR (throttled upstream), REMB.
 VIDEO_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")

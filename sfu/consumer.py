@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .rtp import U16, RtpError, payload_end, payload_offset, rewrite_vp8_picture
 from .srtp import SrtpError
 from .stats import ntp_now, rtt_from_report
 
@@ -53,6 +54,9 @@ class Consumer:
         "producer",
         "retransmissions",
         "rtt",
+        "rtx_payload_type",
+        "rtx_seq",
+        "rtx_ssrc",
         "seq_delta",
         "ssrc",
         "stream",
@@ -73,6 +77,9 @@ class Consumer:
         self.mid = mid
         self.payload_type = producer.codec.payload_type  # WHEP answers use the player's own
         self.ssrc = random.getrandbits(32) or 1
+        self.rtx_ssrc = random.getrandbits(32) or 1
+        self.rtx_payload_type: int | None = None  # set once the subscriber's answer keeps RTX
+        self.rtx_seq = random.getrandbits(16)
         self.stream: RtpStream | None = None  # the source being forwarded
         self.target: RtpStream | None = None  # the source to switch to at its next keyframe
         self.sync_seq = 0
@@ -232,16 +239,38 @@ class Consumer:
             packet = stream.cached(seq)
             if packet is None:
                 continue
-            ts = int.from_bytes(packet[4:8], "big")
+            out_ts = (int.from_bytes(packet[4:8], "big") + self.ts_delta) & 0xFFFFFFFF
             try:
-                data = tx.protect_rewritten(
-                    packet, self.payload_type, out_seq, (ts + self.ts_delta) & 0xFFFFFFFF, self.ssrc
-                )
-            except SrtpError:
+                if self.rtx_payload_type is None:
+                    data = tx.protect_rewritten(
+                        packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
+                    )
+                else:  # RFC 4588: its own SSRC and numbering, the original sequence number first
+                    self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                    data = tx.protect_rewritten(
+                        self._rtx_packet(packet, out_seq),
+                        self.rtx_payload_type,
+                        self.rtx_seq,
+                        out_ts,
+                        self.rtx_ssrc,
+                    )
+            except (SrtpError, RtpError):
                 self.errors += 1
                 continue
             transport.sendto(data, transport.remote_addr)
             self.retransmissions += 1
+
+    def _rtx_packet(self, packet: bytes, out_seq: int) -> bytes:
+        """The RTX form of a cached packet: header (padding dropped), OSN, then the payload as sent."""
+        offset = payload_offset(packet)
+        original = packet
+        if self.vp8_deltas is not None:  # the subscriber saw rewritten picture ids: repair with those
+            rewritten = bytearray(packet)
+            rewrite_vp8_picture(rewritten, packet, *self.vp8_deltas)
+            original = bytes(rewritten)
+        header = bytearray(packet[:offset])
+        header[0] &= 0xDF
+        return bytes(header) + U16.pack(out_seq) + original[offset : payload_end(packet)]
 
     def on_pli(self) -> None:
         self.plis += 1

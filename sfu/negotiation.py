@@ -37,6 +37,7 @@ class SubscriberSlot:
     stream_id: str = "-"
     track_id: str = "-"
     cname: str = "kelian"
+    rtx_ssrc: int | None = None  # retransmissions as RFC 4588 RTX on this SSRC (video)
 
 
 def parse_sdp(text: str) -> SessionDescription:
@@ -217,7 +218,12 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
             fmtp[k] = v
     feedback = list(codecs.VIDEO_FEEDBACK) if slot.kind == "video" else list(codecs.AUDIO_FEEDBACK)
     section.codecs = [Codec(slot.payload_type, codec.name, codec.clock_rate, codec.channels, fmtp, feedback)]
-    section.formats = [str(slot.payload_type)]
+    rtx_pt = codecs.RTX_PAYLOAD_TYPES.get(codec.name) if slot.rtx_ssrc is not None else None
+    if rtx_pt is not None:
+        section.codecs.append(
+            Codec(rtx_pt, "rtx", codec.clock_rate, None, {"apt": str(slot.payload_type)}, [])
+        )
+    section.formats = [str(c.payload_type) for c in section.codecs]
     section.extmaps = {codecs.EXTENSION_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
     section.rtcp_rsize = True
     if slot.ssrc is None:
@@ -226,7 +232,17 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
     section.direction = "sendonly"
     section.msid = f"{slot.stream_id} {slot.track_id}"
     section.ssrcs = {slot.ssrc: {"cname": slot.cname, "msid": section.msid}}
+    if rtx_pt is not None and slot.rtx_ssrc is not None:
+        section.ssrcs[slot.rtx_ssrc] = {"cname": slot.cname, "msid": section.msid}
+        section.ssrc_groups = [("FID", [slot.ssrc, slot.rtx_ssrc])]
     return section
+
+
+def answered_rtx(answer: SessionDescription) -> set[str]:
+    """Mids whose answer kept RTX: only those Consumers retransmit as RTX, the others plainly."""
+    return {
+        m.mid or "" for m in answer.media if m.port != 0 and any(c.name.lower() == "rtx" for c in m.codecs)
+    }
 
 
 def offer_subscribe(transport: WebRtcTransport, slots: list[SubscriberSlot]) -> str:

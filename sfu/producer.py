@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 CACHE_SIZE = 1024  # packets kept per stream for NACKs: about 1 s of 720p video
 CACHE_MASK = CACHE_SIZE - 1
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI/FIR upstream per stream in this many seconds
+MAX_NACK_GAP = 64  # a longer gap is an outage, not loss: a keyframe serves better than resends
+NACK_RETRY = 0.05  # seconds before asking once more for what is still missing
 
 _ids = itertools.count(1)
 
@@ -91,6 +93,7 @@ class RtpStream:
         "last_wanted",
         "level_count",
         "level_energy",
+        "next_seq",
         "normalize",
         "paused_upstream",
         "pending",
@@ -128,18 +131,35 @@ class RtpStream:
         self.tick_packets = self.tick_bytes = 0
         self.paused_upstream = False  # the publisher was asked to stop sending this layer
         self.picture_id = self.tl0 = -1  # VP8 simulcast: the latest PictureID and TL0PICIDX seen
+        self.next_seq = -1  # the sequence number expected next; anything else is a gap or a late packet
 
     def receive(self, packet: bytes) -> None:
         """The forwarding path: one received packet to every Consumer of this stream."""
         if self.normalize is not None:
             packet = self.normalize(packet)
         seq, ts, _ = SEQ_TS_SSRC.unpack_from(packet, 2)
+        if seq == self.next_seq:
+            self.next_seq = (seq + 1) & 0xFFFF
+        else:
+            self._out_of_order(seq)
         self.stats.update(seq, ts, len(packet))
         self.cache[seq & CACHE_MASK] = packet
         if self.pending:
             self._promote(packet, seq, ts)
         for consumer in self.consumers:
             consumer.send(packet, seq, ts)
+
+    def _out_of_order(self, seq: int) -> None:
+        """Off the steady path: a gap before `seq` is NACKed upstream; a late packet changes nothing."""
+        gap = (seq - self.next_seq) & 0xFFFF
+        if self.next_seq < 0 or gap >= 0x8000:  # the first packet, or a late one (repair, reordering)
+            if self.next_seq < 0:
+                self.next_seq = (seq + 1) & 0xFFFF
+            return
+        if gap <= MAX_NACK_GAP and "nack" in self.producer.feedback:
+            lost = [(self.next_seq + i) & 0xFFFF for i in range(gap)]
+            self.producer.request_retransmission(self, lost)
+        self.next_seq = (seq + 1) & 0xFFFF
 
     def _promote(self, packet: bytes, seq: int, ts: int) -> None:
         """At a keyframe (any audio packet), waiting Consumers whose transport is keyed switch here."""
@@ -303,6 +323,18 @@ class Producer:
         """Some layer was paused or resumed upstream: tell whoever relays that to the publisher."""
         for callback in list(self.on_layers):
             callback(self)
+
+    def request_retransmission(self, stream: RtpStream, lost: list[int]) -> None:
+        """NACK now, and once more after NACK_RETRY for whatever is still missing then."""
+        if stream.ssrc is None or self.closed:
+            return
+        self.transport.send_nack(stream.ssrc, lost)
+        asyncio.get_running_loop().call_later(NACK_RETRY, self._nack_again, stream, lost)
+
+    def _nack_again(self, stream: RtpStream, lost: list[int]) -> None:
+        missing = [seq for seq in lost if stream.cached(seq) is None]
+        if missing and not self.closed and stream.ssrc is not None:
+            self.transport.send_nack(stream.ssrc, missing)
 
     def send_keyframe_request(self, stream: RtpStream) -> None:
         if stream.ssrc is not None:

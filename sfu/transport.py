@@ -234,6 +234,17 @@ class WebRtcTransport:
             packet = artp.RtcpPsfbPacket(fmt=artp.RTCP_PSFB_FIR, ssrc=self.rtcp_ssrc, media_ssrc=0, fci=fci)
         self.send_rtcp(bytes(packet))
 
+    def send_nack(self, ssrc: int, lost: list[int]) -> None:
+        """Ask the publisher to resend what never arrived (RFC 4585 generic NACK)."""
+        self.node.nacks_sent += 1
+        self.send_rtcp(
+            bytes(
+                artp.RtcpRtpfbPacket(
+                    fmt=artp.RTCP_RTPFB_NACK, ssrc=self.rtcp_ssrc, media_ssrc=ssrc, lost=lost
+                )
+            )
+        )
+
     def send_reports(self, max_bitrate: int) -> None:
         """Periodic RTCP: SRs for our Consumers, RRs and a REMB for what we receive."""
         if self.state != "connected":

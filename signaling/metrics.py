@@ -48,6 +48,7 @@ class KelianCollector(Collector):
             ("kelian_bytes_sent", "RTP bytes forwarded to subscribers", totals["bytes"]),
             ("kelian_retransmissions", "Packets resent from the cache for NACKs", totals["retransmissions"]),
             ("kelian_nacks", "NACK messages received from subscribers", node.nacks),
+            ("kelian_nacks_sent", "NACK messages sent to publishers for lost packets", node.nacks_sent),
             ("kelian_plis", "PLI and FIR requests received from subscribers", node.plis),
             ("kelian_keyframe_requests", "Keyframe requests sent to publishers", node.keyframe_requests),
             ("kelian_dropped_datagrams", "Datagrams dropped as unknown or malformed", node.dropped),

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu import simulcast
+from sfu.codecs import RTX_PAYLOAD_TYPES
 from sfu.consumer import Consumer
 from sfu.negotiation import (
     NegotiationError,
     SubscriberSlot,
     accept_answer,
     answer_publish,
+    answered_rtx,
     answer_subscribe_offer,
     offer_subscribe,
 )
@@ -339,6 +341,7 @@ class Room:
             codec=producer.codec,
             payload_type=producer.codec.payload_type,
             ssrc=consumer.ssrc,
+            rtx_ssrc=consumer.rtx_ssrc if producer.kind == "video" else None,
             stream_id=owner.sid,
             track_id=producer.id,
             cname=owner.sid,
@@ -350,7 +353,7 @@ class Room:
 
     def _consumer_closed(self, participant: Participant, subscription: Subscription) -> None:
         subscription.consumer = None
-        subscription.slot.ssrc = None
+        subscription.slot.ssrc = subscription.slot.rtx_ssrc = None
         if not participant.closed:
             participant.renegotiate = True
             self._spawn(self.negotiate(participant))
@@ -376,13 +379,19 @@ class Room:
         if transport is None or not participant.offer_pending:
             raise SignalingError("unexpected", "no subscriber offer is waiting for an answer")
         try:
-            accept_answer(sdp, transport, [s.slot.mid for s in participant.offered])
+            answered = accept_answer(sdp, transport, [s.slot.mid for s in participant.offered])
         except NegotiationError as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
+        with_rtx = answered_rtx(answered)
         for subscription in participant.offered:
-            if subscription.consumer is not None and subscription.consumer.paused:
-                subscription.consumer.resume()
+            consumer = subscription.consumer
+            if consumer is None:
+                continue
+            if subscription.slot.mid in with_rtx:
+                consumer.rtx_payload_type = RTX_PAYLOAD_TYPES.get(consumer.codec_name)
+            if consumer.paused:
+                consumer.resume()
         await self.negotiate(participant)
 
     def play(self, participant: Participant, offer: str, identity: str | None = None) -> str:

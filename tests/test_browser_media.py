@@ -207,3 +207,42 @@ async def test_the_same_identity_elsewhere_replaces_the_session_for_good(
     assert (await state(second))[0] == "connected"
     room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
     assert [p.identity for p in room.participants.values()] == ["alice"], "no kicking back and forth"
+
+
+INBOUND_VIDEO = """async () => {
+  let out = null;
+  (await kelianRoom.subscriberPc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") out = s;
+  });
+  return out && { nacks: out.nackCount, repaired: out.retransmittedPacketsReceived, lost: out.packetsLost,
+                  frames: out.framesDecoded };
+}"""
+
+
+async def test_chromium_repairs_loss_with_rtx_from_the_cache(browser: Browser, kelian: Server) -> None:
+    teacher = kelian.client("teacher", "lecturer")
+    await teacher.connect()
+    await teacher.publish(video_track(), sources=["camera"])
+    try:
+        page = await joined_page(browser, kelian, "viewer", "viewer", publish=False)
+        await wait_frames_decoded(page, 10)
+        viewer = participant(kelian, "viewer")
+        transport = viewer.subscriber
+        assert transport is not None
+        (consumer,) = transport.consumers.values()
+        assert consumer.rtx_payload_type == 97, "Chromium's answer kept RTX"
+        real, sent = transport.sendto, 0
+
+        def lossy(data: bytes, addr: Any) -> None:  # every 20th RTP packet to the viewer is lost
+            nonlocal sent
+            sent += 1
+            if sent % 20 or 192 <= data[1] <= 223:
+                real(data, addr)
+
+        transport.sendto = lossy  # type: ignore[method-assign]
+        await wait_frames_decoded(page, await frames_decoded(page) + 60)
+        stats = await page.evaluate(INBOUND_VIDEO)
+        assert consumer.retransmissions > 0 and stats["nacks"] > 0
+        assert stats["repaired"] > 0, "Chromium took the RTX packets as repairs"
+    finally:
+        await teacher.close()

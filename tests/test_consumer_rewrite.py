@@ -504,7 +504,27 @@ def test_nack_after_a_switch_uses_the_new_stream() -> None:
     consumer.on_nack(q_out)  # sent from q: mapping them through f's delta would resend wrong data
     assert len(transport.out) == 6
     consumer.on_nack([f_out[1]])
-    assert transport.out[-1].packet == vp8(21, 3000, 0x2222) and transport.out[-1].seq == f_out[1]
+    resent = transport.out[-1]
+    assert resent.packet == transport.out[4].packet, "as first sent: f's packet, picture id continued"
+    assert resent.packet[8:12] == b"\x00\x00\x22\x22" and resent.seq == f_out[1]
+
+
+def test_nack_is_answered_as_rtx_once_the_subscriber_took_it() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    consumer, transport = subscribe(producer, stream)
+    consumer.rtx_payload_type = 97
+    for i in range(3):
+        stream.receive(vp8(100 + i, i * 3000, 0xAAAA, key=i == 0))
+    first = transport.out[1]
+    consumer.on_nack([first.seq])
+    rtx = transport.out[-1]
+    assert (rtx.pt, rtx.ssrc, rtx.ts) == (97, consumer.rtx_ssrc, first.ts)
+    assert rtx.packet[12:14] == first.seq.to_bytes(2, "big"), "the original sequence number leads"
+    assert rtx.packet[14:] == first.packet[12:], "then the payload as it was sent"
+    consumer.on_nack([first.seq])
+    assert transport.out[-1].seq == (rtx.seq + 1) & 0xFFFF, "RTX has its own numbering"
+    assert consumer.retransmissions == 2
 
 
 def test_nack_before_any_media_is_ignored() -> None:

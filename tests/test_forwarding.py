@@ -151,6 +151,30 @@ async def test_nacks_are_answered_from_the_cache(kelian: Server) -> None:
         assert consumer.retransmissions > 0
 
 
+async def test_gaps_from_a_publisher_are_nacked_upstream_and_repaired(kelian: Server) -> None:
+    async with lesson(kelian) as live:
+        remote = live.tracks[0]
+        await decode_frames(remote, 5)
+        # the publisher's link loses every 20th RTP packet on its way in
+        pub = next(t for t in kelian.node.transports.values() if t.producers)
+        real = pub.on_datagram
+        arrived = 0
+
+        def lossy(data: bytes) -> None:
+            nonlocal arrived
+            if 127 < data[0] < 192 and not 192 <= data[1] <= 223:
+                arrived += 1
+                if arrived % 20 == 0:
+                    return
+            real(data)
+
+        pub.on_datagram = lossy  # type: ignore[method-assign]
+        await decode_frames(remote, 60)
+        stream = next(iter(pub.producers.values())).streams[0]
+        assert kelian.node.nacks_sent > 0, "the server asked the publisher for the lost packets"
+        assert stream.stats.lost < arrived // 20, "and most of them came back as repairs"
+
+
 async def test_receiver_report_statistics(kelian: Server) -> None:
     async with lesson(kelian, video_track(), audio_track()) as live:
         consumers = [c for t in kelian.node.transports.values() for c in t.consumers.values()]

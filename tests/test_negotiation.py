@@ -20,6 +20,7 @@ from sfu.negotiation import (
     SubscriberSlot,
     accept_answer,
     answer_publish,
+    answered_rtx,
     offer_subscribe,
 )
 from sfu.node import Node
@@ -487,6 +488,19 @@ def test_offer_subscribe_lines() -> None:
     ):
         assert expected in lines, expected
     assert lines.count("a=sendonly") == 3 and lines.count("a=inactive") == 1
+
+
+def test_offer_subscribe_offers_rtx_for_video_and_reads_the_answer() -> None:
+    slot = SubscriberSlot("0", "video", codecs.VP8, 96, 2222, "PA_1", "TR_2", rtx_ssrc=4444)
+    offer = parse(offer_subscribe(FakeTransport(), [slot]))  # type: ignore[arg-type]
+    (video,) = offer.media
+    assert video.formats == ["96", "97"] and video.codecs[1].fmtp == {"apt": "96"}
+    assert video.ssrc_groups == [("FID", [2222, 4444])] and set(video.ssrcs) == {2222, 4444}
+    answer = offer_subscribe(FakeTransport(), [slot]).replace("a=sendonly", "a=recvonly")
+    assert answered_rtx(parse(answer)) == {"0"}
+    without = answer.replace(" 96 97", " 96").replace("a=rtpmap:97 rtx/90000\r\n", "")
+    without = without.replace("a=fmtp:97 apt=96\r\n", "")
+    assert answered_rtx(parse(without)) == set()
 
 
 def test_offer_subscribe_structure() -> None:
