@@ -25,8 +25,8 @@ from sfu.negotiation import (
     SubscriberSlot,
     accept_answer,
     answer_publish,
-    answered_rtx,
     answer_subscribe_offer,
+    answered_rtx,
     offer_subscribe,
 )
 from sfu.node import Node
