@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-bitrate", help="REMB sent to publishers in bit/s, e.g. 3000000 or 3M (KELIAN_MAX_BITRATE)"
     )
+    serve.add_argument(
+        "--max-audio-streams",
+        help="audio tracks each subscriber gets, the loudest first; 0 for all (KELIAN_MAX_AUDIO_STREAMS, 3)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     token = commands.add_parser(

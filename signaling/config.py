@@ -55,6 +55,9 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     max_bitrate: int = 3_000_000
+    # A 30-classroom fusion lesson must not send 30 audio streams to everyone: each subscriber gets
+    # the loudest few. 0 forwards every audio track.
+    max_audio_streams: int = 3
 
     @property
     def candidate_address(self) -> str:
@@ -120,6 +123,7 @@ class Config:
             log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),
+            max_audio_streams=pick("max_audio_streams", _parse_count, defaults.max_audio_streams),
         )
         return config
 
@@ -190,6 +194,13 @@ def _parse_port(source: str, raw: Any) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{source}: port {port} is out of range (0-65535)")
     return port
+
+
+def _parse_count(source: str, raw: Any) -> int:
+    count = _parse_int(source, raw)
+    if not 0 <= count <= 1000:
+        raise ConfigError(f"{source}: {count} is out of range (0-1000)")
+    return count
 
 
 def _parse_bitrate(source: str, raw: Any) -> int:

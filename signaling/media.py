@@ -30,6 +30,19 @@ AUDIO_PTIME = 0.02
 class EncodedFrame:
     data: bytes
     keyframe: bool
+    # RFC 6464 audio level of the frame's samples, 0 (loudest) to 127 (silent), measured once when the
+    # clip is encoded so that a replaying publisher can fill the ssrc-audio-level extension for free.
+    level: int = 127
+
+
+def audio_level(pcm: np.ndarray) -> int:
+    """RFC 6464 level (-dBov, 0..127) of int16 samples: the RMS against full scale, as browsers send."""
+    if pcm.size == 0:
+        return 127
+    rms = float(np.sqrt(np.mean(np.square(pcm.astype(np.float64)))))
+    if rms < 1.0:
+        return 127
+    return min(127, max(0, round(-20.0 * math.log10(rms / 32767.0))))
 
 
 def _test_pattern(width: int, height: int, index: int) -> np.ndarray:
@@ -90,9 +103,18 @@ def encode_video(
 
 @functools.lru_cache(maxsize=8)
 def encode_audio(
-    seconds: float = 2.0, frequency: float = 440.0, bursts: bool = False
+    seconds: float = 2.0,
+    frequency: float = 440.0,
+    bursts: bool = False,
+    amplitude: int = 8000,
+    burst_frames: int = 25,
 ) -> tuple[EncodedFrame, ...]:
-    """Opus frames of 20 ms: a tone, or tone bursts with silence between (for speaker detection)."""
+    """Opus frames of 20 ms: a tone, or tone bursts with silence between (for speaker detection).
+
+    Bursts alternate `burst_frames` frames of tone and as many of silence (0.5 s each by default);
+    `amplitude` 0 gives a silent clip, which a speaker detector must never pick. Each frame carries
+    the RFC 6464 level of its samples.
+    """
     encoder = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
     encoder.sample_rate = AUDIO_RATE
     encoder.layout = "stereo"
@@ -103,14 +125,15 @@ def encode_audio(
     frames: list[EncodedFrame] = []
     for i in range(int(seconds / AUDIO_PTIME)):
         t = (np.arange(samples) + i * samples) / AUDIO_RATE
-        loud = not bursts or (i // 25) % 2 == 0
-        wave = (np.sin(2 * math.pi * frequency * t) * (8000 if loud else 0)).astype(np.int16)
+        loud = not bursts or (i // max(1, burst_frames)) % 2 == 0
+        wave = (np.sin(2 * math.pi * frequency * t) * (amplitude if loud else 0)).astype(np.int16)
+        level = audio_level(wave)
         pcm = np.repeat(wave[None, :], 2, axis=0).T.reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
         frame.sample_rate = AUDIO_RATE
         frame.pts = i * samples
         frame.time_base = encoder.time_base
-        frames.extend(EncodedFrame(bytes(p), True) for p in encoder.encode(frame))
+        frames.extend(EncodedFrame(bytes(p), True, level) for p in encoder.encode(frame))
     return tuple(frames)
 
 

@@ -139,9 +139,11 @@ class Room:
         node: Node,
         on_empty: Callable[[Room], None],
         options: RoomOptions | None = None,
+        max_audio_streams: int = 0,
     ) -> None:
         self.name = name
         self.node = node
+        self.max_audio_streams = max_audio_streams  # loudest audio tracks each subscriber gets; 0: all
         self.options = options or RoomOptions(empty_timeout=0.0)
         self.created_at = time.time()
         self.closed = False  # closing or closed by close(): joins are refused
@@ -546,21 +548,22 @@ class Rooms:
     """The rooms of this node: created on first join and closed when the last participant leaves, or
     created ahead by the admin API and closed when empty for their ``empty_timeout``."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, max_audio_streams: int = 0) -> None:
         self.node = node
+        self.max_audio_streams = max_audio_streams
         self.rooms: dict[str, Room] = {}
 
     def get(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.node, self._empty)
+            room = self.rooms[name] = Room(name, self.node, self._empty, None, self.max_audio_streams)
         return room
 
     def create(self, name: str, options: RoomOptions) -> Room:
         """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""
         if name in self.rooms:
             raise SignalingError("exists", f"room {name} already exists")
-        room = self.rooms[name] = Room(name, self.node, self._empty, options)
+        room = self.rooms[name] = Room(name, self.node, self._empty, options, self.max_audio_streams)
         if options.empty_timeout > 0:
             room._emptied()
         return room

@@ -73,6 +73,8 @@ class RoomMonitor:
             for producer, level in self.speakers.update(room.router.producers.values())
             if id(producer) in owners
         ]
+        if room.max_audio_streams:
+            self.select_audio(room.max_audio_streams)
         sids = [owner.sid for owner, _ in speakers]
         last = self._last_speakers
         if sids[:1] == last[:1] and set(sids) == set(last):
@@ -83,6 +85,17 @@ class RoomMonitor:
             "speakers": [{"sid": owner.sid, "level": round(level, 1)} for owner, level in speakers],
         }
         await room.broadcast(message)
+
+    def select_audio(self, limit: int) -> None:
+        """Forward each subscriber only the `limit` loudest audio tracks (its own never reach it)."""
+        audible = self.speakers.loudest(limit)
+        for participant in self.room.participants.values():
+            transport = participant.subscriber
+            if transport is None:
+                continue
+            for consumer in transport.consumers.values():
+                if consumer.kind == "audio":
+                    consumer.set_view(0, 0, consumer.producer.id in audible)
 
     async def update_quality(self) -> None:
         updates: list[dict[str, Any]] = []

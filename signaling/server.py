@@ -45,7 +45,7 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
-    rooms = Rooms(node)
+    rooms = Rooms(node, config.max_audio_streams)
     app[appkeys.CONFIG] = config
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
