@@ -16,6 +16,7 @@ from typing import Any
 from sfu.consumer import Consumer
 from sfu.producer import CodecSpec, Producer, ProducerSpec
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext
+from sfu.twcc import SendHistory
 
 PACKET_SIZE = 1200
 
@@ -34,7 +35,7 @@ class FakeNode:
 class FakeTransport:
     """A connected Transport: real SRTP, a sendto that counts instead of sending."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport_cc: bool = False) -> None:
         key = os.urandom(AEAD_AES_128_GCM.key_length + AEAD_AES_128_GCM.salt_length)
         self.srtp_tx: SrtpContext | None = SrtpContext(AEAD_AES_128_GCM, key, True)
         self.remote_addr = ("127.0.0.1", 9)
@@ -43,6 +44,7 @@ class FakeTransport:
         self.ext_ids: dict[str, int] = {}
         self.sent = 0
         self.consumers: dict[int, Consumer] = {}
+        self.twcc = SendHistory() if transport_cc else None  # what a Chromium subscriber negotiates
 
     def sendto(self, data: bytes, addr: Any) -> None:
         self.sent += 1
@@ -67,7 +69,7 @@ def vp8_packets(count: int) -> list[bytes]:
     return packets
 
 
-async def measure(consumers: int, packets: list[bytes], rounds: int = 3) -> float:
+async def measure(consumers: int, packets: list[bytes], rounds: int = 3, transport_cc: bool = True) -> float:
     """Best-of-`rounds` microseconds per received packet with `consumers` subscribers."""
     spec = ProducerSpec(
         kind="video",
@@ -79,7 +81,7 @@ async def measure(consumers: int, packets: list[bytes], rounds: int = 3) -> floa
     producer = Producer(FakeTransport(), spec)  # type: ignore[arg-type]
     stream = producer.streams[0]
     stream.ssrc = 0x1234
-    transports = [FakeTransport() for _ in range(consumers)]
+    transports = [FakeTransport(transport_cc) for _ in range(consumers)]
     for transport in transports:
         consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
         consumer.attach(stream)
@@ -99,10 +101,12 @@ async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
     packets = vp8_packets(count)
     one = await measure(1, packets)
     many = await measure(1 + extra, packets)
+    plain = await measure(1 + extra, packets, transport_cc=False)
     return {
         "us_per_packet_1_consumer": one,
         f"us_per_packet_{1 + extra}_consumers": many,
         "us_per_packet_per_extra_consumer": (many - one) / extra,
+        "us_per_packet_per_extra_consumer_without_transport_cc": (plain - one) / extra,
     }
 
 

@@ -30,8 +30,10 @@ CODECS = (OPUS, VP8, H264)  # preference order within a kind
 RTX_PAYLOAD_TYPES = {c.name: c.rtx_payload_type for c in CODECS if c.rtx_payload_type is not None}
 
 # Feedback the SFU terminates: NACK (answered from the cache), PLI/FIR (throttled upstream), REMB.
-VIDEO_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")
-AUDIO_FEEDBACK: tuple[str, ...] = ()
+VIDEO_FEEDBACK = ("goog-remb", "transport-cc", "ccm fir", "nack", "nack pli")
+AUDIO_FEEDBACK: tuple[str, ...] = ("transport-cc",)
+# Publishers get REMB from us, not transport-cc: we would have to send them transport-cc feedback.
+PUBLISHER_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")
 
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -49,13 +51,18 @@ EXTENSION_IDS = {
     URI_RRID: 11,
     URI_VIDEO_ORIENTATION: 13,
 }
+# Transport-wide sequence numbers go to subscribers only: the server estimates their links (bwe.py).
+# Publishers are not offered it, so no publisher packet carries this id.
+URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 3
 # An id that no subscriber negotiates: elements we do not forward are renamed to it and ignored.
 HIDDEN_EXTENSION_ID = 14
 # What subscribers are offered, per kind (MID/RID describe the publisher's side, not theirs).
 SUBSCRIBER_EXTENSIONS = {
-    "audio": (URI_AUDIO_LEVEL,),
-    "video": (URI_ABS_SEND_TIME, URI_VIDEO_ORIENTATION),
+    "audio": (URI_AUDIO_LEVEL, URI_TRANSPORT_CC),
+    "video": (URI_ABS_SEND_TIME, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION),
 }
+SUBSCRIBER_IDS = EXTENSION_IDS | {URI_TRANSPORT_CC: TRANSPORT_CC_ID}
 
 
 def fmtp_string(params: dict[str, str]) -> str:
@@ -85,11 +92,10 @@ def extension_table(offered: dict[int, str]) -> bytes | None:
 
     Only what subscribers read matters: known extensions move to the router's ids, and anything
     else sent under an id that subscribers negotiate is renamed to HIDDEN_EXTENSION_ID. Other
-    unknown ids (Chromium's transport-cc on 3, say) pass unchanged, since subscribers ignore ids they
-    did not negotiate; so a Chromium publisher costs no rewrite. Entry 0 is the fallback for ids
-    that do not fit a one-byte header.
+    unknown ids pass unchanged, since subscribers ignore ids they did not negotiate. Entry 0 is the
+    fallback for ids that do not fit a one-byte header.
     """
-    subscribed = {EXTENSION_IDS[uri] for uris in SUBSCRIBER_EXTENSIONS.values() for uri in uris}
+    subscribed = {SUBSCRIBER_IDS[uri] for uris in SUBSCRIBER_EXTENSIONS.values() for uri in uris}
     table = bytearray(range(256))
     table[0] = HIDDEN_EXTENSION_ID
     for ext_id, uri in offered.items():

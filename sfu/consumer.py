@@ -12,11 +12,14 @@ import itertools
 import random
 import time
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING
 
-from .rtp import U16, RtpError, payload_end, payload_offset, rewrite_vp8_picture
+from .codecs import TRANSPORT_CC_ID
+from .rtp import U16, RtpError, extension_offset, payload_end, payload_offset, rewrite_vp8_picture
 from .srtp import SrtpError
 from .stats import ntp_now, rtt_from_report
+from .twcc import HISTORY_MASK
 
 if TYPE_CHECKING:
     from .producer import Producer, RtpStream
@@ -116,10 +119,29 @@ class Consumer:
         out_seq = (seq + self.seq_delta) & 0xFFFF
         out_ts = (ts + self.ts_delta) & 0xFFFFFFFF
         transport = self.transport
+        history = transport.twcc
         try:
-            data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
-                packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
-            )
+            if history is None:
+                data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
+                    packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
+                )
+            else:
+                stream: RtpStream = self.stream  # type: ignore[assignment]  # set: we are in its consumers
+                twcc_seq = history.next_seq
+                history.next_seq = (twcc_seq + 1) & 0xFFFF
+                data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]
+                    packet,
+                    self.payload_type,
+                    out_seq,
+                    out_ts,
+                    self.ssrc,
+                    self.vp8_deltas,
+                    stream.twcc_at,
+                    twcc_seq,
+                )
+                index = twcc_seq & HISTORY_MASK
+                history.sent_at[index] = stream.sent_at
+                history.sizes[index] = len(data)
         except SrtpError:
             self.errors += 1
             return
@@ -242,23 +264,33 @@ class Consumer:
             out_ts = (int.from_bytes(packet[4:8], "big") + self.ts_delta) & 0xFFFFFFFF
             try:
                 if self.rtx_payload_type is None:
+                    at, twcc_seq = self._twcc_slot(packet, len(packet))
                     data = tx.protect_rewritten(
-                        packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
+                        packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas, at, twcc_seq
                     )
                 else:  # RFC 4588: its own SSRC and numbering, the original sequence number first
                     self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                    rtx = self._rtx_packet(packet, out_seq)
+                    at, twcc_seq = self._twcc_slot(rtx, len(rtx))
                     data = tx.protect_rewritten(
-                        self._rtx_packet(packet, out_seq),
-                        self.rtx_payload_type,
-                        self.rtx_seq,
-                        out_ts,
-                        self.rtx_ssrc,
+                        rtx, self.rtx_payload_type, self.rtx_seq, out_ts, self.rtx_ssrc, None, at, twcc_seq
                     )
             except (SrtpError, RtpError):
                 self.errors += 1
                 continue
             transport.sendto(data, transport.remote_addr)
             self.retransmissions += 1
+
+    def _twcc_slot(self, packet: bytes, size: int) -> tuple[int, int]:
+        """A transport-wide number for a retransmission too: it is traffic the link must carry."""
+        history = self.transport.twcc
+        if history is None:
+            return -1, 0
+        twcc_seq = history.next_seq
+        history.next_seq = (twcc_seq + 1) & 0xFFFF
+        history.sent_at[twcc_seq & HISTORY_MASK] = monotonic()
+        history.sizes[twcc_seq & HISTORY_MASK] = size
+        return extension_offset(packet, TRANSPORT_CC_ID), twcc_seq
 
     def _rtx_packet(self, packet: bytes, out_seq: int) -> bytes:
         """The RTX form of a cached packet: header (padding dropped), OSN, then the payload as sent."""

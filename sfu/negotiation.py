@@ -140,7 +140,9 @@ def answer_publish(
             continue
         router_codec, codec = match
         rtx = next((c for c in m.codecs if c.name.lower() == "rtx" and c.apt == codec.payload_type), None)
-        feedback = [fb for fb in codec.rtcp_fb if fb in codecs.VIDEO_FEEDBACK] if m.kind == "video" else []
+        feedback = (
+            [fb for fb in codec.rtcp_fb if fb in codecs.PUBLISHER_FEEDBACK] if m.kind == "video" else []
+        )
         answer_codecs = [
             Codec(
                 codec.payload_type, codec.name, codec.clock_rate, codec.channels, dict(codec.fmtp), feedback
@@ -224,7 +226,7 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
             Codec(rtx_pt, "rtx", codec.clock_rate, None, {"apt": str(slot.payload_type)}, [])
         )
     section.formats = [str(c.payload_type) for c in section.codecs]
-    section.extmaps = {codecs.EXTENSION_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
+    section.extmaps = {codecs.SUBSCRIBER_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
     section.rtcp_rsize = True
     if slot.ssrc is None:
         section.direction = "inactive"
@@ -236,6 +238,11 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
         section.ssrcs[slot.rtx_ssrc] = {"cname": slot.cname, "msid": section.msid}
         section.ssrc_groups = [("FID", [slot.ssrc, slot.rtx_ssrc])]
     return section
+
+
+def answered_transport_cc(answer: SessionDescription) -> bool:
+    """Whether the subscriber will send transport-cc feedback (it kept the extension)."""
+    return any(codecs.URI_TRANSPORT_CC in m.extmaps.values() for m in answer.media if m.port != 0)
 
 
 def answered_rtx(answer: SessionDescription) -> set[str]:

@@ -12,17 +12,20 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from .audio_level import POWER
-from .codecs import URI_AUDIO_LEVEL
+from .codecs import TRANSPORT_CC_ID, URI_AUDIO_LEVEL
 from .rtp import (
     SEQ_TS_SSRC,
     U16,
     U32,
     RtpError,
     extension_value,
+    insert_extension_slot,
     is_keyframe,
+    one_byte_element,
     payload_offset,
     remap_extension_ids,
     vp8_keyframe_size,
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 CACHE_SIZE = 1024  # packets kept per stream for NACKs: about 1 s of 720p video
 CACHE_MASK = CACHE_SIZE - 1
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI/FIR upstream per stream in this many seconds
+TWCC_SLOT = one_byte_element(TRANSPORT_CC_ID, 2)
 MAX_NACK_GAP = 64  # a longer gap is an outage, not loss: a keyframe serves better than resends
 NACK_RETRY = 0.05  # seconds before asking once more for what is still missing
 
@@ -101,11 +105,13 @@ class RtpStream:
         "producer",
         "rid",
         "rtx_ssrc",
+        "sent_at",
         "ssrc",
         "stats",
         "tick_bytes",
         "tick_packets",
         "tl0",
+        "twcc_at",
         "width",
     )
 
@@ -119,7 +125,9 @@ class RtpStream:
         self.cache: list[bytes | None] = [None] * CACHE_SIZE
         self.consumers: list[Consumer] = []  # forwarding this stream now
         self.pending: list[Consumer] = []  # switching to this stream at its next keyframe
-        self.normalize: Callable[[bytes], bytes] | None = None
+        self.normalize: Callable[[bytes], bytes] = lambda packet: packet
+        self.twcc_at = -1  # where the current packet's transport-wide sequence number goes
+        self.sent_at = 0.0  # when the current packet goes out: one clock read serves every Consumer
         self.last_keyframe_request = 0.0
         self.keyframe_pending = False
         self.level_energy = 0.0  # audio: summed linear power of the packets' RFC 6464 levels
@@ -135,8 +143,7 @@ class RtpStream:
 
     def receive(self, packet: bytes) -> None:
         """The forwarding path: one received packet to every Consumer of this stream."""
-        if self.normalize is not None:
-            packet = self.normalize(packet)
+        packet = self.normalize(packet)
         seq, ts, _ = SEQ_TS_SSRC.unpack_from(packet, 2)
         if seq == self.next_seq:
             self.next_seq = (seq + 1) & 0xFFFF
@@ -302,9 +309,10 @@ class Producer:
         self.streams = [kind(self, i, s.rid, s.ssrc) for i, s in enumerate(specs)]
         for stream, s in zip(self.streams, specs, strict=True):
             stream.rtx_ssrc = s.rtx_ssrc
-        normalize = _normalizer(spec.publisher_payload_type, spec.codec.payload_type, transport.ext_table)
         for stream in self.streams:
-            stream.normalize = normalize
+            stream.normalize = _normalizer(
+                stream, spec.publisher_payload_type, spec.codec.payload_type, transport.ext_table
+            )
 
     def stream_by_rid(self, rid: str | None) -> RtpStream | None:
         if rid is None:
@@ -378,17 +386,22 @@ class Producer:
 
 
 def _normalizer(
-    publisher_pt: int, router_pt: int, ext_table: bytes | None
-) -> Callable[[bytes], bytes] | None:
-    """A function that brings a publisher's payload type and extension ids to the router's, or None."""
-    if publisher_pt == router_pt and ext_table is None:
-        return None
+    stream: RtpStream, publisher_pt: int, router_pt: int, ext_table: bytes | None
+) -> Callable[[bytes], bytes]:
+    """A function that brings a publisher's packet to router terms, once for all its Consumers:
+    router payload type and extension ids, and a slot for the transport-wide sequence number that
+    each subscriber Transport writes its own value into (stream.twcc_at)."""
 
     def normalize(packet: bytes) -> bytes:
         buf = bytearray(packet)
         buf[1] = (buf[1] & 0x80) | router_pt
         if ext_table is not None:
             remap_extension_ids(buf, ext_table)
+        try:
+            stream.twcc_at = insert_extension_slot(buf, TWCC_SLOT)
+        except RtpError:
+            stream.twcc_at = -1
+        stream.sent_at = monotonic()
         return bytes(buf)
 
     return normalize

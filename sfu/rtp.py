@@ -14,6 +14,7 @@ from typing import Any
 SEQ_TS_SSRC = Struct("!HII")  # at offset 2: sequence number, timestamp, SSRC
 PT_SEQ_TS_SSRC = Struct("!BHII")  # at offset 1: marker and payload type, then as above
 U8 = Struct("!B")
+_HH = Struct("!HH")
 U16 = Struct("!H")
 U32 = Struct("!I")
 
@@ -278,3 +279,56 @@ def rewrite_vp8_picture(out: Any, packet: bytes | bytearray, pid_delta: int, tl0
         U8.pack_into(out, pid_at, (packet[pid_at] + pid_delta) & 0x7F)
     if tl0_at >= 0:
         U8.pack_into(out, tl0_at, (packet[tl0_at] + tl0_delta) & 0xFF)
+
+
+def one_byte_element(ext_id: int, size: int) -> bytes:
+    """A zeroed one-byte-form element padded to whole words, for insert_extension_slot."""
+    element = bytes([ext_id << 4 | (size - 1)]) + bytes(size)
+    return element + bytes(-len(element) % 4)
+
+
+def insert_extension_slot(buf: bytearray, element: bytes) -> int:
+    """Insert `element` (from one_byte_element) in place; the offset of its value, or -1.
+
+    Used once per received packet so that each Consumer only writes its transport-wide sequence
+    number at a known offset. The element goes after the existing ones (padding may precede it,
+    which RFC 8285 allows); a packet without extensions gets a block; the rare two-byte form is left
+    alone.
+    """
+    start = RTP_HEADER_SIZE + 4 * (buf[0] & 0x0F)
+    if not buf[0] & 0x10:
+        if start > len(buf):
+            raise RtpError("truncated RTP header")
+        buf[0] |= 0x10
+        buf[start:start] = _HH.pack(ONE_BYTE_PROFILE, len(element) >> 2) + element
+        return start + 5
+    if start + 4 > len(buf):
+        raise RtpError("truncated header extension")
+    profile, words = _HH.unpack_from(buf, start)
+    end = start + 4 + 4 * words
+    if profile != ONE_BYTE_PROFILE or end > len(buf):
+        return -1
+    buf[end:end] = element
+    U16.pack_into(buf, start + 2, words + (len(element) >> 2))
+    return end + 1
+
+
+def extension_offset(data: bytes | bytearray, ext_id: int) -> int:
+    """Where the value of element `ext_id` starts, or -1."""
+    try:
+        return next((offset for eid, offset, _ in extensions(data) if eid == ext_id), -1)
+    except RtpError:
+        return -1
+
+
+def split_compound(data: bytes) -> list[bytes]:
+    """The RTCP packets of a compound packet, by their length fields (RFC 3550 6.1)."""
+    packets = []
+    pos = 0
+    while pos + 4 <= len(data):
+        end = pos + 4 * (U16.unpack_from(data, pos + 2)[0] + 1)
+        if end > len(data):
+            raise RtpError("truncated RTCP packet")
+        packets.append(data[pos:end])
+        pos = end
+    return packets

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
 
-from .rtp import PT_SEQ_TS_SSRC, rewrite_vp8_picture
+from .rtp import PT_SEQ_TS_SSRC, U16, rewrite_vp8_picture
 
 STAGING_SIZE = 1600
 MAX_TRAILER = 4 + 16 + 128  # SRTCP index + tag + MKI, as libsrtp reserves
@@ -92,10 +92,13 @@ class SrtpContext:
         timestamp: int,
         ssrc: int,
         vp8_deltas: tuple[int, int] | None = None,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
     ) -> bytes:
         """Copy, rewrite payload type, sequence number, timestamp and SSRC in the staging buffer,
         then protect; the marker bit is kept. `vp8_deltas` (PictureID, TL0PICIDX) continue a VP8
-        picture numbering across a simulcast layer switch."""
+        picture numbering across a simulcast layer switch; `twcc_seq` goes into the transport-cc slot
+        at `twcc_at` when the subscriber negotiated transport-cc."""
         n = len(packet)
         if n > STAGING_SIZE - MAX_TRAILER:
             raise SrtpError(-1)
@@ -104,6 +107,8 @@ class SrtpContext:
         PT_SEQ_TS_SSRC.pack_into(buf, 1, (packet[1] & 0x80) | pt, seq, timestamp, ssrc)
         if vp8_deltas is not None:
             rewrite_vp8_picture(buf, packet, *vp8_deltas)
+        if twcc_at >= 0:
+            U16.pack_into(buf, twcc_at, twcc_seq)
         self._len[0] = n
         rc = lib.srtp_protect(self._srtp, self._cdata, self._len)
         if rc:

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING
 
 from aiortc import rtp as artp
 
+from .bwe import BandwidthEstimator
 from .codecs import URI_MID, URI_RID, URI_RRID
 from .consumer import Consumer
 from .dtls import DtlsSession
 from .ice import Address, new_credentials
 from .producer import Producer, RtpStream
-from .rtp import U32, RtpError, extensions
+from .rtp import U32, RtpError, extensions, split_compound
 from .srtp import SrtpContext, SrtpError, SrtpProfile
+from .twcc import RTPFB_TWCC, FeedbackError, SendHistory, parse_feedback
 
 if TYPE_CHECKING:
     from .node import Node
@@ -62,6 +64,10 @@ class WebRtcTransport:
         # send side
         self.consumers: dict[int, Consumer] = {}  # by SSRC
         self.remb_bitrate: int | None = None
+        # transport-cc, once the subscriber's answer takes it: send history and the estimate
+        self.twcc: SendHistory | None = None
+        self.bwe: BandwidthEstimator | None = None
+        self.twcc_feedbacks = self.twcc_errors = 0
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
         # counters
@@ -181,7 +187,16 @@ class WebRtcTransport:
         if rx is None:
             return
         try:
-            packets = artp.RtcpPacket.parse(rx.unprotect_rtcp(data))
+            plain = rx.unprotect_rtcp(data)
+            parts = split_compound(plain)
+            # aiortc reads every RTPFB as a NACK list: transport-cc feedback is taken out first
+            others = [p for p in parts if not (p[1] == 205 and p[0] & 0x1F == RTPFB_TWCC)]
+            if len(others) != len(parts):
+                for part in parts:
+                    if part[1] == 205 and part[0] & 0x1F == RTPFB_TWCC:
+                        self._on_transport_feedback(part[12:])
+                plain = b"".join(others)
+            packets = artp.RtcpPacket.parse(plain)
         except (SrtpError, ValueError, IndexError, struct.error) as exc:
             self.rtcp_errors += 1
             log.debug("transport %s: RTCP dropped: %s", self.id, exc)
@@ -301,11 +316,32 @@ class WebRtcTransport:
         self.consumers.pop(consumer.ssrc, None)
         self.node.retire(consumer)
 
+    def enable_transport_cc(self) -> None:
+        """The subscriber answered with transport-cc: number our packets and estimate its link."""
+        if self.twcc is None:
+            self.twcc = SendHistory()
+            self.bwe = BandwidthEstimator()
+
+    def _on_transport_feedback(self, fci: bytes) -> None:
+        if self.twcc is None or self.bwe is None:
+            return
+        try:
+            reports = parse_feedback(fci)
+        except FeedbackError as exc:
+            self.twcc_errors += 1
+            log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
+            return
+        self.twcc_feedbacks += 1
+        self.bwe.on_feedback(self.twcc.acknowledge(reports), time.monotonic())
+
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())
 
     def available_bitrate(self) -> int | None:
-        """What the subscriber's link can take, bit/s, or None if it has not told us (REMB)."""
+        """What the subscriber's link can take, bit/s: our transport-cc estimate once feedback comes,
+        else the subscriber's REMB, else None (unknown: no cap)."""
+        if self.bwe is not None and self.bwe.feedbacks:
+            return self.bwe.estimate
         return self.remb_bitrate
 
     def close(self, reason: str = "closed") -> None:
@@ -334,4 +370,6 @@ class WebRtcTransport:
             "srtp_errors": self.srtp_errors,
             "unknown_ssrc": self.unknown_ssrc,
             "remb_bitrate": self.remb_bitrate,
+            "bandwidth_estimate": self.available_bitrate(),
+            "transport_cc_feedbacks": self.twcc_feedbacks,
         }

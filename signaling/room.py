@@ -27,6 +27,7 @@ from sfu.negotiation import (
     answer_publish,
     answer_subscribe_offer,
     answered_rtx,
+    answered_transport_cc,
     offer_subscribe,
 )
 from sfu.node import Node
@@ -386,6 +387,8 @@ class Room:
             raise SignalingError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
         with_rtx = answered_rtx(answered)
+        if answered_transport_cc(answered):
+            transport.enable_transport_cc()
         for subscription in participant.offered:
             consumer = subscription.consumer
             if consumer is None:

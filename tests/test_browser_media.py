@@ -94,6 +94,10 @@ async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: S
         assert np.abs(first.astype(int) - second.astype(int)).mean() > 1, "the picture moves"
         audio = await page.evaluate(AUDIO_PACKETS)
         assert audio > 0, "the tone's Opus packets reach the browser too"
+        transport = participant(kelian, "viewer").subscriber
+        assert transport is not None and transport.bwe is not None, "Chromium took transport-cc"
+        assert await eventually(lambda: transport.twcc_feedbacks > 5, timeout=5)
+        assert transport.twcc_errors == 0 and transport.available_bitrate() == transport.bwe.estimate
     finally:
         await teacher.close()
 

@@ -22,6 +22,7 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 from benchmarks.consumer_cost import FakeTransport, vp8_packets  # noqa: E402
+from sfu.codecs import TRANSPORT_CC_ID  # noqa: E402
 from sfu.consumer import Consumer  # noqa: E402
 from sfu.producer import CodecSpec, Producer, ProducerSpec, RtpStream, StreamSpec  # noqa: E402
 from sfu.rtp import rewrite_vp8_picture  # noqa: E402
@@ -48,14 +49,37 @@ class CaptureTx:
         self.sent: list[Sent] = []
 
     def protect_rewritten(
-        self, packet: bytes, pt: int, seq: int, ts: int, ssrc: int, vp8: tuple[int, int] | None = None
+        self,
+        packet: bytes,
+        pt: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        vp8: tuple[int, int] | None = None,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
     ) -> bytes:
         if vp8 is not None:
             out = bytearray(packet)
             rewrite_vp8_picture(out, packet, *vp8)
             packet = bytes(out)
-        self.sent.append(Sent(bytes(packet), pt, seq, ts, ssrc))
+        self.sent.append(Sent(published(packet), pt, seq, ts, ssrc))
         return b"srtp"
+
+
+def published(packet: bytes) -> bytes:
+    """The packet without the transport-cc slot the Producer adds: what the publisher sent."""
+    start = 12 + 4 * (packet[0] & 0x0F)
+    if not packet[0] & 0x10 or packet[start : start + 2] != b"\xbe\xde":
+        return packet
+    words = int.from_bytes(packet[start + 2 : start + 4], "big")
+    end = start + 4 + 4 * words
+    if packet[end - 4] != (TRANSPORT_CC_ID << 4 | 1):
+        return packet
+    if words == 1:  # the block was added for the slot alone
+        return bytes([packet[0] & ~0x10]) + packet[1:start] + packet[end:]
+    head = packet[: start + 2] + (words - 1).to_bytes(2, "big") + packet[start + 4 : end - 4]
+    return head + packet[end:]
 
 
 class CapturingTransport(FakeTransport):
@@ -150,7 +174,7 @@ def test_benchmark_packets_start_on_their_keyframe() -> None:
     for packet in packets:  # the keyframe, then everything after it
         producer.streams[0].receive(packet)
     assert len(transport.out) == 24 and consumer.packets == 24
-    assert consumer.bytes == sum(len(p) for p in packets)
+    assert consumer.bytes == sum(len(p) + 8 for p in packets)  # each gained a transport-cc slot
 
 
 def test_audio_needs_no_keyframe() -> None:
@@ -245,7 +269,7 @@ def test_wire_bytes_decrypt_to_the_rewritten_header() -> None:
         marker_pt, seq, ts, ssrc = struct.unpack_from("!BHII", data, 1)
         assert (marker_pt & 0x7F, seq, ts, ssrc) == (98, 42 + i, 1_000_001 + i * 3000, consumer.ssrc)
         assert bool(marker_pt & 0x80) == (i == 2)
-        assert data[0] == packet[0] and data[12:] == packet[12:]
+        assert published(data)[0] == packet[0] and published(data)[12:] == packet[12:]
 
 
 # --- switching streams ---------------------------------------------------------------------------

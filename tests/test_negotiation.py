@@ -233,11 +233,13 @@ def test_chrome_simulcast_producer_specs() -> None:
     assert transport.ext_ids[RRID_URI] == 11 and transport.ext_ids[TWCC_URI] == 3
 
 
-def test_chrome_publisher_needs_no_rewrite() -> None:
-    """Chromium's ids are the router's; its other extensions (TWCC, playout-delay...) sit on ids
-    subscribers do not negotiate, so they pass unchanged and no packet is copied."""
+def test_chrome_publisher_ids_are_kept_but_its_transport_cc_is_hidden() -> None:
+    """Chromium's ids are the router's, except its transport-cc on 3: that id carries the server's
+    own transport-wide numbers to subscribers, so whatever a publisher sends there is hidden."""
     _, _, _, transport = publish(CHROME_OFFER)
-    assert transport.ext_table is None
+    table = transport.ext_table
+    assert table is not None and table[3] == HIDDEN_EXTENSION_ID
+    assert all(table[i] == i for i in (1, 2, 4, 10, 11, 13))
 
 
 def test_sources_override_the_default_per_mid() -> None:
@@ -514,10 +516,11 @@ def test_offer_subscribe_structure() -> None:
         assert (m.ice_ufrag, m.ice_pwd) == (transport.ice_ufrag, transport.ice_pwd)
     assert [m.direction for m in offer.media] == ["sendonly", "sendonly", "sendonly", "inactive"]
     assert audio.formats == ["111"] and audio.codecs[0].fmtp == {"minptime": "10", "useinbandfec": "1"}
-    assert audio.codecs[0].channels == 2 and audio.codecs[0].rtcp_fb == []
-    assert audio.extmaps == {1: URI_AUDIO_LEVEL}
+    assert audio.codecs[0].channels == 2 and audio.codecs[0].rtcp_fb == ["transport-cc"]
+    assert audio.extmaps == {1: URI_AUDIO_LEVEL, 3: TWCC_URI}
     assert vp8.formats == ["96"] and vp8.codecs[0].rtcp_fb == list(codecs.VIDEO_FEEDBACK)
-    assert vp8.extmaps == {2: URI_ABS_SEND_TIME, 13: URI_ORIENTATION}
+    assert "transport-cc" in vp8.codecs[0].rtcp_fb
+    assert vp8.extmaps == {2: URI_ABS_SEND_TIME, 3: TWCC_URI, 13: URI_ORIENTATION}
     assert vp8.ssrcs == {2222: {"cname": "kelian-PA_9", "msid": "PA_1 TR_2"}}
     assert h264.codecs[0].fmtp == {"level-asymmetry-allowed": "1", "packetization-mode": "1"}
     assert h264.msid == "PA_2 TR_3" and list(h264.ssrcs) == [3333]
@@ -583,9 +586,11 @@ CHROMIUM_KNOWN_IDS = {
 }
 
 
-def test_extension_table_identity_is_none() -> None:
-    assert codecs.extension_table(CHROMIUM_KNOWN_IDS) is None
-    assert codecs.extension_table({i: uri for uri, i in codecs.EXTENSION_IDS.items()}) is None
+def test_extension_table_with_router_ids_only_hides_the_transport_cc_id() -> None:
+    for offered in (CHROMIUM_KNOWN_IDS, {i: uri for uri, i in codecs.EXTENSION_IDS.items()}):
+        table = codecs.extension_table(offered)
+        assert table is not None and table[codecs.TRANSPORT_CC_ID] == HIDDEN_EXTENSION_ID
+        assert all(table[i] == i for i in set(range(1, 256)) - {codecs.TRANSPORT_CC_ID})
 
 
 def test_extension_table_hides_router_ids_the_publisher_did_not_offer() -> None:
@@ -593,8 +598,8 @@ def test_extension_table_hides_router_ids_the_publisher_did_not_offer() -> None:
     # business sending them, so anything arriving there is hidden
     table = codecs.extension_table({4: URI_MID, 10: RID_URI})
     assert table is not None
-    assert (table[1], table[2], table[13]) == (HIDDEN_EXTENSION_ID,) * 3
-    assert all(table[i] == i for i in set(range(1, 256)) - {1, 2, 13})
+    assert (table[1], table[2], table[3], table[13]) == (HIDDEN_EXTENSION_ID,) * 4
+    assert all(table[i] == i for i in set(range(1, 256)) - {1, 2, 3, 13})
 
 
 def test_extension_table_aiortc_ids() -> None:
@@ -616,8 +621,10 @@ def test_extension_table_leaves_unknown_uris_that_subscribers_ignore() -> None:
         7: "urn:example:private",
         13: URI_ORIENTATION,
     }
-    # known ids are the router's, the rest sit on ids subscribers ignore: nothing to rewrite
-    assert codecs.extension_table(offered) is None
+    # known ids are the router's, the rest sit on ids subscribers ignore, but for transport-cc on 3
+    table = codecs.extension_table(offered)
+    assert table is not None and table[3] == HIDDEN_EXTENSION_ID
+    assert all(table[i] == i for i in set(range(1, 256)) - {3})
 
 
 def test_extension_table_moves_a_foreign_use_of_a_router_id_out_of_the_way() -> None:

@@ -1,0 +1,184 @@
+"""How much one subscriber's link can take: a delay- and loss-based estimator of the GCC family.
+
+The model is the one libwebrtc's send-side estimator follows (draft-ietf-rmcat-gcc-02, with the
+trendline filter that replaced its Kalman filter): packets are grouped by send time; the growth of
+one-way delay between groups, smoothed and fitted to a line, says whether a queue is building
+(overuse), draining (underuse) or neither; an AIMD controller then cuts the rate to 85% of what was
+actually delivered on overuse and otherwise raises it by 8% a second (slower near the last known
+capacity). A loss-based controller caps it when more than 10% of packets are lost. There is no
+padding probe: the rate rises while the network stays calm, and the layer allocator (simulcast.py)
+only moves to a bigger layer when the estimate covers it, so the next layer is the probe.
+
+No Python library implements GCC; aiortc has only a receive-side REMB estimator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .twcc import PacketResult
+
+BURST = 0.005  # packets sent within 5 ms form one group
+TRENDLINE_WINDOW = 20
+SMOOTHING = 0.9
+THRESHOLD_GAIN = 4.0
+K_UP, K_DOWN = 0.0087, 0.039
+OVERUSE_TIME = 0.010  # seconds the trend must stay over the threshold
+BETA = 0.85  # on overuse: this share of the delivered rate
+INCREASE_PER_SECOND = 1.08
+LOSS_HIGH, LOSS_LOW = 0.10, 0.02
+START_BITRATE = 1_000_000
+MIN_BITRATE = 100_000
+MAX_BITRATE = 20_000_000
+RATE_WINDOW = 1.0  # seconds of acknowledged packets the delivered rate is measured over
+
+
+class DelayDetector:
+    """Trendline filter and adaptive-threshold overuse detector over packet groups."""
+
+    def __init__(self) -> None:
+        self.group_sent: float | None = None  # first send time of the current group
+        self.group_last_sent = 0.0
+        self.group_arrival = 0.0  # last arrival in the current group
+        self.prev_sent: float | None = None
+        self.prev_arrival = 0.0
+        self.first_arrival: float | None = None
+        self.accumulated = 0.0
+        self.smoothed = 0.0
+        self.points: deque[tuple[float, float]] = deque(maxlen=TRENDLINE_WINDOW)
+        self.deltas = 0
+        self.threshold = 12.5  # ms
+        self.last_update: float | None = None
+        self.over_time = 0.0
+        self.over_count = 0
+        self.prev_trend = 0.0
+        self.state = "normal"  # normal | overuse | underuse
+
+    def add(self, sent: float, arrival: float) -> None:
+        if self.group_sent is None:
+            self.group_sent = self.group_last_sent = sent
+            self.group_arrival = arrival
+            return
+        if sent - self.group_sent <= BURST:
+            self.group_last_sent = max(self.group_last_sent, sent)
+            self.group_arrival = max(self.group_arrival, arrival)
+            return
+        self._close_group()
+        self.group_sent = self.group_last_sent = sent
+        self.group_arrival = arrival
+
+    def _close_group(self) -> None:
+        sent, arrival = self.group_last_sent, self.group_arrival
+        if self.prev_sent is not None:
+            send_delta = sent - self.prev_sent
+            arrival_delta = arrival - self.prev_arrival
+            self._update((arrival_delta - send_delta) * 1000.0, arrival, send_delta)
+        self.prev_sent, self.prev_arrival = sent, arrival
+
+    def _update(self, delay_ms: float, arrival: float, send_delta: float) -> None:
+        if self.first_arrival is None:
+            self.first_arrival = arrival
+        self.deltas = min(self.deltas + 1, 60)
+        self.accumulated += delay_ms
+        self.smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
+        self.points.append(((arrival - self.first_arrival) * 1000.0, self.smoothed))
+        trend = self.prev_trend
+        if len(self.points) == TRENDLINE_WINDOW:
+            trend = _slope(self.points) * self.deltas * THRESHOLD_GAIN
+        self._detect(trend, send_delta, arrival)
+
+    def _detect(self, trend: float, send_delta: float, now: float) -> None:
+        if trend > self.threshold:
+            self.over_time += send_delta
+            self.over_count += 1
+            if self.over_time > OVERUSE_TIME and self.over_count > 1 and trend >= self.prev_trend:
+                self.over_time = 0.0
+                self.over_count = 0
+                self.state = "overuse"
+        elif trend < -self.threshold:
+            self.over_time = 0.0
+            self.over_count = 0
+            self.state = "underuse"
+        else:
+            self.over_time = 0.0
+            self.over_count = 0
+            self.state = "normal"
+        self.prev_trend = trend
+        self._adapt(trend, now)
+
+    def _adapt(self, trend: float, now: float) -> None:
+        if self.last_update is None:
+            self.last_update = now
+        if abs(trend) > self.threshold + 15.0:  # a spike: do not let it drag the threshold
+            self.last_update = now
+            return
+        k = K_DOWN if abs(trend) < self.threshold else K_UP
+        elapsed_ms = min((now - self.last_update) * 1000.0, 100.0)
+        self.threshold = min(max(self.threshold + k * (abs(trend) - self.threshold) * elapsed_ms, 6.0), 600.0)
+        self.last_update = now
+
+
+def _slope(points: deque[tuple[float, float]]) -> float:
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    den = sum((x - mean_x) ** 2 for x, _ in points)
+    return num / den if den else 0.0
+
+
+class BandwidthEstimator:
+    """The estimate for one Transport, fed with acknowledged packets from transport-cc feedback."""
+
+    def __init__(self, start: int = START_BITRATE) -> None:
+        self.estimate = start
+        self.delay = DelayDetector()
+        self.acked: deque[tuple[float, int]] = deque()  # (arrival, size) in the last RATE_WINDOW
+        self.delivered = 0  # bit/s acknowledged over RATE_WINDOW
+        self.loss = 0.0
+        self.capacity: float | None = None  # delivered rate at the last decrease
+        self.last_change: float | None = None
+        self.last_loss_cut = 0.0
+        self.feedbacks = 0
+
+    def on_feedback(self, results: list[PacketResult], now: float) -> int:
+        """Update from one feedback message; returns the new estimate in bit/s."""
+        if not results:
+            return self.estimate
+        self.feedbacks += 1
+        lost = sum(1 for r in results if r.arrival is None)
+        self.loss = 0.7 * self.loss + 0.3 * (lost / len(results))
+        received = sorted((r for r in results if r.arrival is not None), key=lambda r: r.sent)
+        for r in received:
+            self.delay.add(r.sent, r.arrival)  # type: ignore[arg-type]  # filtered above
+            self.acked.append((r.arrival, r.size))  # type: ignore[arg-type]
+        if self.acked:
+            newest = self.acked[-1][0]
+            while self.acked and newest - self.acked[0][0] > RATE_WINDOW:
+                self.acked.popleft()
+            span = max(newest - self.acked[0][0], 0.1)
+            self.delivered = int(sum(size for _, size in self.acked) * 8 / span)
+        self._control(now)
+        return self.estimate
+
+    def _control(self, now: float) -> None:
+        elapsed = 0.0 if self.last_change is None else min(now - self.last_change, 1.0)
+        self.last_change = now
+        state = self.delay.state
+        if state == "overuse":
+            basis = self.delivered or self.estimate
+            target = int(BETA * basis)
+            if target < self.estimate:
+                self.estimate = target
+                self.capacity = basis
+            self.delay.state = "normal"  # one cut per detection; the next overuse cuts again
+        elif state == "normal" and self.loss < LOSS_LOW:
+            near = self.capacity is not None and self.estimate > 0.9 * self.capacity
+            if near:  # about one packet more per response time, as GCC's additive increase
+                self.estimate += int(elapsed * 1200 * 8 / 0.2)
+            else:
+                self.estimate = int(self.estimate * INCREASE_PER_SECOND**elapsed)
+        if self.loss > LOSS_HIGH and now - self.last_loss_cut > 0.3:
+            self.estimate = int(self.estimate * (1 - 0.5 * self.loss))
+            self.last_loss_cut = now
+        self.estimate = min(max(self.estimate, MIN_BITRATE), MAX_BITRATE)

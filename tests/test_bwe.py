@@ -1,0 +1,113 @@
+"""transport-cc feedback parsing and the delay/loss-based estimator, on simulated links."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from sfu.bwe import MIN_BITRATE, BandwidthEstimator
+from sfu.twcc import FeedbackError, PacketResult, SendHistory, parse_feedback
+
+
+def feedback(base: int, statuses: list[int], deltas: bytes, reference: int = 1) -> bytes:
+    """A feedback FCI with one two-bit status vector chunk per 7 statuses."""
+    head = struct.pack("!HH", base, len(statuses)) + reference.to_bytes(3, "big", signed=True) + b"\x00"
+    chunks = b""
+    for i in range(0, len(statuses), 7):
+        group = (statuses[i : i + 7] + [0] * 7)[:7]
+        value = 0xC000
+        for j, s in enumerate(group):
+            value |= s << (12 - 2 * j)
+        chunks += struct.pack("!H", value)
+    return head + chunks + deltas
+
+
+def test_status_vector_with_small_large_and_lost() -> None:
+    fci = feedback(100, [1, 1, 0, 2, 1], bytes([4, 8]) + struct.pack("!h", -4) + bytes([0]))
+    assert parse_feedback(fci) == [
+        (100, 65_000),
+        (101, 67_000),
+        (102, None),
+        (103, 66_000),
+        (104, 66_000),
+    ]
+
+
+def test_run_length_and_one_bit_vector_chunks() -> None:
+    head = struct.pack("!HH", 0xFFFE, 17) + (0).to_bytes(3, "big") + b"\x00"
+    run = struct.pack("!H", (1 << 13) | 3)  # three small deltas
+    vector = struct.pack("!H", 0x8000 | 0b10000000000001)  # 14 one-bit: received, 12 lost, received
+    fci = head + run + vector + bytes([1, 1, 1, 2, 2])
+    reports = parse_feedback(fci)
+    assert [seq for seq, _ in reports[:4]] == [0xFFFE, 0xFFFF, 0, 1], "sequence numbers wrap"
+    assert [t for _, t in reports[:3]] == [250, 500, 750]
+    assert reports[3][1] == 1250 and reports[-1] == (14, 1750)
+    assert sum(1 for _, t in reports if t is None) == 12
+
+
+@pytest.mark.parametrize(
+    "fci",
+    [
+        b"\x00" * 7,
+        feedback(1, [1, 1], bytes([1])),
+        feedback(1, [3], b"\x00\x00"),
+        struct.pack("!HH", 0, 20) + bytes(4),
+    ],
+)
+def test_malformed_feedback_is_refused(fci: bytes) -> None:
+    with pytest.raises(FeedbackError):
+        parse_feedback(fci)
+
+
+def test_history_pairs_feedback_with_what_was_sent() -> None:
+    history = SendHistory()
+    for seq in (1, 2, 3):
+        history.sent_at[seq], history.sizes[seq] = seq / 100, 1000 + seq
+    history.next_seq = 4
+    results = history.acknowledge([(1, 5_000), (2, None), (9, 7_000)])  # 9 was never sent
+    assert results == [PacketResult(1, 0.01, 1001, 0.005), PacketResult(2, 0.02, 1002, None)]
+
+
+def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> list[tuple[float, int]]:
+    """Send at the estimate through a link of `capacity` bit/s (a FIFO); feedback every 100 ms.
+
+    Returns (time, estimate) after each feedback.
+    """
+    bwe = BandwidthEstimator(start)
+    now, link_free, seq = 0.0, 0.0, 0
+    trace = []
+    pending: list[PacketResult] = []
+    while now < seconds:
+        size = 1200
+        gap = size * 8 / bwe.estimate  # paced at the estimate
+        seq += 1
+        lost = bool(loss_every) and seq % loss_every == 0
+        link_free = max(link_free, now) + size * 8 / capacity
+        arrival = None if lost else link_free + 0.02  # 20 ms propagation
+        pending.append(PacketResult(seq & 0xFFFF, now, size, arrival))
+        now += gap
+        if pending and now - pending[0].sent >= 0.1:
+            bwe.on_feedback(pending, now)
+            trace.append((now, bwe.estimate))
+            pending = []
+    return trace
+
+
+def test_congestion_is_met_with_a_cut_within_two_seconds() -> None:
+    trace = simulate(capacity=600_000, seconds=6.0, start=1_500_000)
+    cut = next(t for t, rate in trace if rate < 600_000)
+    assert cut < 2.0, f"below the 600 kbit/s link only after {cut:.1f} s"
+    late = [rate for t, rate in trace if t > 4.0]
+    assert max(late) < 900_000 and min(late) > 250_000, "it settles around the link's capacity"
+
+
+def test_an_ample_link_is_probed_upward_gradually() -> None:
+    trace = simulate(capacity=50_000_000, seconds=5.0, start=500_000)
+    final = trace[-1][1]
+    assert 600_000 < final < 500_000 * 1.08**5 * 1.1, "about 8% a second, no jumps"
+
+
+def test_heavy_loss_cuts_the_rate() -> None:
+    trace = simulate(capacity=50_000_000, seconds=3.0, start=1_000_000, loss_every=5)  # 20% loss
+    assert trace[-1][1] < 700_000 and trace[-1][1] >= MIN_BITRATE
