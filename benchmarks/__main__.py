@@ -8,13 +8,18 @@ import sys
 
 import uvloop
 
-from . import consumer_cost, forwarding
+from . import consumer_cost, forwarding, peer_cost
 
 
 def main() -> int:
     print("in-process forwarding cost (no sockets, real SRTP, AEAD_AES_128_GCM, 1200-byte VP8 packets)")
     cost = asyncio.run(consumer_cost.run())
     for name, value in cost.items():
+        print(f"  {name:<40} {value:8.2f} us")
+    print()
+    print("light test peer (loadtest/peer.py), in process: per packet, real SRTP, 640x360 VP8")
+    peer = asyncio.run(peer_cost.run())
+    for name, value in peer.items():
         print(f"  {name:<40} {value:8.2f} us")
     print()
     print("one ~1.1 Mbit/s VP8 publisher to N subscribers over loopback (server in its own process)")
@@ -35,7 +40,7 @@ def main() -> int:
             flush=True,
         )
     print()
-    print(json.dumps({"consumer_cost": cost, "forwarding": results}))
+    print(json.dumps({"consumer_cost": cost, "peer_cost": peer, "forwarding": results}))
     return 0
 
 
