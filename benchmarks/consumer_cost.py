@@ -27,6 +27,7 @@ class FakeNode:
 
     keyframe_requests: int = 0
     errors: int = 0
+    repairs: int = 0
 
     def retire(self, consumer: Consumer) -> None:
         pass

@@ -156,8 +156,9 @@ class BandwidthEstimator:
             newest = self.acked[-1][0]
             while self.acked and newest - self.acked[0][0] > RATE_WINDOW:
                 self.acked.popleft()
-            span = max(newest - self.acked[0][0], 0.1)
-            self.delivered = int(sum(size for _, size in self.acked) * 8 / span)
+            span = newest - self.acked[0][0]
+            if span >= 0.1:  # the first packet's bytes arrived before the span began: leave them out
+                self.delivered = int((sum(size for _, size in self.acked) - self.acked[0][1]) * 8 / span)
         self._control(now)
         return self.estimate
 
@@ -173,6 +174,9 @@ class BandwidthEstimator:
                 self.capacity = basis
             self.delay.state = "normal"  # one cut per detection; the next overuse cuts again
         elif state == "normal" and self.loss < LOSS_LOW:
+            # what got through with no queue building is within the link: never estimate below it
+            # (so a subscriber that starts on a big layer over a good link keeps it)
+            self.estimate = max(self.estimate, self.delivered)
             near = self.capacity is not None and self.estimate > 0.9 * self.capacity
             if near:  # about one packet more per response time, as GCC's additive increase
                 self.estimate += int(elapsed * 1200 * 8 / 0.2)

@@ -55,6 +55,7 @@ class Node(asyncio.DatagramProtocol):
         self.packets_in = self.bytes_in = self.dropped = self.errors = 0
         self.stun_requests = self.nacks = self.plis = self.keyframe_requests = 0
         self.nacks_sent = 0  # to publishers, for packets that did not arrive
+        self.repairs = 0  # lost packets that came back from publishers as RTX
         # totals of closed Consumers, so that counters never go down
         self.retired = {"packets": 0, "bytes": 0, "retransmissions": 0, "errors": 0}
 

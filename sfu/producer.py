@@ -189,6 +189,7 @@ class RtpStream:
         osn = U16.unpack_from(packet, offset)[0]
         if self.cached(osn) is not None:
             return  # a retransmission of what already arrived
+        self.producer.transport.node.repairs += 1
         restored = bytearray(packet[:offset])
         restored[0] &= 0xDF  # the RTX padding is not the original's
         restored[1] = (restored[1] & 0x80) | self.producer.publisher_payload_type

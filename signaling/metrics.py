@@ -49,6 +49,7 @@ class KelianCollector(Collector):
             ("kelian_retransmissions", "Packets resent from the cache for NACKs", totals["retransmissions"]),
             ("kelian_nacks", "NACK messages received from subscribers", node.nacks),
             ("kelian_nacks_sent", "NACK messages sent to publishers for lost packets", node.nacks_sent),
+            ("kelian_repairs", "Lost packets that publishers resent as RTX", node.repairs),
             ("kelian_plis", "PLI and FIR requests received from subscribers", node.plis),
             ("kelian_keyframe_requests", "Keyframe requests sent to publishers", node.keyframe_requests),
             ("kelian_dropped_datagrams", "Datagrams dropped as unknown or malformed", node.dropped),

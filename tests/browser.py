@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,15 @@ TIMEOUT_MS = 15_000  # default for every playwright wait and action on a page
 @pytest_asyncio.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Headless system Chromium with fake media devices; skipped (failed in CI) without it."""
+    async with chromium() as instance:
+        yield instance
+
+
+@asynccontextmanager
+async def chromium(wrapper: Path | None = None, secure_origin: str | None = None) -> AsyncIterator[Browser]:
+    """The system Chromium, started directly or through `wrapper` (a script that runs it, with its
+    arguments, inside a network namespace, say). Cameras need a secure page: `secure_origin` makes
+    a plain-http origin other than localhost count as one."""
     executable = shutil.which("chromium")
     if executable is None:
         require_system("chromium", "chromium is not installed (apt-get install chromium)")
@@ -58,7 +68,11 @@ async def browser() -> AsyncIterator[Browser]:
         require_system("playwright", "the playwright package is not installed (pip install -e '.[dev]')")
     async with async_playwright() as playwright:
         instance = await playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS, timeout=30_000
+            executable_path=wrapper or executable,
+            headless=True,
+            args=CHROMIUM_ARGS
+            + ([f"--unsafely-treat-insecure-origin-as-secure={secure_origin}"] if secure_origin else []),
+            timeout=30_000,
         )
         try:
             yield instance
@@ -83,6 +97,34 @@ async def new_page(
     page.on("console", lambda message: log.warning("[%s] console.%s: %s", label, message.type, message.text))
     page.on("pageerror", lambda error: log.warning("[%s] uncaught: %s", label, error))
     return page
+
+
+# Join with the SDK; optionally publish the fake camera and microphone; show remote video in <video>s.
+JOIN = """async ([token, publish]) => {
+  const { Room } = await import("/static/kelian.js");
+  const room = new Room({ token });
+  window.kelianRoom = room;
+  window.states = [];
+  window.notReloaded = true;  // gone if the page were reloaded
+  room.on("state", (s) => states.push(s));
+  room.on("track_subscribed", (participant, info, track) => {
+    if (info.kind !== "video") return;
+    let video = document.getElementById("remote");
+    if (!video) {
+      video = document.createElement("video");
+      video.id = "remote"; video.autoplay = true; video.muted = true; video.playsInline = true;
+      video.style.width = "640px"; video.style.height = "360px";
+      document.body.appendChild(video);
+    }
+    video.srcObject = new MediaStream([track]);
+  });
+  await room.connect();
+  if (publish) {
+    await room.publishCamera({ width: 640, height: 360 });
+    await room.publishMicrophone();
+  }
+  return room.local.sid;
+}"""
 
 
 # -- pictures ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from browser import browser  # noqa: F401  (fixture)
 from helpers import free_tcp_port, require_system, wait_for_redis
 from kelian_server import kelian  # noqa: F401  (fixture)
+from netns import netns  # noqa: F401  (fixture)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

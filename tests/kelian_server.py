@@ -48,17 +48,28 @@ class Server:
 @pytest_asyncio.fixture
 async def kelian() -> AsyncIterator[Server]:
     use_loopback_candidates()
+    async with running_server("127.0.0.1") as instance:
+        yield instance
+
+
+@asynccontextmanager
+async def running_server(
+    host: str, media_host: str | None = None, media_port: int = 0, announced: str | None = None
+) -> AsyncIterator[Server]:
+    """A server with HTTP (and media, unless `media_host` says otherwise) on `host`: loopback, or an
+    address in a test's own namespace. `announced` puts another address in its ICE candidate."""
     config = Config(
-        http_host="127.0.0.1",
+        http_host=host,
         http_port=free_tcp_port(),
-        media_host="127.0.0.1",
-        media_port=0,
+        media_host=media_host or host,
+        media_port=media_port,
+        announced_address=announced,
         api_key=API_KEY,
         api_secret=API_SECRET,
     )
     runner, node = await server.start(config)
     try:
-        yield Server(f"http://127.0.0.1:{config.http_port}", config, node, runner)
+        yield Server(f"http://{host}:{config.http_port}", config, node, runner)
     finally:
         await server.stop(runner, node)
 

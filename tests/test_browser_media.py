@@ -10,40 +10,12 @@ import asyncio
 from typing import Any
 
 import numpy as np
-from browser import frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
+from browser import JOIN, frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
 from kelian_server import Server, eventually
 from playwright.async_api import Browser, Page
 
 from signaling.media import audio_track, video_track
 from signaling.room import Participant
-
-# Join with the SDK; optionally publish the fake camera and microphone; show remote video in <video>s.
-JOIN = """async ([token, publish]) => {
-  const { Room } = await import("/static/kelian.js");
-  const room = new Room({ token });
-  window.kelianRoom = room;
-  window.states = [];
-  window.notReloaded = true;  // gone if the page were reloaded
-  room.on("state", (s) => states.push(s));
-  room.on("track_subscribed", (participant, info, track) => {
-    if (info.kind !== "video") return;
-    let video = document.getElementById("remote");
-    if (!video) {
-      video = document.createElement("video");
-      video.id = "remote"; video.autoplay = true; video.muted = true; video.playsInline = true;
-      video.style.width = "640px"; video.style.height = "360px";
-      document.body.appendChild(video);
-    }
-    video.srcObject = new MediaStream([track]);
-  });
-  await room.connect();
-  if (publish) {
-    await room.publishCamera({ width: 640, height: 360 });
-    await room.publishMicrophone();
-  }
-  return room.local.sid;
-}"""
-
 
 VIDEO_SIZE = """(() => {
   const v = document.getElementById("remote");

@@ -61,6 +61,9 @@ function defaultUrl() {
 }
 
 function deviceError(err, what) {
+  if (!globalThis.isSecureContext) {
+    return new KelianError("insecure_page", `the ${what} needs a secure page: open kelian over https (or on localhost)`);
+  }
   if (err?.name === "NotAllowedError" || err?.name === "SecurityError") {
     return new KelianError("device_denied", `permission to use the ${what} was denied`);
   }
