@@ -266,7 +266,7 @@ async function publish(r, source) {
   renderControls();
   try {
     let track;
-    if (source === "camera") track = await r.publishCamera();
+    if (source === "camera") track = await r.publishCamera({ simulcast: true }); // each viewer gets the layer its tile needs
     else if (source === "microphone") track = await r.publishMicrophone();
     else track = await r.publishScreen();
     if (room === r) setLocalTrack(source, track);
