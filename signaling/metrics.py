@@ -40,6 +40,23 @@ class KelianCollector(Collector):
         yield GaugeMetricFamily(
             "kelian_consumers", "Tracks being forwarded", value=sum(len(t.consumers) for t in transports)
         )
+        estimates = sorted(e for t in transports if t.state == "connected" and (e := t.available_bitrate()))
+        bandwidth = GaugeMetricFamily(
+            "kelian_bandwidth_estimate_bits",
+            "Subscriber links as estimated (transport-cc, else REMB), bit/s: lowest, median, highest",
+            labels=["stat"],
+        )
+        if estimates:
+            for stat, value in (
+                ("min", estimates[0]),
+                ("median", estimates[len(estimates) // 2]),
+                ("max", estimates[-1]),
+            ):
+                bandwidth.add_metric([stat], value)
+        yield bandwidth
+        yield GaugeMetricFamily(
+            "kelian_estimated_links", "Subscriber links with a bandwidth estimate", value=len(estimates)
+        )
         totals = node.consumer_totals()
         counters = [
             ("kelian_datagrams_received", "UDP datagrams received on the media port", node.packets_in),

@@ -111,6 +111,9 @@ class RoomMonitor:
                         "quality": quality,
                         "loss": round(loss, 3),
                         "rtt": None if rtt is None else round(rtt, 3),
+                        "bitrate": None
+                        if participant.subscriber is None
+                        else participant.subscriber.available_bitrate(),
                     }
                 )
         for gone in set(self._counts) - live:

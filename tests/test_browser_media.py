@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import numpy as np
 from browser import JOIN, frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
 from kelian_server import Server, eventually
@@ -70,6 +71,9 @@ async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: S
         assert transport is not None and transport.bwe is not None, "Chromium took transport-cc"
         assert await eventually(lambda: transport.twcc_feedbacks > 5, timeout=5)
         assert transport.twcc_errors == 0 and transport.available_bitrate() == transport.bwe.estimate
+        async with aiohttp.ClientSession() as http, http.get(kelian.url + "/metrics") as response:
+            text = await response.text()
+        assert 'kelian_bandwidth_estimate_bits{stat="median"}' in text and "kelian_estimated_links 1.0" in text
     finally:
         await teacher.close()
 
