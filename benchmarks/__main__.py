@@ -8,7 +8,7 @@ import sys
 
 import uvloop
 
-from . import consumer_cost, forwarding, peer_cost
+from . import consumer_cost, forwarding, peer_cost, simulcast
 
 
 def main() -> int:
@@ -40,7 +40,24 @@ def main() -> int:
             flush=True,
         )
     print()
-    print(json.dumps({"consumer_cost": cost, "peer_cost": peer, "forwarding": results}))
+    print("simulcast: a three-layer publisher to 50 light subscribers (transport-cc feedback on),")
+    print("and a decoding probe switching between the small and large layer")
+    print(
+        f"  {'views':>6} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
+        f" {'switch p50 ms':>14} {'switch p99 ms':>14}"
+    )
+    layered = []
+    for mixed in (False, True):
+        r = uvloop.run(simulcast.run_case(mixed=mixed))
+        layered.append(r)
+        print(
+            f"  {r['views']:>6} {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
+            f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
+            f" {r['layer_switch_p50_ms']:>14} {r['layer_switch_p99_ms']:>14}",
+            flush=True,
+        )
+    print()
+    print(json.dumps({"consumer_cost": cost, "peer_cost": peer, "forwarding": results, "simulcast": layered}))
     return 0
 
 

@@ -54,18 +54,23 @@ class DelayDetector:
         self.prev_trend = 0.0
         self.state = "normal"  # normal | overuse | underuse
 
-    def add(self, sent: float, arrival: float) -> None:
-        if self.group_sent is None:
-            self.group_sent = self.group_last_sent = sent
-            self.group_arrival = arrival
-            return
-        if sent - self.group_sent <= BURST:
-            self.group_last_sent = max(self.group_last_sent, sent)
-            self.group_arrival = max(self.group_arrival, arrival)
-            return
-        self._close_group()
-        self.group_sent = self.group_last_sent = sent
-        self.group_arrival = arrival
+    def add(self, packets: list[PacketResult]) -> None:
+        """Received packets in send order. Grouping runs per packet, so it is kept in locals; the
+        trendline runs once per group (about once per video frame)."""
+        first, last, arrived = self.group_sent, self.group_last_sent, self.group_arrival
+        for sent, _, arrival in packets:
+            if first is not None and sent - first <= BURST:
+                if sent > last:
+                    last = sent
+                if arrival > arrived:  # type: ignore[operator]  # the caller passes received packets
+                    arrived = arrival  # type: ignore[assignment]
+                continue
+            if first is not None:
+                self.group_last_sent, self.group_arrival = last, arrived
+                self._close_group()
+            first = last = sent
+            arrived = arrival  # type: ignore[assignment]
+        self.group_sent, self.group_last_sent, self.group_arrival = first, last, arrived
 
     def _close_group(self) -> None:
         sent, arrival = self.group_last_sent, self.group_arrival
@@ -119,12 +124,16 @@ class DelayDetector:
 
 
 def _slope(points: deque[tuple[float, float]]) -> float:
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    den = sum((x - mean_x) ** 2 for x, _ in points)
-    return num / den if den else 0.0
+    """Least-squares slope, in one pass: this runs for every packet group of every subscriber."""
+    n = sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        n += 1
+        sx += x
+        sy += y
+        sxx += x * x
+        sxy += x * y
+    den = n * sxx - sx * sx
+    return (n * sxy - sx * sy) / den if den else 0.0
 
 
 class BandwidthEstimator:
@@ -134,6 +143,7 @@ class BandwidthEstimator:
         self.estimate = start
         self.delay = DelayDetector()
         self.acked: deque[tuple[float, int]] = deque()  # (arrival, size) in the last RATE_WINDOW
+        self.acked_bytes = 0  # their sizes summed
         self.delivered = 0  # bit/s acknowledged over RATE_WINDOW
         self.loss = 0.0
         self.capacity: float | None = None  # delivered rate at the last decrease
@@ -146,19 +156,19 @@ class BandwidthEstimator:
         if not results:
             return self.estimate
         self.feedbacks += 1
-        lost = sum(1 for r in results if r.arrival is None)
-        self.loss = 0.7 * self.loss + 0.3 * (lost / len(results))
-        received = sorted((r for r in results if r.arrival is not None), key=lambda r: r.sent)
-        for r in received:
-            self.delay.add(r.sent, r.arrival)  # type: ignore[arg-type]  # filtered above
-            self.acked.append((r.arrival, r.size))  # type: ignore[arg-type]
-        if self.acked:
-            newest = self.acked[-1][0]
-            while self.acked and newest - self.acked[0][0] > RATE_WINDOW:
-                self.acked.popleft()
-            span = newest - self.acked[0][0]
+        received = [r for r in results if r[2] is not None]
+        self.loss = 0.7 * self.loss + 0.3 * (1 - len(received) / len(results))
+        self.delay.add(received)  # in sequence order, which is send order but for retransmissions
+        acked = self.acked
+        acked.extend((arrival, size) for _, size, arrival in received)  # type: ignore[misc]
+        self.acked_bytes += sum(size for _, size, _ in received)
+        if acked:
+            newest = acked[-1][0]
+            while newest - acked[0][0] > RATE_WINDOW:
+                self.acked_bytes -= acked.popleft()[1]
+            span = newest - acked[0][0]
             if span >= 0.1:  # the first packet's bytes arrived before the span began: leave them out
-                self.delivered = int((sum(size for _, size in self.acked) - self.acked[0][1]) * 8 / span)
+                self.delivered = int((self.acked_bytes - acked[0][1]) * 8 / span)
         self._control(now)
         return self.estimate
 

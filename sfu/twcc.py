@@ -11,7 +11,6 @@ times that `SendHistory.acknowledge` pairs with those send times for the estimat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from struct import Struct
 
 RTPFB_TWCC = 15
@@ -75,14 +74,10 @@ def parse_feedback(fci: bytes) -> list[tuple[int, int | None]]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class PacketResult:
-    """One acknowledged (or lost) packet: what the estimator works from."""
-
-    seq: int
-    sent: float  # seconds, our monotonic clock
-    size: int  # bytes
-    arrival: float | None  # seconds in the receiver's clock (arbitrary origin), None if lost
+# One acknowledged (or lost) packet: (send time in seconds on our monotonic clock, size in bytes,
+# arrival in seconds on the receiver's clock with an arbitrary origin, or None if lost). A plain
+# tuple: hundreds of these per second per subscriber, where an object each would show in profiles.
+PacketResult = tuple[float, int, float | None]
 
 
 class SendHistory:
@@ -106,6 +101,5 @@ class SendHistory:
             sent = self.sent_at[index]
             if not sent:
                 continue
-            arrival = None if arrival_us is None else arrival_us / 1e6
-            results.append(PacketResult(seq, sent, self.sizes[index], arrival))
+            results.append((sent, self.sizes[index], None if arrival_us is None else arrival_us / 1e6))
         return results

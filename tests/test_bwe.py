@@ -66,7 +66,7 @@ def test_history_pairs_feedback_with_what_was_sent() -> None:
         history.sent_at[seq], history.sizes[seq] = seq / 100, 1000 + seq
     history.next_seq = 4
     results = history.acknowledge([(1, 5_000), (2, None), (9, 7_000)])  # 9 was never sent
-    assert results == [PacketResult(1, 0.01, 1001, 0.005), PacketResult(2, 0.02, 1002, None)]
+    assert results == [(0.01, 1001, 0.005), (0.02, 1002, None)]
 
 
 def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> list[tuple[float, int]]:
@@ -85,9 +85,9 @@ def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> 
         lost = bool(loss_every) and seq % loss_every == 0
         link_free = max(link_free, now) + size * 8 / capacity
         arrival = None if lost else link_free + 0.02  # 20 ms propagation
-        pending.append(PacketResult(seq & 0xFFFF, now, size, arrival))
+        pending.append((now, size, arrival))
         now += gap
-        if pending and now - pending[0].sent >= 0.1:
+        if pending and now - pending[0][0] >= 0.1:
             bwe.on_feedback(pending, now)
             trace.append((now, bwe.estimate))
             pending = []
