@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import msgpack
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from .channel import Channel, RequestError
 from .media import EncodedTrack
 
 log = logging.getLogger(__name__)
 
-
-class ClientError(Exception):
-    """The server answered a request with an error event."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+ClientError = RequestError  # the server answered a request with an error reply
 
 
 @dataclass
@@ -66,10 +57,7 @@ class Client:
         self.publisher: RTCPeerConnection | None = None
         self.subscriber: RTCPeerConnection | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._channel: Channel | None = None
         self._track_infos: dict[str, dict[str, Any]] = {}
         self._offers: asyncio.Queue[str] = asyncio.Queue()
         self._offer_task: asyncio.Task[None] | None = None
@@ -78,10 +66,9 @@ class Client:
 
     async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
-        protocol = "kelian.v1.msgpack" if self.binary else "kelian.v1.json"
-        ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
-        self._ws = await self._session.ws_connect(ws_url, protocols=(protocol,), heartbeat=20.0)
-        self._reader = asyncio.create_task(self._read())
+        self._channel = await Channel.open(
+            self._session, self.url, self._dispatch, binary=self.binary, timeout=timeout
+        )
         self._offer_task = asyncio.create_task(self._answer_offers())
         joined = await self.request({"type": "join", "token": self.token}, timeout=timeout)
         self.participant = joined["participant"]
@@ -92,46 +79,18 @@ class Client:
         return joined
 
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Send a message with an id and wait for the reply that carries it back."""
-        request_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            await self.send(message | {"id": request_id})
-            reply = await asyncio.wait_for(future, timeout)
-        finally:
-            self._pending.pop(request_id, None)
-        if reply.get("type") == "error":
-            raise ClientError(reply.get("code", "error"), reply.get("message", ""))
-        return reply
+        """Send a message with an id and wait for the reply that carries it back (ClientError if refused)."""
+        if self._channel is None:
+            raise ConnectionError("not connected")
+        return await self._channel.request(message, timeout)
 
     async def send(self, message: dict[str, Any]) -> None:
-        if self._ws is None:
+        if self._channel is None:
             raise ConnectionError("not connected")
-        if self.binary:
-            await self._ws.send_bytes(msgpack.packb(message, use_bin_type=True))
-        else:
-            await self._ws.send_str(json.dumps(message))
+        await self._channel.send(message)
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for msg in self._ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                message = json.loads(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                message = msgpack.unpackb(msg.data, raw=False)
-            else:
-                break
-            self._dispatch(message)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("signaling connection closed"))
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        request_id = message.get("id")
-        if request_id in self._pending:
-            self._pending[request_id].set_result(message)
-            return
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        """An event (anything but a reply) from the server."""
         kind = message.get("type")
         self.events.append(message)
         if kind == "offer":
@@ -224,13 +183,13 @@ class Client:
         await self.request(message | {"enabled": enabled})
 
     async def close(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            with contextlib.suppress(Exception):
-                await self.send({"type": "leave"})
-            await self._ws.close()
-        for task in (self._reader, self._offer_task):
-            if task is not None:
-                task.cancel()
+        if self._channel is not None:
+            if not self._channel.closed:
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "leave"})
+            await self._channel.close()
+        if self._offer_task is not None:
+            self._offer_task.cancel()
         for pc in (self.publisher, self.subscriber):
             if pc is not None:
                 await pc.close()

@@ -12,8 +12,9 @@ import fractions
 import functools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import av
 import numpy as np
@@ -33,6 +34,24 @@ class EncodedFrame:
     # RFC 6464 audio level of the frame's samples, 0 (loudest) to 127 (silent), measured once when the
     # clip is encoded so that a replaying publisher can fill the ssrc-audio-level extension for free.
     level: int = 127
+
+
+class Frame(Protocol):
+    """What a replaying sender needs to know of a clip's frame to find a keyframe."""
+
+    @property
+    def keyframe(self) -> bool: ...
+
+
+def next_keyframe(frames: Sequence[Frame], index: int) -> int:
+    """The first keyframe at or after `index` in a looping clip (`index` if it has none): where a
+    replaying sender jumps when asked for a keyframe, since it cannot encode one."""
+    n = len(frames)
+    for step in range(n):
+        i = (index + step) % n
+        if frames[i].keyframe:
+            return i
+    return index
 
 
 def audio_level(pcm: np.ndarray) -> int:
@@ -155,12 +174,7 @@ class EncodedTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """Jump to the next keyframe of the clip (the sender cannot re-encode)."""
         self.keyframe_requests += 1
-        n = len(self._frames)
-        for step in range(n):
-            i = (self._index + step) % n
-            if self._frames[i].keyframe:
-                self._index = i
-                return
+        self._index = next_keyframe(self._frames, self._index)
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":

@@ -73,7 +73,9 @@ async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: S
         assert transport.twcc_errors == 0 and transport.available_bitrate() == transport.bwe.estimate
         async with aiohttp.ClientSession() as http, http.get(kelian.url + "/metrics") as response:
             text = await response.text()
-        assert 'kelian_bandwidth_estimate_bits{stat="median"}' in text and "kelian_estimated_links 1.0" in text
+        assert (
+            'kelian_bandwidth_estimate_bits{stat="median"}' in text and "kelian_estimated_links 1.0" in text
+        )
     finally:
         await teacher.close()
 

@@ -15,7 +15,8 @@ import pytest
 from av import AudioFrame, VideoFrame
 from kelian_server import Server, eventually
 
-from loadtest.peer import Layer, Peer, PeerError, nack
+from loadtest.peer import Layer, Peer, PeerError
+from loadtest.rtcp import nack
 from sfu import simulcast
 from sfu.producer import Producer
 from sfu.transport import WebRtcTransport
@@ -25,9 +26,13 @@ SMALL = Layer("", 320, 180, 300_000)
 
 
 @contextlib.asynccontextmanager
-async def peers(kelian: Server, *names: str) -> AsyncIterator[list[Peer]]:
-    """Connected peers (identity = name, role lecturer for "teacher", else student), closed afterwards."""
-    made = [Peer(kelian.url, kelian.token(n, "lecturer" if n == "teacher" else "student")) for n in names]
+async def peers(kelian: Server, *names: str, **options: Any) -> AsyncIterator[list[Peer]]:
+    """Connected peers (identity = name, role lecturer for "teacher", else student), closed afterwards;
+    `options` go to every Peer."""
+    made = [
+        Peer(kelian.url, kelian.token(n, "lecturer" if n == "teacher" else "student"), **options)
+        for n in names
+    ]
     try:
         for peer in made:
             await peer.connect()
@@ -88,7 +93,9 @@ async def test_track_settings_choose_the_layer_and_unwatched_layers_pause(
     kelian: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(simulcast, "PAUSE_AFTER", 1.0)
-    async with peers(kelian, "teacher", "student") as (teacher, student):
+    # Without transport-cc: the view size alone chooses. With it, the estimate, which starts at
+    # 1 Mbit/s while the quarter layer flows, would hold the full layer back for seconds as it climbs.
+    async with peers(kelian, "teacher", "student", transport_cc=False) as (teacher, student):
         await teacher.publish(audio=False)
         (track,) = await student.wait_for_tracks(1, timeout=5)
         assert await eventually(lambda: received(student, "video")["keyframe_size"] == [1280, 720])
@@ -243,6 +250,43 @@ async def test_peer_survives_junk_from_the_network_and_the_server(kelian: Server
         frames = received(student, "video")["frames"]
         assert await eventually(lambda: received(student, "video")["frames"] >= frames + 10)
         assert sub.state == pub.state == "connected"
-        assert student.stats()["subscriber"]["rtcp_errors"] >= 1
+        assert student.stats()["subscriber"]["connection"]["rtcp_errors"] >= 1
         assert student.stats()["subscriber"]["unknown_ssrc"] >= 1
         assert received(student, "video")["track"] == track["id"]
+
+
+async def test_transport_cc_feedback_reaches_the_servers_estimate(kelian: Server) -> None:
+    async with peers(kelian, "teacher", "student") as (teacher, student):
+        await teacher.publish(audio=False, simulcast=False, layers=[SMALL])
+        await student.wait_for_tracks(1, timeout=5)
+        transport = server_transport(kelian, student, "subscriber")
+        assert transport.twcc is not None and transport.bwe is not None, "the answer kept transport-cc"
+        bwe = transport.bwe
+        assert await eventually(lambda: transport.twcc_feedbacks >= 10 and bwe.delivered > 0, timeout=5)
+        assert transport.twcc_errors == 0
+        assert bwe.feedbacks > 0 and bwe.estimate > 0
+        assert transport.available_bitrate() == bwe.estimate
+        # every packet reported arrived, and the server paired them with what it sent: the delivered
+        # rate is about the layer's (300 kbit/s), not zero and not wildly more
+        assert 50_000 < bwe.delivered < 3_000_000
+        feedback = student.stats()["subscriber"]["transport_cc"]
+        assert feedback["feedbacks_sent"] >= transport.twcc_feedbacks
+        assert feedback["packets_reported"] > 20 and feedback["lost_reported"] == 0
+        assert feedback["bytes_sent"] > 16 * feedback["feedbacks_sent"]
+
+
+async def test_a_subscriber_without_transport_cc_declines_it(kelian: Server) -> None:
+    teacher = Peer(kelian.url, kelian.token("teacher", "lecturer"))
+    cheap = Peer(kelian.url, kelian.token("cheap"), transport_cc=False)
+    try:
+        await teacher.connect()
+        await teacher.publish(audio=False, simulcast=False, layers=[SMALL])
+        await cheap.connect()
+        await cheap.wait_for_tracks(1, timeout=5)
+        assert await eventually(lambda: received(cheap, "video")["frames"] >= 5)
+        transport = server_transport(kelian, cheap, "subscriber")
+        assert transport.twcc is None and transport.bwe is None
+        assert cheap.stats()["subscriber"]["transport_cc"] is None
+    finally:
+        await cheap.close()
+        await teacher.close()
