@@ -31,6 +31,9 @@ START_BITRATE = 1_000_000
 MIN_BITRATE = 100_000
 MAX_BITRATE = 20_000_000
 RATE_WINDOW = 1.0  # seconds of acknowledged packets the delivered rate is measured over
+CALM = 2.0  # seconds without overuse or loss before a bigger layer may be tried
+PROBE_HEADROOM = 1.5  # ... one costing up to this much more than the estimate
+HOLD_AFTER_CUT = 10.0  # no such tries for this long after a cut: the link just said no
 
 
 class DelayDetector:
@@ -149,7 +152,20 @@ class BandwidthEstimator:
         self.capacity: float | None = None  # delivered rate at the last decrease
         self.last_change: float | None = None
         self.last_loss_cut = 0.0
+        self.last_trouble = self.last_cut = float("-inf")
         self.feedbacks = 0
+
+    def layer_budget(self, now: float) -> int:
+        """What the layer allocator may use: the estimate, or more after a calm spell.
+
+        Without padding probes the estimate climbs only 8% a second, so a subscriber that enlarges
+        a thumbnail would wait seconds for the big layer. After CALM seconds of a quiet link the
+        allocator may try a layer up to PROBE_HEADROOM times the estimate: that layer's traffic is
+        the probe. If the link cannot carry it, the cut that follows holds such tries off for
+        HOLD_AFTER_CUT seconds, so a link just below a layer does not flap between two.
+        """
+        calm = now - self.last_trouble >= CALM and now - self.last_cut >= HOLD_AFTER_CUT
+        return int(self.estimate * PROBE_HEADROOM) if calm else self.estimate
 
     def on_feedback(self, results: list[PacketResult], now: float) -> int:
         """Update from one feedback message; returns the new estimate in bit/s."""
@@ -176,12 +192,15 @@ class BandwidthEstimator:
         elapsed = 0.0 if self.last_change is None else min(now - self.last_change, 1.0)
         self.last_change = now
         state = self.delay.state
+        if state != "normal" or self.loss >= LOSS_LOW:
+            self.last_trouble = now
         if state == "overuse":
             basis = self.delivered or self.estimate
             target = int(BETA * basis)
             if target < self.estimate:
                 self.estimate = target
                 self.capacity = basis
+                self.last_cut = now
             self.delay.state = "normal"  # one cut per detection; the next overuse cuts again
         elif state == "normal" and self.loss < LOSS_LOW:
             # what got through with no queue building is within the link: never estimate below it
@@ -194,5 +213,5 @@ class BandwidthEstimator:
                 self.estimate = int(self.estimate * INCREASE_PER_SECOND**elapsed)
         if self.loss > LOSS_HIGH and now - self.last_loss_cut > 0.3:
             self.estimate = int(self.estimate * (1 - 0.5 * self.loss))
-            self.last_loss_cut = now
+            self.last_loss_cut = self.last_cut = now
         self.estimate = min(max(self.estimate, MIN_BITRATE), MAX_BITRATE)

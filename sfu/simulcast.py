@@ -71,7 +71,7 @@ def preferred(consumer: Consumer, now: float) -> list[RtpStream]:
 def allocate(transport: WebRtcTransport, now: float | None = None) -> None:
     """Choose a layer for every simulcast Consumer on `transport`, within its bandwidth estimate."""
     now = time.monotonic() if now is None else now
-    budget = transport.available_bitrate()
+    budget = transport.layer_budget(now)
     video = [c for c in transport.consumers.values() if c.kind == "video" and c.enabled and not c.closed]
     if budget is not None:
         budget -= sum(

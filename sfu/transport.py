@@ -337,6 +337,12 @@ class WebRtcTransport:
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())
 
+    def layer_budget(self, now: float) -> int | None:
+        """What simulcast.allocate may spend on this subscriber (see BandwidthEstimator.layer_budget)."""
+        if self.bwe is not None and self.bwe.feedbacks:
+            return self.bwe.layer_budget(now)
+        return self.remb_bitrate
+
     def available_bitrate(self) -> int | None:
         """What the subscriber's link can take, bit/s: our transport-cc estimate once feedback comes,
         else the subscriber's REMB, else None (unknown: no cap)."""

@@ -111,3 +111,17 @@ def test_an_ample_link_is_probed_upward_gradually() -> None:
 def test_heavy_loss_cuts_the_rate() -> None:
     trace = simulate(capacity=50_000_000, seconds=3.0, start=1_000_000, loss_every=5)  # 20% loss
     assert trace[-1][1] < 700_000 and trace[-1][1] >= MIN_BITRATE
+
+
+def test_a_calm_link_may_try_a_bigger_layer_but_not_right_after_a_cut() -> None:
+    bwe = BandwidthEstimator(1_000_000)
+    now = 0.0
+    for _ in range(30):  # 3 s of calm: 100 packets every 100 ms, well within the link
+        batch = [(now + i * 0.001, 1200, now + i * 0.001 + 0.02) for i in range(100)]
+        now += 0.1
+        bwe.on_feedback(batch, now)
+    assert bwe.layer_budget(now) == int(bwe.estimate * 1.5)
+    bwe.delay.state = "overuse"
+    bwe.on_feedback([(now, 1200, now + 0.02)], now)
+    assert bwe.layer_budget(now) == bwe.estimate, "the link just said no: no tries for a while"
+    assert bwe.layer_budget(now + 11) == int(bwe.estimate * 1.5)
