@@ -53,9 +53,13 @@ async def load_process(url: str, count: int, mixed: bool) -> None:
 
 
 async def decoded_size(track: RemoteTrack, size: tuple[int, int], timeout: float = 5.0) -> bool:
+    """Whether a frame of `size` is decoded within `timeout`; a stall counts as a failed switch."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame: Any = await asyncio.wait_for(track.track.recv(), timeout)
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            frame: Any = await asyncio.wait_for(track.track.recv(), remaining)
+        except TimeoutError:
+            return False
         if (frame.width, frame.height) == size:
             return True
     return False
@@ -130,6 +134,7 @@ async def run_case(
         return {
             "subscribers": subscribers,
             "views": "mixed" if mixed else "full",
+            "layer_switches_failed": switches - len(times),
             "seconds": round(t1 - t0, 2),
             "forwarded_packets_per_s": round(forwarded / (t1 - t0)),
             "server_cpu_percent": round(100 * cpu / (t1 - t0), 1),

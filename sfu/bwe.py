@@ -48,7 +48,7 @@ class DelayDetector:
         self.first_arrival: float | None = None
         self.accumulated = 0.0
         self.smoothed = 0.0
-        self.points: deque[tuple[float, float]] = deque(maxlen=TRENDLINE_WINDOW)
+        self.trendline = Regression(TRENDLINE_WINDOW)
         self.deltas = 0
         self.threshold = 12.5  # ms
         self.last_update: float | None = None
@@ -89,10 +89,8 @@ class DelayDetector:
         self.deltas = min(self.deltas + 1, 60)
         self.accumulated += delay_ms
         self.smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
-        self.points.append(((arrival - self.first_arrival) * 1000.0, self.smoothed))
-        trend = self.prev_trend
-        if len(self.points) == TRENDLINE_WINDOW:
-            trend = _slope(self.points) * self.deltas * THRESHOLD_GAIN
+        slope = self.trendline.add((arrival - self.first_arrival) * 1000.0, self.smoothed)
+        trend = self.prev_trend if slope is None else slope * self.deltas * THRESHOLD_GAIN
         self._detect(trend, send_delta, arrival)
 
     def _detect(self, trend: float, send_delta: float, now: float) -> None:
@@ -126,17 +124,47 @@ class DelayDetector:
         self.last_update = now
 
 
-def _slope(points: deque[tuple[float, float]]) -> float:
-    """Least-squares slope, in one pass: this runs for every packet group of every subscriber."""
-    n = sx = sy = sxx = sxy = 0.0
-    for x, y in points:
-        n += 1
-        sx += x
-        sy += y
-        sxx += x * x
-        sxy += x * y
-    den = n * sxx - sx * sx
-    return (n * sxy - sx * sy) / den if den else 0.0
+class Regression:
+    """Least-squares slope over the last `window` points, kept up to date in O(1) per point.
+
+    The trendline is refitted for every packet group of every subscriber; a 20-point fit each time
+    was the largest cost of transport-cc processing. Sums are rebuilt now and then so that adding
+    and removing floats for hours does not drift.
+    """
+
+    __slots__ = ("points", "sx", "sxx", "sxy", "sy", "updates", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.points: deque[tuple[float, float]] = deque()
+        self.sx = self.sy = self.sxx = self.sxy = 0.0
+        self.updates = 0
+
+    def add(self, x: float, y: float) -> float | None:
+        """Add a point; the slope once the window is full, else None."""
+        points = self.points
+        if len(points) == self.window:
+            ox, oy = points.popleft()
+            self.sx -= ox
+            self.sy -= oy
+            self.sxx -= ox * ox
+            self.sxy -= ox * oy
+        points.append((x, y))
+        self.sx += x
+        self.sy += y
+        self.sxx += x * x
+        self.sxy += x * y
+        self.updates += 1
+        if self.updates % 256 == 0:
+            self.sx = sum(p[0] for p in points)
+            self.sy = sum(p[1] for p in points)
+            self.sxx = sum(p[0] * p[0] for p in points)
+            self.sxy = sum(p[0] * p[1] for p in points)
+        n = len(points)
+        if n < self.window:
+            return None
+        den = n * self.sxx - self.sx * self.sx
+        return (n * self.sxy - self.sx * self.sy) / den if den else 0.0
 
 
 class BandwidthEstimator:

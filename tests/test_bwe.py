@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from sfu.bwe import MIN_BITRATE, BandwidthEstimator
+from sfu.bwe import MIN_BITRATE, BandwidthEstimator, Regression
 from sfu.twcc import FeedbackError, PacketResult, SendHistory, parse_feedback
 
 
@@ -125,3 +125,23 @@ def test_a_calm_link_may_try_a_bigger_layer_but_not_right_after_a_cut() -> None:
     bwe.on_feedback([(now, 1200, now + 0.02)], now)
     assert bwe.layer_budget(now) == bwe.estimate, "the link just said no: no tries for a while"
     assert bwe.layer_budget(now + 11) == int(bwe.estimate * 1.5)
+
+
+def test_the_running_regression_matches_a_full_fit() -> None:
+    import random
+
+    rng = random.Random(3)
+    fit = Regression(20)
+    points: list[tuple[float, float]] = []
+    for i in range(1000):
+        x, y = 3_600_000 + i * 33.3, rng.uniform(-50, 50) + i * 0.1  # an hour into a lesson
+        points.append((x, y))
+        slope = fit.add(x, y)
+        if i >= 19:
+            window = points[-20:]
+            mx = sum(p[0] for p in window) / 20
+            my = sum(p[1] for p in window) / 20
+            exact = sum((p[0] - mx) * (p[1] - my) for p in window) / sum((p[0] - mx) ** 2 for p in window)
+            assert slope == pytest.approx(exact, rel=1e-6, abs=1e-9)
+        else:
+            assert slope is None
