@@ -40,18 +40,20 @@ def main() -> int:
             flush=True,
         )
     print()
-    print("simulcast: a three-layer publisher to 50 light subscribers (transport-cc feedback on),")
-    print("and a decoding probe switching between the small and large layer")
+    print("simulcast: a three-layer publisher to 50 light subscribers, all on the large layer (full)")
+    print("or a third each on small, medium, large (mixed), with or without transport-cc feedback;")
+    print("a decoding probe times switches between the small and large layer")
     print(
-        f"  {'views':>6} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
+        f"  {'views':>6} {'tcc':>4} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
         f" {'switch p50 ms':>14} {'switch p99 ms':>14}"
     )
     layered = []
-    for mixed in (False, True):
-        r = uvloop.run(simulcast.run_case(mixed=mixed))
+    for mixed, transport_cc in ((False, True), (False, False), (True, True)):
+        r = uvloop.run(simulcast.run_case(mixed=mixed, transport_cc=transport_cc))
         layered.append(r)
         print(
-            f"  {r['views']:>6} {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
+            f"  {r['views']:>6} {'on' if transport_cc else 'off':>4}"
+            f" {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
             f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
             f" {r['layer_switch_p50_ms']:>14} {r['layer_switch_p99_ms']:>14}",
             flush=True,

@@ -32,13 +32,13 @@ def token(identity: str, role: str = "student") -> str:
     return mint(API_KEY, API_SECRET, room=ROOM, identity=identity, role=role)
 
 
-async def load_process(url: str, count: int, mixed: bool) -> None:
+async def load_process(url: str, count: int, mixed: bool, transport_cc: bool) -> None:
     """`count` light subscribers asking for the large layer, or (mixed) a third each for the small,
-    medium and large one."""
+    medium and large one; sending transport-cc feedback as browsers do, or not."""
     peers = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         for i in range(count):
-            peer = Peer(url, token(f"load-{i}"), session=session)
+            peer = Peer(url, token(f"load-{i}"), session=session, transport_cc=transport_cc)
             await peer.connect()
             peers.append(peer)
         for i, peer in enumerate(peers):
@@ -94,7 +94,11 @@ def percentile(values: list[float], share: float) -> float | None:
 
 
 async def run_case(
-    subscribers: int = 50, mixed: bool = False, seconds: float = 10.0, switches: int = 20
+    subscribers: int = 50,
+    mixed: bool = False,
+    transport_cc: bool = True,
+    seconds: float = 10.0,
+    switches: int = 20,
 ) -> dict[str, Any]:
     use_loopback_candidates()
     process, url = await start_server()
@@ -112,6 +116,7 @@ async def run_case(
                 url,
                 str(subscribers),
                 "mixed" if mixed else "full",
+                "tcc" if transport_cc else "no-tcc",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -134,6 +139,7 @@ async def run_case(
         return {
             "subscribers": subscribers,
             "views": "mixed" if mixed else "full",
+            "transport_cc": transport_cc,
             "layer_switches_failed": switches - len(times),
             "seconds": round(t1 - t0, 2),
             "forwarded_packets_per_s": round(forwarded / (t1 - t0)),
@@ -160,7 +166,7 @@ async def run_case(
 if __name__ == "__main__":
     import uvloop
 
-    if len(sys.argv) == 5 and sys.argv[1] == "load":
-        uvloop.run(load_process(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "mixed"))
+    if len(sys.argv) == 6 and sys.argv[1] == "load":
+        uvloop.run(load_process(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "mixed", sys.argv[5] == "tcc"))
     else:
         print(uvloop.run(run_case(mixed="mixed" in sys.argv)))
