@@ -68,6 +68,7 @@ class WebRtcTransport:
         self.twcc: SendHistory | None = None
         self.bwe: BandwidthEstimator | None = None
         self.twcc_feedbacks = self.twcc_errors = 0
+        self.feedback: list[bytes] = []  # transport-cc messages waiting for Node.process_feedback
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
         # counters
@@ -192,9 +193,9 @@ class WebRtcTransport:
             # aiortc reads every RTPFB as a NACK list: transport-cc feedback is taken out first
             others = [p for p in parts if not (p[1] == 205 and p[0] & 0x1F == RTPFB_TWCC)]
             if len(others) != len(parts):
-                for part in parts:
-                    if part[1] == 205 and part[0] & 0x1F == RTPFB_TWCC:
-                        self._on_transport_feedback(part[12:])
+                if self.twcc is not None:
+                    self.feedback.extend(p[12:] for p in parts if p[1] == 205 and p[0] & 0x1F == RTPFB_TWCC)
+                    self.node.feedback_arrived(self)
                 plain = b"".join(others)
             packets = artp.RtcpPacket.parse(plain)
         except (SrtpError, ValueError, IndexError, struct.error) as exc:
@@ -322,17 +323,20 @@ class WebRtcTransport:
             self.twcc = SendHistory()
             self.bwe = BandwidthEstimator()
 
-    def _on_transport_feedback(self, fci: bytes) -> None:
+    def process_feedback(self, now: float) -> None:
+        """The transport-cc messages that came since the last batch, into the estimate."""
+        messages, self.feedback = self.feedback, []
         if self.twcc is None or self.bwe is None:
             return
-        try:
-            reports = parse_feedback(fci)
-        except FeedbackError as exc:
-            self.twcc_errors += 1
-            log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
-            return
-        self.twcc_feedbacks += 1
-        self.bwe.on_feedback(self.twcc.acknowledge(reports), time.monotonic())
+        for fci in messages:
+            try:
+                reports = parse_feedback(fci)
+            except FeedbackError as exc:
+                self.twcc_errors += 1
+                log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
+                continue
+            self.twcc_feedbacks += 1
+            self.bwe.on_feedback(self.twcc.acknowledge(reports), now)
 
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())
