@@ -55,7 +55,7 @@ def main() -> int:
             f"  {r['views']:>6} {'on' if transport_cc else 'off':>4}"
             f" {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
             f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
-            f" {r['layer_switch_p50_ms']:>14} {r['layer_switch_p99_ms']:>14}",
+            f" {r['layer_switch_p50_ms'] or '-':>14} {r['layer_switch_p99_ms'] or '-':>14}",
             flush=True,
         )
     print()

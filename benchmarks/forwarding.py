@@ -42,6 +42,13 @@ class Probe:
         self.received = 0
         self.recording = False
 
+    ORIGINAL = (RTCDtlsTransport._send_rtp, RTCRtpReceiver._handle_rtp_packet)
+
+    @classmethod
+    def uninstall(cls) -> None:
+        """Give aiortc back its own methods: later benchmarks in this process decode again."""
+        RTCDtlsTransport._send_rtp, RTCRtpReceiver._handle_rtp_packet = cls.ORIGINAL  # type: ignore[method-assign]
+
     def install(self) -> None:
         probe = self
         original_send = RTCDtlsTransport._send_rtp
@@ -192,6 +199,7 @@ async def run_case(subscribers: int, seconds: float = 10.0, bitrate: int = 1_100
             "server_rss_mb": round(rss / 2**20, 1),
         }
     finally:
+        Probe.uninstall()
         if load is not None:
             with contextlib.suppress(Exception):
                 load.communicate(timeout=20)
