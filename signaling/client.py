@@ -141,6 +141,8 @@ class Client:
             sdp = await self._offers.get()
             try:
                 await self._answer(sdp)
+            except ConnectionError:
+                return  # closing: the offer came as the connection went
             except Exception:
                 log.exception("could not answer the server's offer")
 
