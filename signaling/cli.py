@@ -1,4 +1,4 @@
-"""The ``kelian`` command: run a node, or mint an access token for testing and scripts."""
+"""The ``kelian`` command: run a node, mint an access token for testing and scripts, or load a node."""
 
 from __future__ import annotations
 
@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--name", help="display name")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(handler=_cmd_token)
+
+    from loadtest import options as loadtest_options  # light: the flags only
+
+    loadtest = commands.add_parser(
+        "loadtest", help="load a server with light publishers and subscribers, and report"
+    )
+    loadtest_options.add_arguments(loadtest)
+    loadtest.set_defaults(handler=_cmd_loadtest)
     return parser
 
 
@@ -99,6 +107,25 @@ def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     print(token, file=out)
     return 0
+
+
+def _cmd_loadtest(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 0 when every subscriber joined, 1 when some could not; usage errors are exit 2."""
+    from loadtest.options import OptionError, plan_from_args
+
+    try:
+        plan = plan_from_args(args)
+    except OptionError as exc:
+        raise CliError(str(exc)) from None
+    # Imported lazily, like serve: the light peer pulls in the media stack.
+    from loadtest.run import RunError, run
+
+    try:
+        report = run(plan, out)
+    except RunError as exc:
+        print(f"{PROG}: loadtest failed: {exc}", file=sys.stderr)
+        return 1
+    return 1 if report["joins"]["failures"] else 0
 
 
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:

@@ -1,0 +1,188 @@
+"""The options of ``kelian loadtest`` and the checked plan they make; no media imports, so the CLI loads fast.
+
+A load run is one room: ``--publishers`` light peers that publish, and ``--subscribers`` light peers
+that receive everything and ask for the size their ``--layout`` would show it at, joining at
+``--join-rate`` per second over ``--processes`` worker processes, for ``--duration`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["LAYOUTS", "PRESETS", "OptionError", "Plan", "add_arguments", "plan_from_args"]
+
+DEFAULT_URL = "http://127.0.0.1:8700"
+# the size each subscriber shows every video track at, device pixels (sent as track_settings)
+LAYOUTS: dict[str, tuple[int, int]] = {"speaker": (1280, 720), "grid3": (426, 240), "grid5": (256, 144)}
+# a preset fills in what the command line leaves unset; flags given explicitly win
+PRESETS: dict[str, dict[str, object]] = {
+    "live": {"publishers": 1, "simulcast": True, "audio": True, "layout": "speaker"},
+}
+DEFAULTS: dict[str, object] = {"publishers": 1, "simulcast": True, "audio": True, "layout": "speaker"}
+MAX_PEERS = 100_000  # a typo guard, far above what one machine can drive
+
+
+class OptionError(ValueError):
+    """An option the user can fix; the CLI prints it as a usage error (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked load run."""
+
+    url: str
+    room: str
+    publishers: int
+    subscribers: int
+    simulcast: bool
+    audio: bool
+    layout: str
+    duration: float
+    join_rate: float
+    processes: int
+    api_key: str
+    api_secret: str
+    report: str | None = None
+    server_pid: int | None = None
+    preset: str | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+
+    @property
+    def bind(self) -> str:
+        """The address the peers' UDP sockets bind to: loopback for a loopback server."""
+        if self.host == "::1":
+            return "::1"
+        return "127.0.0.1" if is_loopback(self.host) else "0.0.0.0"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return LAYOUTS[self.layout]
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not minimum <= value <= MAX_PEERS:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {MAX_PEERS}, got {value}")
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in its messages
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``kelian loadtest``."""
+    add = parser.add_argument
+    add("--url", default=DEFAULT_URL, help=f"the server's HTTP address (default {DEFAULT_URL})")
+    add("--allow-host", metavar="HOST", help="allow this exact non-loopback --url host")
+    add("--room", default="loadtest", help="room to load (default loadtest)")
+    add(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="live: one presenter to N viewers (simulcast, audio, speaker)",
+    )
+    add("--publishers", type=_count(0), help="peers that publish a camera (default 1)")
+    add("--subscribers", type=_count(0), default=10, help="peers that receive (default 10)")
+    add("--simulcast", action=argparse.BooleanOptionalAction, help="publish three layers (default on)")
+    add("--audio", action=argparse.BooleanOptionalAction, help="publish a microphone too (default on)")
+    add("--layout", choices=sorted(LAYOUTS), help="size subscribers show video at (default speaker)")
+    add("--duration", type=_positive, default=30.0, help="seconds the load lasts (default 30)")
+    add("--join-rate", type=_positive, default=10.0, help="subscribers joining per second (default 10)")
+    add("--processes", type=_count(1), help="worker processes for subscribers (default: the core count)")
+    add("--report", metavar="PATH", help="also write the report as JSON to PATH")
+    add("--server-pid", type=_count(1), help="the server's process id, for its CPU and memory")
+    add("--api-key", help="API key to mint tokens with (KELIAN_API_KEY)")
+    add("--api-secret", help="API secret to mint tokens with (KELIAN_API_SECRET)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    """Check what argparse cannot: the URL's host, credentials, and whether the joins fit the duration."""
+    url = str(args.url).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(f"--url must be an http:// or https:// address, got {args.url!r}")
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise OptionError(f"--url has a bad port: {args.url!r}") from None
+    host = parts.hostname
+    if not is_loopback(host) and host != args.allow_host:
+        raise OptionError(
+            f"--url host {host!r} is not loopback; load tests stay on this machine unless "
+            f"--allow-host {host} says otherwise"
+        )
+    key = args.api_key or os.environ.get("KELIAN_API_KEY", "")
+    secret = args.api_secret or os.environ.get("KELIAN_API_SECRET", "")
+    if not key or not secret:
+        raise OptionError(
+            "--api-key and --api-secret (or KELIAN_API_KEY and KELIAN_API_SECRET) must be the server's"
+        )
+    chosen = dict(DEFAULTS) | (PRESETS[args.preset] if args.preset else {})
+    for name in chosen:
+        given = getattr(args, name)
+        if given is not None:
+            chosen[name] = given
+    publishers, subscribers = int(chosen["publishers"]), int(args.subscribers)  # type: ignore[call-overload]
+    if publishers + subscribers == 0:
+        raise OptionError("nothing to run: --publishers and --subscribers are both 0")
+    joining = subscribers / args.join_rate
+    if joining >= args.duration:
+        raise OptionError(
+            f"{subscribers} subscribers at --join-rate {args.join_rate:g}/s take {joining:g} s to join, "
+            f"not less than --duration {args.duration:g}"
+        )
+    if not args.room:
+        raise OptionError("--room must not be empty")
+    processes = args.processes or os.cpu_count() or 1
+    return Plan(
+        url=url,
+        room=args.room,
+        publishers=publishers,
+        subscribers=subscribers,
+        simulcast=bool(chosen["simulcast"]),
+        audio=bool(chosen["audio"]),
+        layout=str(chosen["layout"]),
+        duration=float(args.duration),
+        join_rate=float(args.join_rate),
+        processes=max(1, min(processes, subscribers)),
+        api_key=key,
+        api_secret=secret,
+        report=args.report,
+        server_pid=args.server_pid,
+        preset=args.preset,
+    )

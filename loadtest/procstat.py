@@ -1,0 +1,70 @@
+"""CPU time and memory of processes, from /proc (Linux): the server's, and each load worker's own."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["CpuClock", "cpu_seconds", "listening_pid", "rss_bytes"]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TCP_LISTEN = "0A"
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time the process has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class CpuClock:
+    """CPU time against wall time from a start: how much of one core a process used."""
+
+    def __init__(self, pid: int | str = "self") -> None:
+        self.pid = pid
+        self.cpu0, self.wall0 = cpu_seconds(pid), time.monotonic()
+
+    def read(self) -> dict[str, float]:
+        cpu, wall = cpu_seconds(self.pid) - self.cpu0, time.monotonic() - self.wall0
+        return {
+            "cpu_seconds": round(cpu, 3),
+            "wall_seconds": round(wall, 3),
+            "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
+        }
+
+
+def listening_pid(port: int) -> int | None:
+    """The process that listens on TCP `port`, found through /proc/net/tcp{,6} and /proc/*/fd; None when
+    it is not visible (another user's process, or not on this machine)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(entry.name)
+        except OSError:  # gone, or not ours to read
+            continue
+    return None

@@ -1,0 +1,169 @@
+"""The report of a load run: per published track, over all its subscribers; the joins; the server's and
+the clients' own CPU. Plain dicts (written as JSON) and a plain-text table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+__all__ = ["CLIENT_BUSY", "percentile", "print_report", "track_table"]
+
+CLIENT_BUSY = 90.0  # percent of a core above which a worker, not the server, may be the limit
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99)}
+
+
+def track_table(
+    published: dict[str, dict[str, str]], subscribers: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per published track, summed (or spread) over the subscribers that received it.
+
+    ``bitrate_kbps`` is the mean bitrate one subscriber received; ``first_frame_ms`` runs from starting
+    to join to the first keyframe (video); ``latency_ms`` p50 is the median of the subscribers' medians
+    and p99 the 99th percentile of their 99th percentiles (one-way, from relayed sender reports).
+    """
+    sums: dict[str, dict[str, Any]] = {}
+    for peer in subscribers:
+        tracks = (peer.get("subscriber") or {}).get("tracks") or {}
+        for track_id, t in tracks.items():
+            info = published.get(track_id, {})
+            s = sums.setdefault(
+                track_id,
+                {
+                    "kind": t.get("kind") or info.get("kind"),
+                    "publisher": info.get("publisher"),
+                    "subscribers": 0,
+                    "packets": 0,
+                    "bytes": 0,
+                    "seconds": 0.0,
+                    "expected": 0,
+                    "lost": 0,
+                    "nacks": 0,
+                    "plis": 0,
+                    "freezes": 0,
+                    "first": [],
+                    "p50": [],
+                    "p99": [],
+                },
+            )
+            s["subscribers"] += 1
+            for key, name in (("packets", "packets"), ("bytes", "bytes"), ("expected", "expected")):
+                s[key] += int(t.get(name) or 0)
+            s["lost"] += max(0, int(t.get("lost") or 0))
+            s["nacks"] += int(t.get("nacks_sent") or 0)
+            s["plis"] += int(t.get("plis_sent") or 0)
+            s["freezes"] += int(t.get("freezes") or 0)
+            s["seconds"] += float(t.get("seconds") or 0.0)
+            if t.get("first_frame_ms") is not None:
+                s["first"].append(float(t["first_frame_ms"]))
+            latency = t.get("latency_ms")
+            if latency:
+                s["p50"].append(float(latency["p50"]))
+                s["p99"].append(float(latency["p99"]))
+    table: dict[str, dict[str, Any]] = {}
+    for track_id, s in sorted(sums.items(), key=lambda item: (str(item[1]["publisher"]), item[0])):
+        table[track_id] = {
+            "kind": s["kind"],
+            "publisher": s["publisher"],
+            "subscribers": s["subscribers"],
+            "bitrate_kbps": round(s["bytes"] * 8 / s["seconds"] / 1000, 1) if s["seconds"] > 0 else None,
+            "packets": s["packets"],
+            "loss_percent": round(100 * s["lost"] / s["expected"], 3) if s["expected"] else 0.0,
+            "nacks": s["nacks"],
+            "plis": s["plis"],
+            "freezes": s["freezes"],
+            "first_frame_ms": _spread(s["first"]),
+            "latency_ms": {"p50": percentile(s["p50"], 50), "p99": percentile(s["p99"], 99)},
+        }
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _table(out: TextIO, header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *([_cell(v) for v in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ),
+            file=out,
+        )
+
+
+def print_report(report: dict[str, Any], out: TextIO) -> None:
+    run = report["run"]
+    print(
+        f"kelian loadtest: {run['publishers']} publisher(s), {run['subscribers']} subscriber(s) in room "
+        f"{run['room']!r}, {run['layout']} layout, {run['duration']:g} s, {run['processes']} process(es)",
+        file=out,
+    )
+    rows = [
+        [
+            track_id,
+            t["kind"],
+            t["publisher"],
+            t["subscribers"],
+            t["bitrate_kbps"],
+            t["packets"],
+            t["loss_percent"],
+            t["nacks"],
+            t["plis"],
+            t["freezes"],
+            t["first_frame_ms"]["p50"],
+            t["first_frame_ms"]["p99"],
+            t["latency_ms"]["p50"],
+            t["latency_ms"]["p99"],
+        ]
+        for track_id, t in report["tracks"].items()
+    ]
+    header = ["track", "kind", "publisher", "subs", "kbit/s", "packets", "loss%", "nacks", "plis"]
+    header += ["freezes", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms"]
+    print(file=out)
+    _table(out, header, rows)
+    joins = report["joins"]
+    print(
+        f"\njoins: {joins['joined']} of {joins['expected']} subscribers, "
+        f"join p50 {_cell(joins['join_ms']['p50'])} ms, p99 {_cell(joins['join_ms']['p99'])} ms, "
+        f"failures {len(joins['failures'])}",
+        file=out,
+    )
+    for failure in joins["failures"][:10]:
+        print(f"  {failure['identity']}: {failure['error']}", file=out)
+    server = report["server"]
+    print(
+        f"server: pid {_cell(server['pid'])}, CPU {_cell(server['cpu_percent'])}%, "
+        f"RSS {_cell(server['rss_mb'])} MB, forwarded {_cell(server['forwarded_packets'])} packets, "
+        f"{_cell(server['forwarded_packets_per_cpu_second'])} per CPU-second",
+        file=out,
+    )
+    print("clients:", file=out)
+    _table(
+        out,
+        ["worker", "peers", "cpu%", "cpu_s", "rss_mb"],
+        [
+            [w["worker"], w["peers"], w["cpu_percent"], w["cpu_seconds"], w["rss_mb"]]
+            for w in report["workers"]
+        ],
+    )
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=out)

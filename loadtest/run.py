@@ -1,0 +1,202 @@
+"""``kelian loadtest``: run a plan (see loadtest.options) and report.
+
+The parent only coordinates: it mints the tokens, starts the publishers' process and waits until they
+publish, starts the subscriber workers (spawned, each with its own asyncio loop) and tells them when
+to start and end, samples the server's CPU and /metrics around the run, then builds the report from
+what the workers send back. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+import urllib.request
+from contextlib import suppress
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TextIO
+
+from signaling.tokens import mint
+
+from .options import Plan, is_loopback
+from .procstat import CpuClock, listening_pid, rss_bytes
+from .report import CLIENT_BUSY, percentile, print_report, track_table
+from .worker import publishers_main, subscribers_main
+
+__all__ = ["RunError", "run"]
+
+START_TIMEOUT = 60.0  # spawning a worker and importing the media stack
+RESULT_TIMEOUT = 60.0  # after the end, for every worker to send its stats
+START_DELAY = 0.2  # from telling the workers to go to the first join
+TOKEN_TTL_MARGIN = 600
+
+
+class RunError(RuntimeError):
+    """The run could not take place (a worker died, the publishers could not publish...)."""
+
+
+class Worker:
+    def __init__(self, name: str, process: BaseProcess, pipe: Connection, peers: int) -> None:
+        self.name, self.process, self.pipe, self.peers = name, process, pipe, peers
+
+    def receive(self, timeout: float, event: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self.pipe.poll(0.1):
+            if not self.process.is_alive() and not self.pipe.poll(0):
+                raise RunError(f"{self.name} exited (status {self.process.exitcode}) before {event!r}")
+            if time.monotonic() > deadline:
+                raise RunError(f"{self.name} sent no {event!r} within {timeout:g} s")
+        message: dict[str, Any] = self.pipe.recv()
+        if message.get("event") != event:
+            raise RunError(f"{self.name} sent {message.get('event')!r}, expected {event!r}")
+        return message
+
+    def stop(self) -> None:
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+def _metric(url: str, name: str) -> float | None:
+    """A counter from the server's /metrics, or None if it cannot be read."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _tokens(plan: Plan, role: str, prefix: str, count: int) -> list[tuple[str, str]]:
+    ttl = int(plan.duration) + TOKEN_TTL_MARGIN
+    return [
+        (f"{prefix}{i}", mint(plan.api_key, plan.api_secret, room=plan.room, identity=f"{prefix}{i}",
+                              role=role, ttl=ttl))
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def _spawn(name: str, target: Any, spec: dict[str, Any], peers: int) -> Worker:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=target, args=(spec, child), name=name, daemon=True)
+    process.start()
+    child.close()
+    return Worker(name, process, parent, peers)
+
+
+def run(plan: Plan, out: TextIO) -> dict[str, Any]:
+    """Run the plan, print the report to `out` (and write it as JSON if asked); returns the report."""
+    server_pid = plan.server_pid
+    if server_pid is None and is_loopback(plan.host):
+        server_pid = listening_pid(plan.port)
+    common = {"url": plan.url, "bind": plan.bind}
+    workers: list[Worker] = []
+    publisher: Worker | None = None
+    published: dict[str, dict[str, str]] = {}
+    failures: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    try:
+        if plan.publishers:
+            spec = common | {
+                "peers": _tokens(plan, "lecturer", "publisher", plan.publishers),
+                "audio": plan.audio,
+                "simulcast": plan.simulcast,
+                "stop_by": time.time() + START_TIMEOUT + plan.duration + RESULT_TIMEOUT,
+            }
+            publisher = _spawn("publishers", publishers_main, spec, plan.publishers)
+            ready = publisher.receive(START_TIMEOUT, "ready")
+            published, failures = ready["tracks"], list(ready["failures"])
+            if len(failures) == plan.publishers:
+                raise RunError(f"no publisher could publish: {failures[0]['error']}")
+        videos = sum(1 for t in published.values() if t["kind"] == "video")
+        viewers = _tokens(plan, "viewer", "subscriber", plan.subscribers)
+        for w in range(plan.processes if plan.subscribers else 0):
+            mine = [(name, token, i / plan.join_rate) for i, (name, token) in enumerate(viewers)
+                    if i % plan.processes == w]  # fmt: skip
+            spec = common | {"peers": mine, "videos": videos, "size": list(plan.size)}
+            workers.append(_spawn(f"worker{w}", subscribers_main, spec, len(mine)))
+        for worker in workers:
+            worker.receive(START_TIMEOUT, "ready")
+        start = time.time() + START_DELAY
+        end = start + plan.duration
+        for worker in workers:
+            worker.pipe.send({"event": "go", "start_at": start, "end_at": end})
+        time.sleep(max(0.0, start - time.time()))
+        sent0 = _metric(plan.url, "kelian_packets_sent_total")
+        server_clock = CpuClock(server_pid) if server_pid else None
+        time.sleep(max(0.0, end - time.time()))
+        server_cpu = server_clock.read() if server_clock else None
+        sent1 = _metric(plan.url, "kelian_packets_sent_total")
+        rss = rss_bytes(server_pid) if server_pid else None
+        for worker in workers:
+            results.append(worker.receive(RESULT_TIMEOUT, "done") | {"worker": worker.name})
+        if publisher is not None:
+            publisher.pipe.send({"event": "stop"})
+            results.append(publisher.receive(RESULT_TIMEOUT, "done") | {"worker": publisher.name})
+    finally:
+        for worker in [*workers, *([publisher] if publisher else [])]:
+            with suppress(OSError):
+                worker.pipe.close()
+            worker.stop()
+
+    forwarded = None if sent0 is None or sent1 is None else int(sent1 - sent0)
+    cpu_s = server_cpu["cpu_seconds"] if server_cpu else None
+    subscribers = [p for r in results if r["worker"] != "publishers" for p in r["peers"]]
+    join_failures = [f for r in results if r["worker"] != "publishers" for f in r["failures"]]
+    joined = [float(p["join_ms"]) for p in subscribers if p.get("join_ms") is not None]
+    warnings = []
+    worker_rows = []
+    for r in results:
+        row = {"worker": r["worker"], "peers": len(r["peers"])} | r["cpu"]
+        worker_rows.append(row)
+        if row["cpu_percent"] > CLIENT_BUSY:
+            warnings.append(
+                f"{r['worker']} used {row['cpu_percent']:g}% of a core: the clients may be the limit, "
+                "not the server (use more --processes or fewer peers)"
+            )
+    if failures:
+        warnings.append(f"{len(failures)} publisher(s) could not publish")
+    report = {
+        "run": {
+            "url": plan.url,
+            "room": plan.room,
+            "preset": plan.preset,
+            "publishers": plan.publishers,
+            "subscribers": plan.subscribers,
+            "simulcast": plan.simulcast,
+            "audio": plan.audio,
+            "layout": plan.layout,
+            "duration": plan.duration,
+            "join_rate": plan.join_rate,
+            "processes": len(workers),
+        },
+        "tracks": track_table(published, subscribers),
+        "joins": {
+            "expected": plan.subscribers,
+            "joined": len(joined),
+            "join_ms": {"p50": percentile(joined, 50), "p99": percentile(joined, 99)},
+            "failures": join_failures,
+            "publisher_failures": failures,
+        },
+        "server": {
+            "pid": server_pid,
+            "cpu_percent": server_cpu["cpu_percent"] if server_cpu else None,
+            "cpu_seconds": cpu_s,
+            "rss_mb": None if rss is None else round(rss / 2**20, 1),
+            "forwarded_packets": forwarded,
+            "forwarded_packets_per_cpu_second": round(forwarded / cpu_s) if forwarded and cpu_s else None,
+        },
+        "workers": worker_rows,
+        "warnings": warnings,
+    }
+    print_report(report, out)
+    if plan.report:
+        with open(plan.report, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+    return report
