@@ -1,8 +1,16 @@
 """The options of ``kelian loadtest`` and the checked plan they make; no media imports, so the CLI loads fast.
 
-A load run is one room: ``--publishers`` light peers that publish, and ``--subscribers`` light peers
-that receive everything and ask for the size their ``--layout`` would show it at, joining at
-``--join-rate`` per second over ``--processes`` worker processes, for ``--duration`` seconds.
+A load run is one room and a list of participants, built by the preset: each has an identity and a
+role, may publish a camera and a microphone, and may subscribe to everyone else and ask for the size
+its layout shows their video at. Those that subscribe join at ``--join-rate`` per second over
+``--processes`` worker processes, for ``--duration`` seconds; those that only publish join first.
+
+- live (and no preset): ``--publishers`` lecturers publish to ``--subscribers`` viewers;
+- fusion: a lecturer and ``--boxes`` classroom boxes, each publishing and watching all the others
+  (grid3), and ``--subscribers`` plain viewers on top (default 0);
+- dual-teacher: a lecturer (720p simulcast) and ``--subscribers`` classroom boxes (default 30), each
+  sending one 180p camera back; the boxes watch the lecturer (speaker), the lecturer all the boxes
+  (grid5).
 """
 
 from __future__ import annotations
@@ -14,16 +22,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["LAYOUTS", "PRESETS", "OptionError", "Plan", "add_arguments", "plan_from_args"]
+__all__ = ["LAYOUTS", "PRESETS", "OptionError", "Participant", "Plan", "add_arguments", "plan_from_args"]
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 # the size each subscriber shows every video track at, device pixels (sent as track_settings)
 LAYOUTS: dict[str, tuple[int, int]] = {"speaker": (1280, 720), "grid3": (426, 240), "grid5": (256, 144)}
 # a preset fills in what the command line leaves unset; flags given explicitly win
-PRESETS: dict[str, dict[str, object]] = {
-    "live": {"publishers": 1, "simulcast": True, "audio": True, "layout": "speaker"},
+DEFAULTS: dict[str, object] = {
+    "publishers": 1,
+    "subscribers": 10,
+    "boxes": 8,
+    "simulcast": True,
+    "audio": True,
+    "layout": "speaker",
 }
-DEFAULTS: dict[str, object] = {"publishers": 1, "simulcast": True, "audio": True, "layout": "speaker"}
+PRESETS: dict[str, dict[str, object]] = {
+    "live": {},
+    "fusion": {"subscribers": 0, "layout": "grid3"},
+    "dual-teacher": {"subscribers": 30},
+}
+# flags a preset's own shape leaves no room for
+NOT_FOR: dict[str, tuple[str, ...]] = {
+    "live": ("boxes",),
+    "fusion": ("publishers",),
+    "dual-teacher": ("publishers", "boxes", "simulcast", "layout"),
+}
 MAX_PEERS = 100_000  # a typo guard, far above what one machine can drive
 
 
@@ -32,16 +55,37 @@ class OptionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Participant:
+    """One peer of a run: what it publishes, and what it watches.
+
+    ``camera`` names the video it publishes (``loadtest.worker.CAMERAS``: "simulcast" is 720p in three
+    layers, "single" one 360p layer, "180p" one 180p layer), None for none. With a ``layout`` it
+    subscribes to everyone else and shows each video at that size; ``watch`` narrows that to these
+    identities' video (the others it turns off).
+    """
+
+    identity: str
+    role: str
+    camera: str | None = None
+    audio: bool = False
+    layout: str | None = None
+    watch: tuple[str, ...] = ()
+
+    @property
+    def publishes(self) -> bool:
+        return self.camera is not None or self.audio
+
+
+@dataclass(frozen=True)
 class Plan:
     """A checked load run."""
 
     url: str
     room: str
-    publishers: int
-    subscribers: int
+    participants: tuple[Participant, ...]
     simulcast: bool
     audio: bool
-    layout: str
+    layout: str  # as reported: the layout, or who watches at which size
     duration: float
     join_rate: float
     processes: int
@@ -68,8 +112,17 @@ class Plan:
         return "127.0.0.1" if is_loopback(self.host) else "0.0.0.0"
 
     @property
-    def size(self) -> tuple[int, int]:
-        return LAYOUTS[self.layout]
+    def publishers(self) -> int:
+        return sum(1 for p in self.participants if p.publishes)
+
+    @property
+    def subscribers(self) -> int:
+        """Participants that subscribe (and join at the join rate), publishing or not."""
+        return sum(1 for p in self.participants if p.layout is not None)
+
+    def videos_for(self, participant: Participant) -> int:
+        """How many video tracks the participant receives: everyone else's camera."""
+        return sum(1 for p in self.participants if p.camera is not None and p is not participant)
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -105,10 +158,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--preset",
         choices=sorted(PRESETS),
-        help="live: one presenter to N viewers (simulcast, audio, speaker)",
+        help="live: presenters to N viewers (simulcast, audio, speaker); fusion: a lecturer and "
+        "--boxes classrooms all seeing all (grid3); dual-teacher: a lecturer to --subscribers "
+        "classrooms (default 30) that each send 180p back",
     )
-    add("--publishers", type=_count(0), help="peers that publish a camera (default 1)")
-    add("--subscribers", type=_count(0), default=10, help="peers that receive (default 10)")
+    add("--publishers", type=_count(0), help="peers that publish a camera (default 1; live only)")
+    add(
+        "--subscribers",
+        type=_count(0),
+        help="peers that receive (default 10; fusion: viewers on top, default 0; dual-teacher: boxes)",
+    )
+    add("--boxes", type=_count(1), help="fusion: classroom boxes beside the lecturer (default 8)")
     add("--simulcast", action=argparse.BooleanOptionalAction, help="publish three layers (default on)")
     add("--audio", action=argparse.BooleanOptionalAction, help="publish a microphone too (default on)")
     add("--layout", choices=sorted(LAYOUTS), help="size subscribers show video at (default speaker)")
@@ -152,14 +212,18 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise OptionError(
             "--api-key and --api-secret (or KELIAN_API_KEY and KELIAN_API_SECRET) must be the server's"
         )
-    chosen = dict(DEFAULTS) | (PRESETS[args.preset] if args.preset else {})
+    preset = args.preset or "live"
+    chosen = DEFAULTS | PRESETS[preset]
     for name in chosen:
         given = getattr(args, name)
         if given is not None:
+            if name in NOT_FOR[preset]:
+                raise OptionError(f"--{name} does not apply to --preset {preset}")
             chosen[name] = given
-    publishers, subscribers = int(chosen["publishers"]), int(args.subscribers)  # type: ignore[call-overload]
-    if publishers + subscribers == 0:
+    participants, layout = _participants(preset, chosen)
+    if not participants:
         raise OptionError("nothing to run: --publishers and --subscribers are both 0")
+    subscribers = sum(1 for p in participants if p.layout is not None)
     joining = subscribers / args.join_rate
     if joining >= args.duration:
         raise OptionError(
@@ -172,11 +236,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     return Plan(
         url=url,
         room=args.room,
-        publishers=publishers,
-        subscribers=subscribers,
+        participants=participants,
         simulcast=bool(chosen["simulcast"]),
         audio=bool(chosen["audio"]),
-        layout=str(chosen["layout"]),
+        layout=layout,
         duration=float(args.duration),
         join_rate=float(args.join_rate),
         processes=max(1, min(processes, subscribers)),
@@ -186,3 +249,26 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         server_pid=args.server_pid,
         preset=args.preset,
     )
+
+
+def _participants(preset: str, chosen: dict[str, object]) -> tuple[tuple[Participant, ...], str]:
+    """The preset's participants, with the flags applied, and its layout as reported."""
+    camera = "simulcast" if chosen["simulcast"] else "single"
+    audio, layout = bool(chosen["audio"]), str(chosen["layout"])
+    viewers = int(chosen["subscribers"])  # type: ignore[call-overload]
+    if preset == "dual-teacher":
+        lecturer = Participant("lecturer", "lecturer", "simulcast", audio, "grid5")
+        boxes = [
+            Participant(f"box{i}", "classroom", "180p", audio, "speaker", ("lecturer",))
+            for i in range(viewers)
+        ]
+        return (lecturer, *boxes), "speaker (boxes), grid5 (lecturer)"
+    if preset == "fusion":
+        boxes = int(chosen["boxes"])  # type: ignore[call-overload]
+        sending = [Participant("lecturer", "lecturer", camera, audio, layout)]
+        sending += [Participant(f"box{i}", "classroom", camera, audio, layout) for i in range(boxes)]
+    else:
+        publishers = int(chosen["publishers"])  # type: ignore[call-overload]
+        sending = [Participant(f"publisher{i}", "lecturer", camera, audio) for i in range(publishers)]
+    watching = [Participant(f"subscriber{i}", "viewer", layout=layout) for i in range(viewers)]
+    return (*sending, *watching), layout

@@ -48,8 +48,20 @@ RTCP_INTERVAL = 1.0  # sender and receiver reports
 EVENTS_KEPT = 256
 MAX_LIFETIME = 24 * 3600.0  # the clock's own bound; a peer is closed long before
 RID_RE = re.compile(r"[A-Za-z0-9_-]{1,8}")  # short enough for the one-byte extension form
+# what publish() sends unless told otherwise
+FPS, CLIP_SECONDS, KEYFRAME_INTERVAL = 30, 2.0, 30
+AUDIO_AMPLITUDE, AUDIO_FREQUENCY, BURST_FRAMES = 8000, 440.0, 25
 
-__all__ = ["Layer", "Peer", "PeerError"]
+__all__ = ["Layer", "Peer", "PeerError", "prepare_clips"]
+
+
+def prepare_clips(layers: Sequence[Layer], audio: bool) -> None:
+    """Encode what publish() sends by default with these layers (and a microphone), ahead: publishing
+    in the middle of a run then costs no encoding. Blocks for a second or so per clip."""
+    for layer in layers:
+        video_clip(layer.width, layer.height, layer.bitrate, FPS, CLIP_SECONDS, KEYFRAME_INTERVAL)
+    if audio:
+        audio_clip(CLIP_SECONDS, AUDIO_FREQUENCY, False, AUDIO_AMPLITUDE, BURST_FRAMES)
 
 
 class Peer:
@@ -179,13 +191,13 @@ class Peer:
         simulcast: bool = True,
         layers: Sequence[Layer] | None = None,
         *,
-        fps: int = 30,
-        seconds: float = 2.0,
-        keyframe_interval: int = 30,
+        fps: int = FPS,
+        seconds: float = CLIP_SECONDS,
+        keyframe_interval: int = KEYFRAME_INTERVAL,
         audio_bursts: bool = False,
-        audio_amplitude: int = 8000,
-        audio_frequency: float = 440.0,
-        burst_frames: int = 25,
+        audio_amplitude: int = AUDIO_AMPLITUDE,
+        audio_frequency: float = AUDIO_FREQUENCY,
+        burst_frames: int = BURST_FRAMES,
         timeout: float = 10.0,
     ) -> dict[str, Any]:
         """Publish a camera (VP8, rid simulcast q/h/f by default) and a microphone (Opus) from clips

@@ -7,9 +7,12 @@ import math
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-__all__ = ["CLIENT_BUSY", "percentile", "print_report", "track_table"]
+__all__ = ["CLIENT_BUSY", "percentile", "print_report", "publisher_problems", "track_table"]
 
 CLIENT_BUSY = 90.0  # percent of a core above which a worker, not the server, may be the limit
+# a video track whose frames stopped this long before the end ended early; audio is not judged by its
+# silence, since the server forwards each subscriber only the loudest few (max_audio_streams)
+STOPPED_MS = 1000.0
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -33,6 +36,9 @@ def track_table(
     ``bitrate_kbps`` is the mean bitrate one subscriber received; ``first_frame_ms`` runs from starting
     to join to the first keyframe (video); ``latency_ms`` p50 is the median of the subscribers' medians
     and p99 the 99th percentile of their 99th percentiles (one-way, from relayed sender reports).
+    ``ended_early`` counts the subscribers for which the track ended before the run did (the server
+    unpublished it, or, video, its frames stopped STOPPED_MS before the end); ``stopped_ms`` is the
+    median, over those, of the time from its last frame to the end (None when it ended for none).
     """
     sums: dict[str, dict[str, Any]] = {}
     for peer in subscribers:
@@ -56,8 +62,16 @@ def track_table(
                     "first": [],
                     "p50": [],
                     "p99": [],
+                    "ended": 0,
+                    "stopped": [],
                 },
             )
+            idle = t.get("idle_ms")
+            stopped = s["kind"] == "video" and idle is not None and idle > STOPPED_MS
+            if t.get("ended") or t.get("unpublished") or stopped:
+                s["ended"] += 1
+                if idle is not None:
+                    s["stopped"].append(float(idle))
             s["subscribers"] += 1
             for key, name in (("packets", "packets"), ("bytes", "bytes"), ("expected", "expected")):
                 s[key] += int(t.get(name) or 0)
@@ -86,8 +100,28 @@ def track_table(
             "freezes": s["freezes"],
             "first_frame_ms": _spread(s["first"]),
             "latency_ms": {"p50": percentile(s["p50"], 50), "p99": percentile(s["p99"], 99)},
+            "ended_early": s["ended"],
+            "stopped_ms": percentile(s["stopped"], 50),
         }
     return table
+
+
+def publisher_problems(
+    tracks: dict[str, dict[str, Any]], failures: list[dict[str, Any]], lost: list[str]
+) -> list[dict[str, str]]:
+    """The publishers that failed or ended early: could not publish (`failures`), whose worker died
+    before sending its figures (`lost`), or whose tracks ended early for some subscribers."""
+    problems = [{"identity": f["identity"], "problem": f"failed: {f['error']}"} for f in failures]
+    problems += [{"identity": i, "problem": "its worker died before the end of the run"} for i in lost]
+    early: dict[str, list[str]] = {}
+    for t in tracks.values():
+        if t["ended_early"]:
+            stopped = "" if t["stopped_ms"] is None else f", {t['stopped_ms']:g} ms before the end"
+            early.setdefault(str(t["publisher"]), []).append(
+                f"{t['kind']} for {t['ended_early']} of {t['subscribers']} subscriber(s){stopped}"
+            )
+    problems += [{"identity": i, "problem": "ended early: " + "; ".join(e)} for i, e in early.items()]
+    return problems
 
 
 def _cell(value: Any) -> str:
@@ -133,11 +167,12 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             t["first_frame_ms"]["p99"],
             t["latency_ms"]["p50"],
             t["latency_ms"]["p99"],
+            t["ended_early"],
         ]
         for track_id, t in report["tracks"].items()
     ]
     header = ["track", "kind", "publisher", "subs", "kbit/s", "packets", "loss%", "nacks", "plis"]
-    header += ["freezes", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms"]
+    header += ["freezes", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms", "ended"]
     print(file=out)
     _table(out, header, rows)
     joins = report["joins"]
@@ -149,6 +184,10 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     for failure in joins["failures"][:10]:
         print(f"  {failure['identity']}: {failure['error']}", file=out)
+    if report["publisher_problems"]:
+        print("publishers that failed or ended early:", file=out)
+    for problem in report["publisher_problems"]:
+        print(f"  {problem['identity']}: {problem['problem']}", file=out)
     server = report["server"]
     print(
         f"server: pid {_cell(server['pid'])}, CPU {_cell(server['cpu_percent'])}%, "

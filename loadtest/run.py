@@ -1,9 +1,11 @@
 """``kelian loadtest``: run a plan (see loadtest.options) and report.
 
-The parent only coordinates: it mints the tokens, starts the publishers' process and waits until they
-publish, starts the subscriber workers (spawned, each with its own asyncio loop) and tells them when
-to start and end, samples the server's CPU and /metrics around the run, then builds the report from
-what the workers send back. Every wait is bounded.
+The parent only coordinates: it mints a token for each of the plan's participants, starts a process
+for those that only publish and waits until they publish, spreads those that subscribe (publishing or
+not) over the workers (spawned, each with its own asyncio loop) and tells them when to start and
+end, samples the server's CPU and /metrics around the run, then builds the report from what the
+workers send back. Every wait is bounded; a worker that dies before sending its figures is reported
+(a warning, and its publishers among those that ended early), not raised.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any, TextIO
 
 from signaling.tokens import mint
 
-from .options import Plan, is_loopback
+from .options import LAYOUTS, Participant, Plan, is_loopback
 from .procstat import CpuClock, listening_pid, rss_bytes
-from .report import CLIENT_BUSY, percentile, print_report, track_table
+from .report import CLIENT_BUSY, percentile, print_report, publisher_problems, track_table
 from .worker import publishers_main, subscribers_main
 
 __all__ = ["RunError", "run"]
@@ -47,7 +49,11 @@ class Worker:
                 raise RunError(f"{self.name} exited (status {self.process.exitcode}) before {event!r}")
             if time.monotonic() > deadline:
                 raise RunError(f"{self.name} sent no {event!r} within {timeout:g} s")
-        message: dict[str, Any] = self.pipe.recv()
+        try:
+            message: dict[str, Any] = self.pipe.recv()
+        except (EOFError, OSError):  # it died: its end of the pipe is closed
+            self.process.join(1)
+            raise RunError(f"{self.name} exited (status {self.process.exitcode}) before {event!r}") from None
         if message.get("event") != event:
             raise RunError(f"{self.name} sent {message.get('event')!r}, expected {event!r}")
         return message
@@ -71,13 +77,20 @@ def _metric(url: str, name: str) -> float | None:
     return None
 
 
-def _tokens(plan: Plan, role: str, prefix: str, count: int) -> list[tuple[str, str]]:
+def _peer(plan: Plan, p: Participant) -> dict[str, Any]:
+    """A participant as a worker takes it (see loadtest.worker), with its token."""
     ttl = int(plan.duration) + TOKEN_TTL_MARGIN
-    return [
-        (f"{prefix}{i}", mint(plan.api_key, plan.api_secret, room=plan.room, identity=f"{prefix}{i}",
-                              role=role, ttl=ttl))
-        for i in range(count)
-    ]  # fmt: skip
+    token = mint(plan.api_key, plan.api_secret, room=plan.room, identity=p.identity, role=p.role, ttl=ttl)
+    return {"identity": p.identity, "token": token, "camera": p.camera, "audio": p.audio}
+
+
+def _results(worker: Worker, warnings: list[str]) -> dict[str, Any] | None:
+    """A worker's figures, or None (and a warning) if it died or never sent them."""
+    try:
+        return worker.receive(RESULT_TIMEOUT, "done") | {"worker": worker.name}
+    except RunError as exc:
+        warnings.append(f"{exc}: the figures of its {worker.peers} peer(s) are missing")
+        return None
 
 
 def _spawn(name: str, target: Any, spec: dict[str, Any], peers: int) -> Worker:
@@ -100,26 +113,32 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
     published: dict[str, dict[str, str]] = {}
     failures: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    lost: list[str] = []  # identities whose worker sent no figures
+    only_publish = [p for p in plan.participants if p.layout is None]
+    joining = [p for p in plan.participants if p.layout is not None]
     try:
-        if plan.publishers:
+        if only_publish:
             spec = common | {
-                "peers": _tokens(plan, "lecturer", "publisher", plan.publishers),
-                "audio": plan.audio,
-                "simulcast": plan.simulcast,
+                "peers": [_peer(plan, p) for p in only_publish],
                 "stop_by": time.time() + START_TIMEOUT + plan.duration + RESULT_TIMEOUT,
             }
-            publisher = _spawn("publishers", publishers_main, spec, plan.publishers)
+            publisher = _spawn("publishers", publishers_main, spec, len(only_publish))
             ready = publisher.receive(START_TIMEOUT, "ready")
             published, failures = ready["tracks"], list(ready["failures"])
-            if len(failures) == plan.publishers:
+            if len(failures) == len(only_publish):
                 raise RunError(f"no publisher could publish: {failures[0]['error']}")
-        videos = sum(1 for t in published.values() if t["kind"] == "video")
-        viewers = _tokens(plan, "viewer", "subscriber", plan.subscribers)
-        for w in range(plan.processes if plan.subscribers else 0):
-            mine = [(name, token, i / plan.join_rate) for i, (name, token) in enumerate(viewers)
-                    if i % plan.processes == w]  # fmt: skip
-            spec = common | {"peers": mine, "videos": videos, "size": list(plan.size)}
-            workers.append(_spawn(f"worker{w}", subscribers_main, spec, len(mine)))
+        failed = {f["identity"] for f in failures}
+        missing = sum(1 for p in only_publish if p.camera is not None and p.identity in failed)
+        peers = [
+            _peer(plan, p)
+            | {"at": i / plan.join_rate, "size": list(LAYOUTS[str(p.layout)]), "watch": list(p.watch)}
+            | {"videos": plan.videos_for(p) - missing}
+            for i, p in enumerate(joining)
+        ]
+        for w in range(plan.processes if peers else 0):
+            mine = peers[w :: plan.processes]
+            workers.append(_spawn(f"worker{w}", subscribers_main, common | {"peers": mine}, len(mine)))
         for worker in workers:
             worker.receive(START_TIMEOUT, "ready")
         start = time.time() + START_DELAY
@@ -133,11 +152,16 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
         server_cpu = server_clock.read() if server_clock else None
         sent1 = _metric(plan.url, "kelian_packets_sent_total")
         rss = rss_bytes(server_pid) if server_pid else None
-        for worker in workers:
-            results.append(worker.receive(RESULT_TIMEOUT, "done") | {"worker": worker.name})
+        for w, worker in enumerate(workers):  # before the publishers stop, so that they see no end
+            result = _results(worker, warnings)
+            results += [result] if result else []
+            lost += [] if result else [p["identity"] for p in peers[w :: plan.processes]]
         if publisher is not None:
-            publisher.pipe.send({"event": "stop"})
-            results.append(publisher.receive(RESULT_TIMEOUT, "done") | {"worker": publisher.name})
+            with suppress(OSError):  # it may be gone: _results says so
+                publisher.pipe.send({"event": "stop"})
+            result = _results(publisher, warnings)
+            results += [result] if result else []
+            lost += [] if result else [p.identity for p in only_publish if p.identity not in failed]
     finally:
         for worker in [*workers, *([publisher] if publisher else [])]:
             with suppress(OSError):
@@ -149,7 +173,15 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
     subscribers = [p for r in results if r["worker"] != "publishers" for p in r["peers"]]
     join_failures = [f for r in results if r["worker"] != "publishers" for f in r["failures"]]
     joined = [float(p["join_ms"]) for p in subscribers if p.get("join_ms") is not None]
-    warnings = []
+    for peer in subscribers:
+        published |= peer.get("published") or {}
+    tracks = track_table(published, subscribers)
+    publishing = {p.identity for p in plan.participants if p.publishes}
+    problems = publisher_problems(
+        tracks,
+        [*failures, *(f for f in join_failures if f["identity"] in publishing)],
+        [i for i in lost if i in publishing],
+    )
     worker_rows = []
     for r in results:
         row = {"worker": r["worker"], "peers": len(r["peers"])} | r["cpu"]
@@ -159,8 +191,8 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
                 f"{r['worker']} used {row['cpu_percent']:g}% of a core: the clients may be the limit, "
                 "not the server (use more --processes or fewer peers)"
             )
-    if failures:
-        warnings.append(f"{len(failures)} publisher(s) could not publish")
+    if problems:
+        warnings.append(f"{len(problems)} publisher(s) failed or ended early")
     report = {
         "run": {
             "url": plan.url,
@@ -168,6 +200,7 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
             "preset": plan.preset,
             "publishers": plan.publishers,
             "subscribers": plan.subscribers,
+            "participants": len(plan.participants),
             "simulcast": plan.simulcast,
             "audio": plan.audio,
             "layout": plan.layout,
@@ -175,7 +208,8 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
             "join_rate": plan.join_rate,
             "processes": len(workers),
         },
-        "tracks": track_table(published, subscribers),
+        "tracks": tracks,
+        "publisher_problems": problems,
         "joins": {
             "expected": plan.subscribers,
             "joined": len(joined),

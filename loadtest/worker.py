@@ -1,5 +1,9 @@
-"""The processes of a load run: one for the publishers, and workers that each drive a share of the
-subscribers on their own asyncio loop.
+"""The processes of a load run: one for the participants that only publish, and workers that each
+drive a share of those that subscribe (and may publish too) on their own asyncio loop.
+
+Each peer comes as a plain dict, the plan's participant with its token: ``identity``, ``token``,
+``camera`` (a CAMERAS name or None), ``audio``; a subscribing one also ``at`` (seconds after the
+start), ``size`` (its layout's), ``watch`` and ``videos`` (the video tracks it waits for).
 
 A worker talks to the parent over a multiprocessing pipe, in plain dicts: ``ready`` once it is loaded
 (the publishers: once they publish, with their track ids), then it waits for the parent's go, which
@@ -18,10 +22,18 @@ from typing import Any
 
 import aiohttp
 
-from .peer import Peer
+from .clips import SIMULCAST_LAYERS, SINGLE_LAYER, Layer
+from .peer import Peer, prepare_clips
 from .procstat import CpuClock, rss_bytes
 
-__all__ = ["publishers_main", "subscribers_main"]
+__all__ = ["CAMERAS", "publishers_main", "subscribers_main"]
+
+# the cameras a participant may publish, low to high; more than one layer is simulcast
+CAMERAS: dict[str, tuple[Layer, ...]] = {
+    "simulcast": SIMULCAST_LAYERS,
+    "single": (SINGLE_LAYER,),
+    "180p": (Layer("", 320, 180, 150_000),),
+}
 
 JOIN_TIMEOUT = 10.0  # seconds for one subscriber to connect and receive every video track
 CLOSE_TIMEOUT = 5.0
@@ -64,6 +76,30 @@ async def _close_all(peers: list[Peer]) -> None:
     await asyncio.gather(*(close(p) for p in peers))
 
 
+def _prepare(peers: list[dict[str, Any]]) -> None:
+    """Encode every clip these peers will publish, before the run (once per process)."""
+    for peer in peers:
+        if peer["camera"] is not None or peer["audio"]:
+            prepare_clips(CAMERAS[peer["camera"]] if peer["camera"] else (), peer["audio"])
+
+
+async def _publish(peer: Peer, spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Publish what the spec says; the tracks the server gave it: id -> publisher and kind."""
+    layers = CAMERAS[spec["camera"]] if spec["camera"] else None
+    reply = await peer.publish(
+        video=layers is not None,
+        audio=spec["audio"],
+        simulcast=layers is not None and len(layers) > 1,
+        layers=layers,
+        timeout=JOIN_TIMEOUT,
+    )
+    return {
+        track["id"]: {"publisher": spec["identity"], "kind": str(track.get("kind", ""))}
+        for track in reply.get("tracks", [])
+        if isinstance(track, dict) and isinstance(track.get("id"), str)
+    }
+
+
 async def _publishers(spec: dict[str, Any], pipe: Connection) -> None:
     clock = CpuClock()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -72,22 +108,17 @@ async def _publishers(spec: dict[str, Any], pipe: Connection) -> None:
     failures: list[dict[str, Any]] = []
     tracks: dict[str, dict[str, str]] = {}
     try:
-        for identity, token in spec["peers"]:
-            peer = Peer(spec["url"], token, host=spec["bind"], session=session)
+        for one in spec["peers"]:
+            peer = Peer(spec["url"], one["token"], host=spec["bind"], session=session)
             try:
                 await peer.connect(JOIN_TIMEOUT)
-                reply = await peer.publish(
-                    video=True, audio=spec["audio"], simulcast=spec["simulcast"], timeout=JOIN_TIMEOUT
-                )
+                tracks |= await _publish(peer, one)
             except Exception as exc:
-                failures.append({"identity": identity, "error": _error(exc)})
+                failures.append({"identity": one["identity"], "error": _error(exc)})
                 await _close_all([peer])
                 continue
             peers.append(peer)
-            names.append(identity)
-            for track in reply.get("tracks", []):
-                if isinstance(track, dict) and isinstance(track.get("id"), str):
-                    tracks[track["id"]] = {"publisher": identity, "kind": str(track.get("kind", ""))}
+            names.append(one["identity"])
         pipe.send({"event": "ready", "tracks": tracks, "failures": failures})
         clock = CpuClock()  # from here: encoding the clips is not the run's cost
         await _recv(pipe, spec["stop_by"] - time.time())  # "stop", or the bound
@@ -101,26 +132,36 @@ async def _publishers(spec: dict[str, Any], pipe: Connection) -> None:
 
 
 class Joiner:
-    """One subscriber's join: connect, receive every published video track, size each for the layout."""
+    """One subscriber's join: connect, publish if it does, receive every video track the others
+    publish, and size each for the layout (or turn it off, if the participant does not watch it)."""
 
-    def __init__(self, identity: str, peer: Peer, at: float) -> None:
-        self.identity, self.peer, self.at = identity, peer, at
+    def __init__(self, spec: dict[str, Any], peer: Peer, at: float) -> None:
+        self.spec, self.identity, self.peer, self.at = spec, spec["identity"], peer, at
         self.started = 0.0  # monotonic, when connecting began
         self.join_ms: float | None = None
         self.error: str | None = None
+        self.published: dict[str, dict[str, str]] = {}
+        self.hidden: set[str] = set()  # video tracks it turned off: not reported
 
-    async def run(self, videos: int, size: tuple[int, int]) -> None:
+    async def run(self) -> None:
+        videos, (width, height), watch = self.spec["videos"], self.spec["size"], set(self.spec["watch"])
         await asyncio.sleep(max(0.0, self.at - time.time()))
         self.started = time.monotonic()
         try:
             await self.peer.connect(JOIN_TIMEOUT)
+            if self.spec["camera"] is not None or self.spec["audio"]:
+                self.published = await _publish(self.peer, self.spec)
             deadline = self.started + JOIN_TIMEOUT
             while len(video := [t for t in self.peer.tracks() if t.get("kind") == "video"]) < videos:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(video)} of {videos} video tracks after {JOIN_TIMEOUT:g} s")
                 await asyncio.sleep(0.05)
             for track in video:
-                await self.peer.set_track_settings(str(track["id"]), *size)
+                if watch and track.get("identity") not in watch:
+                    self.hidden.add(str(track["id"]))
+                    await self.peer.set_track_settings(str(track["id"]), 0, 0, enabled=False)
+                else:
+                    await self.peer.set_track_settings(str(track["id"]), width, height)
             self.join_ms = round((time.monotonic() - self.started) * 1000, 1)
         except asyncio.CancelledError:
             self.error = "still joining when the run ended"
@@ -129,17 +170,28 @@ class Joiner:
             self.error = _error(exc)
 
     def stats(self) -> dict[str, Any]:
-        """The peer's stats, with what only the worker knows: seconds each track was received, and the
-        time from starting to join to its first keyframe."""
+        """The peer's stats, with what only the worker knows: the tracks it published, seconds each
+        track was received, the time from starting to join to its first keyframe, the time since its
+        last frame (``idle_ms``) and whether the server said it was unpublished."""
         out = {"identity": self.identity, "join_ms": self.join_ms, "error": self.error, **self.peer.stats()}
+        out["published"] = self.published
         subscriber = self.peer.subscriber
         if subscriber is not None:
             now = time.monotonic()
+            unpublished = {
+                e["track"].get("id")
+                for e in self.peer.events
+                if e.get("type") == "track_unpublished" and isinstance(e.get("track"), dict)
+            }
+            for track_id in self.hidden:
+                out["subscriber"]["tracks"].pop(track_id, None)
             for stream in subscriber.by_mid.values():
                 track = out["subscriber"]["tracks"].get(stream.track_id)
                 if track is None:
                     continue
                 track["seconds"] = round(now - stream.subscribed, 3)
+                track["idle_ms"] = round((now - stream.last_frame) * 1000, 1) if stream.last_frame else None
+                track["unpublished"] = stream.track_id in unpublished
                 if stream.first_keyframe is not None and self.started:
                     first = stream.subscribed + stream.first_keyframe - self.started
                     track["first_frame_ms"] = round(first * 1000, 1)
@@ -150,19 +202,21 @@ async def _subscribers(spec: dict[str, Any], pipe: Connection) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     joiners: list[Joiner] = []
     try:
+        await asyncio.to_thread(_prepare, spec["peers"])
         pipe.send({"event": "ready"})
         go = await _recv(pipe, GO_TIMEOUT)
         if go is None or go.get("event") != "go":
             return
         start, end = float(go["start_at"]), float(go["end_at"])
         joiners = [
-            Joiner(identity, Peer(spec["url"], token, host=spec["bind"], session=session), start + offset)
-            for identity, token, offset in spec["peers"]
+            Joiner(
+                one, Peer(spec["url"], one["token"], host=spec["bind"], session=session), start + one["at"]
+            )
+            for one in spec["peers"]
         ]
         await asyncio.sleep(max(0.0, start - time.time()))
         clock = CpuClock()
-        width, height = spec["size"]
-        tasks = [asyncio.create_task(j.run(spec["videos"], (width, height))) for j in joiners]
+        tasks = [asyncio.create_task(j.run()) for j in joiners]
         await asyncio.wait(tasks, timeout=max(0.0, end - time.time()))
         await asyncio.sleep(max(0.0, end - time.time()))
         for task in tasks:

@@ -110,7 +110,7 @@ def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace, out: TextIO) -> int:
-    """Exit 0 when every subscriber joined, 1 when some could not; usage errors are exit 2."""
+    """Exit 0 when every subscriber joined and every publisher lasted, else 1; usage errors are 2."""
     from loadtest.options import OptionError, plan_from_args
 
     try:
@@ -125,7 +125,7 @@ def _cmd_loadtest(args: argparse.Namespace, out: TextIO) -> int:
     except RunError as exc:
         print(f"{PROG}: loadtest failed: {exc}", file=sys.stderr)
         return 1
-    return 1 if report["joins"]["failures"] else 0
+    return 1 if report["joins"]["failures"] or report.get("publisher_problems") else 0
 
 
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:

@@ -1,15 +1,20 @@
-"""`kelian loadtest` against a real server: a small live run, and the usage errors."""
+"""`kelian loadtest` against a real server: small live, fusion and dual-teacher runs, a publisher
+killed half way, and the usage errors. Each run lasts a few seconds: fusion is shrunk with --boxes,
+dual-teacher with --subscribers (its box count)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kelian_server import API_KEY, API_SECRET, Server
+from kelian_server import API_KEY, API_SECRET, Server, eventually
 
+from loadtest import run as loadtest_run
 from loadtest.procstat import listening_pid
 from loadtest.report import percentile
 from signaling.cli import main
@@ -22,19 +27,60 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+async def _loadtest(kelian: Server, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run `kelian loadtest` against the fixture; its exit status and JSON report."""
+    report_path = tmp_path / "report.json"
+    argv = ["loadtest", "--url", kelian.url, "--api-key", API_KEY, "--api-secret", API_SECRET]
+    argv += [*args, "--report", str(report_path)]
+    # the server runs on this test's loop: the command (which blocks) runs in a thread beside it
+    status = await asyncio.wait_for(asyncio.to_thread(main, argv), 120)
+    return status, json.loads(report_path.read_text())
+
+
+FUSION = ["--preset", "fusion", "--boxes", "2", "--processes", "2"]
+DUAL_TEACHER = ["--preset", "dual-teacher", "--subscribers", "2", "--processes", "1"]
+EVERYONE = ("lecturer", "box0", "box1")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # fusion: everyone sees and hears the two others
+        (FUSION, {(who, kind): 2 for who in EVERYONE for kind in ("video", "audio")}),
+        # dual-teacher: a box's camera goes to the lecturer only (the other box turns it off)
+        (DUAL_TEACHER, {(who, "audio"): 2 for who in EVERYONE} | {(who, "video"): 1 for who in EVERYONE}
+         | {("lecturer", "video"): 2}),
+    ],
+    ids=["fusion", "dual-teacher"],
+)  # fmt: skip
+async def test_classroom_presets_reach_every_subscriber_without_loss(
+    args: list[str],
+    expected: dict[tuple[str, str], int],
+    kelian: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_env: None,
+) -> None:
+    status, report = await _loadtest(kelian, tmp_path, *args, "--duration", "3")
+    assert status == 0, capsys.readouterr().out
+    assert report["run"]["publishers"] == 3 and report["run"]["subscribers"] == 3
+    assert report["joins"]["joined"] == 3 and report["workers"]
+    assert report["joins"]["failures"] == [] and report["publisher_problems"] == []
+    tracks = report["tracks"].values()
+    assert {(t["publisher"], t["kind"]): t["subscribers"] for t in tracks} == expected
+    for track in tracks:
+        assert track["packets"] > 0 and track["bitrate_kbps"] > 0, track
+        assert track["loss_percent"] == 0 and track["ended_early"] == 0, track
+
+
 async def test_live_run_reports_every_track_without_loss(
     kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
 ) -> None:
-    report_path = tmp_path / "report.json"
-    argv = ["loadtest", "--url", kelian.url, "--api-key", API_KEY, "--api-secret", API_SECRET]
-    argv += ["--preset", "live", "--subscribers", "4", "--processes", "2", "--duration", "4"]
-    argv += ["--server-pid", str(os.getpid()), "--report", str(report_path)]
-    # the server runs on this test's loop: the command (which blocks) runs in a thread beside it
-    status = await asyncio.wait_for(asyncio.to_thread(main, argv), 120)
+    args = ["--preset", "live", "--subscribers", "4", "--processes", "2", "--duration", "4"]
+    status, report = await _loadtest(kelian, tmp_path, *args, "--server-pid", str(os.getpid()))
     out = capsys.readouterr().out
     assert status == 0, out
 
-    report = json.loads(report_path.read_text())
     assert report["run"]["publishers"] == 1 and report["run"]["processes"] == 2
     assert report["joins"]["joined"] == 4 and report["joins"]["failures"] == []
     tracks = report["tracks"].values()
@@ -54,13 +100,65 @@ async def test_live_run_reports_every_track_without_loss(
     assert "ttff50ms" in out and "server: pid" in out
 
 
+async def test_a_publisher_killed_half_way_is_reported(
+    kelian: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_env: None,
+) -> None:
+    spawned: list[loadtest_run.Worker] = []
+    spawn = loadtest_run._spawn
+
+    def recording(*args: Any) -> loadtest_run.Worker:
+        spawned.append(spawn(*args))
+        return spawned[-1]
+
+    monkeypatch.setattr(loadtest_run, "_spawn", recording)
+
+    async def kill_when_joined() -> None:
+        def everyone_in() -> bool:
+            room = kelian.rooms.rooms.get("loadtest")  # type: ignore[attr-defined]
+            return room is not None and len(room.participants) == 3
+
+        assert await eventually(everyone_in, 60)
+        await asyncio.sleep(1.5)  # of the 4 s: frames flow for a while, then stop long before the end
+        os.kill(next(w.process.pid for w in spawned if w.name == "publishers"), signal.SIGKILL)
+
+    killer = asyncio.create_task(kill_when_joined())
+    args = ["--preset", "live", "--subscribers", "2", "--processes", "1", "--duration", "4"]
+    status, report = await _loadtest(kelian, tmp_path, *args)
+    await killer
+    out = capsys.readouterr().out
+    assert status == 1, out  # the run ends by itself, reports, and says it went wrong
+
+    assert report["joins"]["joined"] == 2
+    tracks = report["tracks"].values()
+    assert sorted(t["kind"] for t in tracks) == ["audio", "video"]
+    assert all(t["packets"] > 0 for t in tracks)
+    # video is judged by its frames stopping; audio only by the server ending it, which it does not
+    # within the run (it keeps a dropped session for its reconnect grace)
+    video = next(t for t in tracks if t["kind"] == "video")
+    assert video["ended_early"] == 2 and 1000 < video["stopped_ms"] < 4000
+    problems = {p["problem"] for p in report["publisher_problems"]}
+    assert {p["identity"] for p in report["publisher_problems"]} == {"publisher0"}
+    assert "its worker died before the end of the run" in problems
+    assert any(p.startswith("ended early: ") for p in problems)
+    assert any("publishers exited" in w for w in report["warnings"])
+    assert "publishers that failed or ended early:" in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--subscribers", "-1"], "--subscribers: must be between 0 and"),
         (["--duration", "0"], "--duration: must be a positive number"),
         (["--processes", "0"], "--processes: must be between 1 and"),
-        (["--preset", "fusion"], "--preset: invalid choice: 'fusion'"),
+        (["--preset", "film"], "--preset: invalid choice: 'film'"),
+        (["--preset", "fusion", "--publishers", "2"], "--publishers does not apply to --preset fusion"),
+        (["--boxes", "3"], "--boxes does not apply to --preset live"),
+        (["--preset", "dual-teacher", "--layout", "grid3"], "--layout does not apply to --preset dual"),
+        (["--preset", "dual-teacher", "--duration", "2"], "31 subscribers at --join-rate 10/s take 3.1 s"),
         (["--layout", "grid9"], "--layout: invalid choice: 'grid9'"),
         (["--url", "http://192.0.2.1:8700"], "'192.0.2.1' is not loopback"),
         (["--url", "http://192.0.2.1:8700", "--allow-host", "192.0.2.2"], "'192.0.2.1' is not loopback"),
