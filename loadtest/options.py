@@ -11,6 +11,10 @@ its layout shows their video at. Those that subscribe join at ``--join-rate`` pe
 - dual-teacher: a lecturer (720p simulcast) and ``--subscribers`` classroom boxes (default 30), each
   sending one 180p camera back; the boxes watch the lecturer (speaker), the lecturer all the boxes
   (grid5).
+
+``--find-capacity`` makes a plan of steps instead: the same shape with ``--start``, then ``--step``
+more, up to ``--max-subscribers`` subscribers, each in a fresh room of its own and lasting its joins
+plus ``--duration`` seconds (see loadtest.capacity).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import argparse
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 __all__ = ["LAYOUTS", "PRESETS", "OptionError", "Participant", "Plan", "add_arguments", "plan_from_args"]
@@ -94,6 +98,8 @@ class Plan:
     report: str | None = None
     server_pid: int | None = None
     preset: str | None = None
+    quiet: bool = False  # no live status line
+    steps: tuple[Plan, ...] = ()  # --find-capacity: the runs to step through, growing
 
     @property
     def host(self) -> str:
@@ -175,6 +181,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--duration", type=_positive, default=30.0, help="seconds the load lasts (default 30)")
     add("--join-rate", type=_positive, default=10.0, help="subscribers joining per second (default 10)")
     add("--processes", type=_count(1), help="worker processes for subscribers (default: the core count)")
+    add("--quiet", action="store_true", help="no live status line on stderr while the run goes")
+    add(
+        "--find-capacity",
+        action="store_true",
+        help="step the subscribers up (--start, --step, --max-subscribers; each step --duration s after "
+        "its joins, in a fresh room) until loss over 1%%, a freeze or server CPU over 90%%",
+    )
+    add("--start", type=_count(0), help="--find-capacity: subscribers of the first step (default 10)")
+    add("--step", type=_count(0), help="--find-capacity: subscribers added per step (default 10)")
+    add("--max-subscribers", type=_count(0), help="--find-capacity: the last step's at most (default 1000)")
     add("--report", metavar="PATH", help="also write the report as JSON to PATH")
     add("--server-pid", type=_count(1), help="the server's process id, for its CPU and memory")
     add("--api-key", help="API key to mint tokens with (KELIAN_API_KEY)")
@@ -190,8 +206,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+CAPACITY_DEFAULTS = {"start": 10, "step": 10, "max_subscribers": 1000}
+
+
 def plan_from_args(args: argparse.Namespace) -> Plan:
-    """Check what argparse cannot: the URL's host, credentials, and whether the joins fit the duration."""
+    """Check what argparse cannot: the URL's host, credentials, and whether the joins fit the duration.
+
+    With ``--find-capacity``, the plan of its first step, carrying all the steps."""
+    capacity = {name: getattr(args, name, None) for name in CAPACITY_DEFAULTS}
+    if not getattr(args, "find_capacity", False):
+        for name, value in capacity.items():
+            if value is not None:
+                raise OptionError(f"--{name.replace('_', '-')} only applies with --find-capacity")
+        return _plan(args, None, args.room, float(args.duration))
+    if args.subscribers is not None:
+        raise OptionError("--subscribers does not apply to --find-capacity: use --start and --step")
+    start, step, most = (
+        value if value is not None else CAPACITY_DEFAULTS[n] for n, value in capacity.items()
+    )
+    if start < 1:
+        raise OptionError(f"--start must be at least 1 with --find-capacity, got {start}")
+    if step < 1:
+        raise OptionError(f"--step must be at least 1 with --find-capacity, got {step}")
+    if most < start:
+        raise OptionError(f"--max-subscribers {most} is below --start {start}")
+    steps = tuple(
+        _plan(args, n, f"{args.room}-{n}", n / args.join_rate + float(args.duration))
+        for n in range(start, most + 1, step)
+    )
+    return replace(steps[0], steps=steps, room=args.room, report=args.report)
+
+
+def _plan(args: argparse.Namespace, subscribers: int | None, room: str, duration: float) -> Plan:
     url = str(args.url).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -220,27 +266,29 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             if name in NOT_FOR[preset]:
                 raise OptionError(f"--{name} does not apply to --preset {preset}")
             chosen[name] = given
+    if subscribers is not None:
+        chosen["subscribers"] = subscribers
     participants, layout = _participants(preset, chosen)
     if not participants:
         raise OptionError("nothing to run: --publishers and --subscribers are both 0")
     subscribers = sum(1 for p in participants if p.layout is not None)
     joining = subscribers / args.join_rate
-    if joining >= args.duration:
+    if joining >= duration:
         raise OptionError(
             f"{subscribers} subscribers at --join-rate {args.join_rate:g}/s take {joining:g} s to join, "
-            f"not less than --duration {args.duration:g}"
+            f"not less than --duration {duration:g}"
         )
     if not args.room:
         raise OptionError("--room must not be empty")
     processes = args.processes or os.cpu_count() or 1
     return Plan(
         url=url,
-        room=args.room,
+        room=room,
         participants=participants,
         simulcast=bool(chosen["simulcast"]),
         audio=bool(chosen["audio"]),
         layout=layout,
-        duration=float(args.duration),
+        duration=duration,
         join_rate=float(args.join_rate),
         processes=max(1, min(processes, subscribers)),
         api_key=key,
@@ -248,6 +296,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         report=args.report,
         server_pid=args.server_pid,
         preset=args.preset,
+        quiet=bool(getattr(args, "quiet", False)),
     )
 
 

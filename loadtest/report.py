@@ -3,11 +3,20 @@ the clients' own CPU. Plain dicts (written as JSON) and a plain-text table."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-__all__ = ["CLIENT_BUSY", "percentile", "print_report", "publisher_problems", "track_table"]
+__all__ = [
+    "CLIENT_BUSY",
+    "percentile",
+    "print_report",
+    "publisher_problems",
+    "table",
+    "track_table",
+    "write_json",
+]
 
 CLIENT_BUSY = 90.0  # percent of a core above which a worker, not the server, may be the limit
 # a video track whose frames stopped this long before the end ended early; audio is not judged by its
@@ -132,7 +141,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table(out: TextIO, header: list[str], rows: list[list[Any]]) -> None:
+def table(out: TextIO, header: list[str], rows: list[list[Any]]) -> None:
     cells = [header, *([_cell(v) for v in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
@@ -174,7 +183,7 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     header = ["track", "kind", "publisher", "subs", "kbit/s", "packets", "loss%", "nacks", "plis"]
     header += ["freezes", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms", "ended"]
     print(file=out)
-    _table(out, header, rows)
+    table(out, header, rows)
     joins = report["joins"]
     print(
         f"\njoins: {joins['joined']} of {joins['expected']} subscribers, "
@@ -196,7 +205,7 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         file=out,
     )
     print("clients:", file=out)
-    _table(
+    table(
         out,
         ["worker", "peers", "cpu%", "cpu_s", "rss_mb"],
         [
@@ -206,3 +215,9 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=out)
+
+
+def write_json(path: str, report: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")

@@ -10,8 +10,8 @@ workers send back. Every wait is bounded; a worker that dies before sending its 
 
 from __future__ import annotations
 
-import json
 import multiprocessing
+import sys
 import time
 import urllib.request
 from contextlib import suppress
@@ -23,7 +23,7 @@ from signaling.tokens import mint
 
 from .options import LAYOUTS, Participant, Plan, is_loopback
 from .procstat import CpuClock, listening_pid, rss_bytes
-from .report import CLIENT_BUSY, percentile, print_report, publisher_problems, track_table
+from .report import CLIENT_BUSY, percentile, print_report, publisher_problems, track_table, write_json
 from .worker import publishers_main, subscribers_main
 
 __all__ = ["RunError", "run"]
@@ -31,6 +31,8 @@ __all__ = ["RunError", "run"]
 START_TIMEOUT = 60.0  # spawning a worker and importing the media stack
 RESULT_TIMEOUT = 60.0  # after the end, for every worker to send its stats
 START_DELAY = 0.2  # from telling the workers to go to the first join
+STATUS_EVERY = 1.0  # seconds between two status lines
+BAR = 20  # characters of the status line's progress bar
 TOKEN_TTL_MARGIN = 600
 
 
@@ -41,8 +43,33 @@ class RunError(RuntimeError):
 class Worker:
     def __init__(self, name: str, process: BaseProcess, pipe: Connection, peers: int) -> None:
         self.name, self.process, self.pipe, self.peers = name, process, pipe, peers
+        self.progress: dict[str, Any] = {}  # its last progress message
+        self.pending: dict[str, Any] | None = None  # a message read while draining progress
+
+    def drain(self) -> None:
+        """Keep the last of the progress messages waiting, without blocking; a dead worker is left
+        for receive() to report."""
+        with suppress(EOFError, OSError):
+            while self.pending is None and self.pipe.poll(0):
+                message: dict[str, Any] = self.pipe.recv()
+                if message.get("event") == "progress":
+                    self.progress = message
+                else:
+                    self.pending = message
 
     def receive(self, timeout: float, event: str) -> dict[str, Any]:
+        message = self._next(timeout, event)
+        while message.get("event") == "progress":
+            self.progress = message
+            message = self._next(timeout, event)
+        if message.get("event") != event:
+            raise RunError(f"{self.name} sent {message.get('event')!r}, expected {event!r}")
+        return message
+
+    def _next(self, timeout: float, event: str) -> dict[str, Any]:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            return pending
         deadline = time.monotonic() + timeout
         while not self.pipe.poll(0.1):
             if not self.process.is_alive() and not self.pipe.poll(0):
@@ -54,8 +81,6 @@ class Worker:
         except (EOFError, OSError):  # it died: its end of the pipe is closed
             self.process.join(1)
             raise RunError(f"{self.name} exited (status {self.process.exitcode}) before {event!r}") from None
-        if message.get("event") != event:
-            raise RunError(f"{self.name} sent {message.get('event')!r}, expected {event!r}")
         return message
 
     def stop(self) -> None:
@@ -102,8 +127,45 @@ def _spawn(name: str, target: Any, spec: dict[str, Any], peers: int) -> Worker:
     return Worker(name, process, parent, peers)
 
 
-def run(plan: Plan, out: TextIO) -> dict[str, Any]:
-    """Run the plan, print the report to `out` (and write it as JSON if asked); returns the report."""
+def status_line(elapsed: float, duration: float, expected: int, workers: list[Worker]) -> str:
+    """One line of live progress: a bar of the run's time, and the workers' last progress sums."""
+    done = min(1.0, max(0.0, elapsed / duration))
+    filled = round(done * BAR)
+    totals = {
+        key: sum(int(w.progress.get(key, 0)) for w in workers) for key in ("joined", "packets", "freezes")
+    }
+    return (
+        f"[{'#' * filled}{'.' * (BAR - filled)}] {min(elapsed, duration):.0f}/{duration:g} s  "
+        f"joined {totals['joined']}/{expected}  packets {totals['packets']}  freezes {totals['freezes']}"
+    )
+
+
+def _wait_showing(end: float, plan: Plan, start: float, workers: list[Worker], status: TextIO | None) -> None:
+    """Sleep until `end`, printing a status line about once a second to `status` (if any): overwritten
+    in place on a terminal, one line each otherwise."""
+    tty = status is not None and status.isatty()
+    shown = False
+    while (left := end - time.time()) > 0:
+        time.sleep(min(STATUS_EVERY, left))
+        if status is None:
+            continue
+        for worker in workers:
+            worker.drain()
+        line = status_line(time.time() - start, plan.duration, plan.subscribers, workers)
+        status.write(f"\r{line}\033[K" if tty else line + "\n")
+        status.flush()
+        shown = True
+    if tty and shown and status is not None:
+        status.write("\n")
+        status.flush()
+
+
+def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]:
+    """Run the plan, print the report to `out` (and write it as JSON if asked); returns the report.
+
+    Unless the plan is quiet, a status line goes to `status` (stderr by default) while it runs."""
+    if status is None and not plan.quiet:
+        status = sys.stderr
     server_pid = plan.server_pid
     if server_pid is None and is_loopback(plan.host):
         server_pid = listening_pid(plan.port)
@@ -148,7 +210,7 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
         time.sleep(max(0.0, start - time.time()))
         sent0 = _metric(plan.url, "kelian_packets_sent_total")
         server_clock = CpuClock(server_pid) if server_pid else None
-        time.sleep(max(0.0, end - time.time()))
+        _wait_showing(end, plan, start, workers, None if plan.quiet else status)
         server_cpu = server_clock.read() if server_clock else None
         sent1 = _metric(plan.url, "kelian_packets_sent_total")
         rss = rss_bytes(server_pid) if server_pid else None
@@ -230,7 +292,5 @@ def run(plan: Plan, out: TextIO) -> dict[str, Any]:
     }
     print_report(report, out)
     if plan.report:
-        with open(plan.report, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        write_json(plan.report, report)
     return report

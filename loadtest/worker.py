@@ -8,7 +8,9 @@ start), ``size`` (its layout's), ``watch`` and ``videos`` (the video tracks it w
 A worker talks to the parent over a multiprocessing pipe, in plain dicts: ``ready`` once it is loaded
 (the publishers: once they publish, with their track ids), then it waits for the parent's go, which
 carries the wall-clock start and end of the run (publishers wait for ``stop`` instead), and at the end
-it sends ``done`` with each peer's ``stats()``, its join failures and its own CPU use.
+it sends ``done`` with each peer's ``stats()``, its join failures and its own CPU use. A subscribers'
+worker also sends, every PROGRESS_EVERY seconds of the run, a small ``progress`` message: its peers
+joined so far, and the packets and freezes they have received so far (counters it already keeps).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CAMERAS: dict[str, tuple[Layer, ...]] = {
 JOIN_TIMEOUT = 10.0  # seconds for one subscriber to connect and receive every video track
 CLOSE_TIMEOUT = 5.0
 GO_TIMEOUT = 120.0  # a worker whose parent never says go gives up
+PROGRESS_EVERY = 1.0  # seconds between two progress messages
 
 
 def publishers_main(spec: dict[str, Any], pipe: Connection) -> None:
@@ -198,6 +201,25 @@ class Joiner:
         return out
 
 
+def _progress(joiners: list[Joiner]) -> dict[str, Any]:
+    """What the parent shows while the run goes: cheap sums over counters the streams keep."""
+    packets = freezes = 0
+    for j in joiners:
+        subscriber = j.peer.subscriber
+        for stream in subscriber.by_mid.values() if subscriber is not None else ():
+            packets += stream.packets
+            freezes += stream.freezes
+    joined = sum(1 for j in joiners if j.join_ms is not None)
+    return {"event": "progress", "joined": joined, "packets": packets, "freezes": freezes}
+
+
+async def _report_progress(joiners: list[Joiner], pipe: Connection) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        with contextlib.suppress(OSError):  # the parent may be gone: the run's end still comes
+            pipe.send(_progress(joiners))
+
+
 async def _subscribers(spec: dict[str, Any], pipe: Connection) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     joiners: list[Joiner] = []
@@ -217,11 +239,13 @@ async def _subscribers(spec: dict[str, Any], pipe: Connection) -> None:
         await asyncio.sleep(max(0.0, start - time.time()))
         clock = CpuClock()
         tasks = [asyncio.create_task(j.run()) for j in joiners]
+        progress = asyncio.create_task(_report_progress(joiners, pipe))
         await asyncio.wait(tasks, timeout=max(0.0, end - time.time()))
         await asyncio.sleep(max(0.0, end - time.time()))
-        for task in tasks:
+        progress.cancel()
+        for task in [*tasks, progress]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, progress, return_exceptions=True)
         stats = [j.stats() for j in joiners]
         cpu = clock.read() | {"rss_mb": round(rss_bytes() / 2**20, 1)}
         failures = [{"identity": j.identity, "error": j.error} for j in joiners if j.error]

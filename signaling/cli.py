@@ -120,6 +120,11 @@ def _cmd_loadtest(args: argparse.Namespace, out: TextIO) -> int:
     # Imported lazily, like serve: the light peer pulls in the media stack.
     from loadtest.run import RunError, run
 
+    if plan.steps:  # --find-capacity: a limit found (or not) is its answer, not a failure
+        from loadtest.capacity import find_capacity
+
+        find_capacity(plan, out)
+        return 0
     try:
         report = run(plan, out)
     except RunError as exc:

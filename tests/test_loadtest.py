@@ -148,6 +148,30 @@ async def test_a_publisher_killed_half_way_is_reported(
     assert "publishers that failed or ended early:" in out
 
 
+async def test_find_capacity_steps_up_and_reports_the_largest_load_held(
+    kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
+) -> None:
+    args = ["--find-capacity", "--start", "2", "--step", "2", "--max-subscribers", "4", "--duration", "2"]
+    status, report = await _loadtest(kelian, tmp_path, *args, "--processes", "1")
+    captured = capsys.readouterr()
+    assert status == 0, captured.out
+    capacity, steps = report["capacity"], report["steps"]
+    assert capacity["steps"] == [2, 4] and capacity["server_cpu_known"]
+    assert [s["subscribers"] for s in steps] == [2, 4][: len(steps)]
+    for step in steps:  # each step a fresh room of its own, everyone joined
+        assert step["report"]["run"]["room"] == f"loadtest-{step['subscribers']}"
+        assert step["joined"] == step["subscribers"] and step["report"]["run"]["duration"] == pytest.approx(
+            step["subscribers"] / 10 + 2
+        )
+    held = [s["subscribers"] for s in steps if s["held"]]
+    assert held and capacity["largest_held"] == max(held), steps
+    assert capacity["subscribers_per_core"] > 0
+    assert "largest load held: " in captured.out and "srv_cpu%" in captured.out
+    # the live status line: a new line each second, stderr not being a terminal
+    assert "step 1/2: 2 subscriber(s)" in captured.err
+    assert "] 1/2.2 s  joined 2/2  packets " in captured.err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -165,6 +189,10 @@ async def test_a_publisher_killed_half_way_is_reported(
         (["--url", "ws://127.0.0.1:8700"], "--url must be an http:// or https:// address"),
         (["--subscribers", "100", "--duration", "5"], "take 10 s to join, not less than --duration 5"),
         (["--publishers", "0", "--subscribers", "0"], "nothing to run"),
+        (["--find-capacity", "--step", "0"], "--step must be at least 1 with --find-capacity"),
+        (["--find-capacity", "--start", "5", "--max-subscribers", "4"], "--max-subscribers 4 is below"),
+        (["--find-capacity", "--subscribers", "4"], "--subscribers does not apply to --find-capacity"),
+        (["--step", "2"], "--step only applies with --find-capacity"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
