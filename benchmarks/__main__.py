@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
+from pathlib import Path
 
 import uvloop
 
 from . import consumer_cost, forwarding, peer_cost, simulcast
+
+# One file per day (a later run that day overwrites it); benchmarks/plot.py draws one.
+RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def main() -> int:
@@ -59,7 +64,12 @@ def main() -> int:
             flush=True,
         )
     print()
-    print(json.dumps({"consumer_cost": cost, "peer_cost": peer, "forwarding": results, "simulcast": layered}))
+    report = {"consumer_cost": cost, "peer_cost": peer, "forwarding": results, "simulcast": layered}
+    print(json.dumps(report))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 
 
