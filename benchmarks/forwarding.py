@@ -24,12 +24,13 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from loadtest.procstat import cpu_seconds, rss_bytes, server_metric
+from loadtest.report import percentile
 from signaling.client import Client, use_loopback_candidates
 from signaling.media import video_track
 from signaling.tokens import mint
 
 API_KEY, API_SECRET = "APIbench", "bench-secret-bench-secret-bench-secret"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 KEY_BYTES = 48  # VP8 payload descriptor + picture id + data: unique per packet within a run
 
 
@@ -72,26 +73,34 @@ class Probe:
         RTCRtpReceiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+async def start_load(*args: str) -> subprocess.Popen[bytes]:
+    """`python -m <args>`: load subscribers in a process of their own; returns once it prints ready.
+
+    Closing its stdin (communicate) tells it to leave."""
+    load = subprocess.Popen([sys.executable, "-m", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert load.stdout is not None
+    line = await asyncio.get_running_loop().run_in_executor(None, load.stdout.readline)
+    if line.strip() != b"ready":
+        load.kill()
+        raise RuntimeError("the load subscribers did not join")
+    return load
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-async def metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
-    async with session.get(url + "/metrics") as r:
-        for line in (await r.text()).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
+async def measure(url: str, pid: int, seconds: float) -> dict[str, Any]:
+    """Packets the server forwarded and the CPU it used over `seconds`, and its memory after."""
+    sent0 = server_metric(url, "kelian_packets_sent_total") or 0.0
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    sent1 = server_metric(url, "kelian_packets_sent_total") or 0.0
+    forwarded, cpu, wall = sent1 - sent0, cpu1 - cpu0, t1 - t0
+    return {
+        "seconds": round(wall, 2),
+        "forwarded_packets_per_s": round(forwarded / wall),
+        "server_cpu_percent": round(100 * cpu / wall, 1),
+        "forwarded_packets_per_cpu_second": round(forwarded / cpu) if cpu > 0 else None,
+        "server_rss_mb": round(rss_bytes(pid) / 2**20, 1),
+    }
 
 
 def free_port(kind: int) -> int:
@@ -164,39 +173,20 @@ async def run_case(subscribers: int, seconds: float = 10.0, bitrate: int = 1_100
         await publisher.connect()
         await publisher.publish(video_track(width=640, height=360, bitrate=bitrate, seconds=4.0))
         if subscribers > 1:
-            load = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.forwarding", "load", url, str(subscribers - 1)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            assert load.stdout is not None
-            line = await asyncio.get_running_loop().run_in_executor(None, load.stdout.readline)
-            if line.strip() != b"ready":
-                raise RuntimeError("the load subscribers did not join")
+            load = await start_load("benchmarks.forwarding", "load", url, str(subscribers - 1))
         clients += await join_subscribers(url, 1, first=0)
         await asyncio.sleep(2.0)  # let every Consumer sync on a keyframe
-        async with aiohttp.ClientSession() as session:
-            sent0 = await metric(session, url, "kelian_packets_sent_total")
-            cpu0, t0 = cpu_seconds(process.pid), time.monotonic()
-            probe.recording = True
-            await asyncio.sleep(seconds)
-            probe.recording = False
-            cpu1, t1 = cpu_seconds(process.pid), time.monotonic()
-            sent1 = await metric(session, url, "kelian_packets_sent_total")
-            rss = rss_bytes(process.pid)
-        forwarded = sent1 - sent0
-        cpu = cpu1 - cpu0
-        latencies = sorted(probe.latencies)
+        probe.recording = True
+        server = await measure(url, process.pid, seconds)
+        probe.recording = False
+        latencies = probe.latencies
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         return {
             "subscribers": subscribers,
-            "seconds": round(t1 - t0, 2),
-            "forwarded_packets_per_s": round(forwarded / (t1 - t0)),
-            "server_cpu_percent": round(100 * cpu / (t1 - t0), 1),
-            "forwarded_packets_per_cpu_second": round(forwarded / cpu) if cpu > 0 else None,
-            "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 3) if latencies else None,
-            "latency_p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 3) if latencies else None,
+            **server,
+            "latency_p50_ms": None if p50 is None else round(1000 * p50, 3),
+            "latency_p99_ms": None if p99 is None else round(1000 * p99, 3),
             "latency_samples": len(latencies),
-            "server_rss_mb": round(rss / 2**20, 1),
         }
     finally:
         Probe.uninstall()

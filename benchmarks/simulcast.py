@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 
 from loadtest.peer import Peer
+from loadtest.report import percentile
 from signaling.client import Client, RemoteTrack, use_loopback_candidates
 from signaling.tokens import mint
 
-from .forwarding import API_KEY, API_SECRET, cpu_seconds, metric, rss_bytes, start_server
+from .forwarding import API_KEY, API_SECRET, measure, start_load, start_server
 
 SIZES = ((320, 180), (640, 360), (1280, 720))
 ROOM = "simulcast"
@@ -86,13 +87,6 @@ async def switch_times(url: str, switches: int) -> list[float]:
         await probe.close()
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
-
-
 async def run_case(
     subscribers: int = 50,
     mixed: bool = False,
@@ -107,46 +101,19 @@ async def run_case(
     try:
         await publisher.connect()
         await publisher.publish(audio=False, simulcast=True)
-        load = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.simulcast",
-                "load",
-                url,
-                str(subscribers),
-                "mixed" if mixed else "full",
-                "tcc" if transport_cc else "no-tcc",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert load.stdout is not None
-        line = await asyncio.get_running_loop().run_in_executor(None, load.stdout.readline)
-        if line.strip() != b"ready":
-            raise RuntimeError("the load subscribers did not join")
+        mode = ("mixed" if mixed else "full", "tcc" if transport_cc else "no-tcc")
+        load = await start_load("benchmarks.simulcast", "load", url, str(subscribers), *mode)
         await asyncio.sleep(3.0)  # every Consumer on its layer
-        async with aiohttp.ClientSession() as session:
-            sent0 = await metric(session, url, "kelian_packets_sent_total")
-            cpu0, t0 = cpu_seconds(process.pid), time.monotonic()
-            await asyncio.sleep(seconds)
-            cpu1, t1 = cpu_seconds(process.pid), time.monotonic()
-            sent1 = await metric(session, url, "kelian_packets_sent_total")
-            rss = rss_bytes(process.pid)
+        server = await measure(url, process.pid, seconds)
         times = await switch_times(url, switches)
-        forwarded, cpu = sent1 - sent0, cpu1 - cpu0
-        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+        p50, p99 = percentile(times, 50), percentile(times, 99)
         return {
             "subscribers": subscribers,
             "views": "mixed" if mixed else "full",
             "transport_cc": transport_cc,
-            "layer_switches_failed": switches - len(times),
-            "seconds": round(t1 - t0, 2),
-            "forwarded_packets_per_s": round(forwarded / (t1 - t0)),
-            "server_cpu_percent": round(100 * cpu / (t1 - t0), 1),
-            "forwarded_packets_per_cpu_second": round(forwarded / cpu) if cpu > 0 else None,
-            "server_rss_mb": round(rss / 2**20, 1),
+            **server,
             "layer_switches": len(times),
+            "layer_switches_failed": switches - len(times),
             "layer_switch_p50_ms": None if p50 is None else round(1000 * p50, 1),
             "layer_switch_p99_ms": None if p99 is None else round(1000 * p99, 1),
         }

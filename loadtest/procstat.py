@@ -1,12 +1,14 @@
-"""CPU time and memory of processes, from /proc (Linux): the server's, and each load worker's own."""
+"""What a process spends: CPU time and memory from /proc (Linux), the server's and each load
+worker's own, and the server's counters from its /metrics when it is not local."""
 
 from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from pathlib import Path
 
-__all__ = ["CpuClock", "cpu_seconds", "listening_pid", "rss_bytes"]
+__all__ = ["CpuClock", "cpu_seconds", "listening_pid", "rss_bytes", "server_metric"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TCP_LISTEN = "0A"
@@ -25,6 +27,18 @@ def rss_bytes(pid: int | str = "self") -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def server_metric(url: str, name: str) -> float | None:
+    """A counter from the server's /metrics, or None if it cannot be read."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 class CpuClock:

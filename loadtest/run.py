@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
-import urllib.request
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -22,7 +21,7 @@ from typing import Any, TextIO
 from signaling.tokens import mint
 
 from .options import LAYOUTS, Participant, Plan, is_loopback
-from .procstat import CpuClock, listening_pid, rss_bytes
+from .procstat import CpuClock, listening_pid, rss_bytes, server_metric
 from .report import CLIENT_BUSY, percentile, print_report, publisher_problems, track_table, write_json
 from .worker import publishers_main, subscribers_main
 
@@ -88,18 +87,6 @@ class Worker:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
-
-
-def _metric(url: str, name: str) -> float | None:
-    """A counter from the server's /metrics, or None if it cannot be read."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _peer(plan: Plan, p: Participant) -> dict[str, Any]:
@@ -208,11 +195,11 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
         for worker in workers:
             worker.pipe.send({"event": "go", "start_at": start, "end_at": end})
         time.sleep(max(0.0, start - time.time()))
-        sent0 = _metric(plan.url, "kelian_packets_sent_total")
+        sent0 = server_metric(plan.url, "kelian_packets_sent_total")
         server_clock = CpuClock(server_pid) if server_pid else None
         _wait_showing(end, plan, start, workers, None if plan.quiet else status)
         server_cpu = server_clock.read() if server_clock else None
-        sent1 = _metric(plan.url, "kelian_packets_sent_total")
+        sent1 = server_metric(plan.url, "kelian_packets_sent_total")
         rss = rss_bytes(server_pid) if server_pid else None
         for w, worker in enumerate(workers):  # before the publishers stop, so that they see no end
             result = _results(worker, warnings)
