@@ -52,7 +52,6 @@ class Consumer:
         "packets_lost",
         "paused",
         "payload_type",
-        "pid_delta",
         "plis",
         "producer",
         "retransmissions",
@@ -65,7 +64,6 @@ class Consumer:
         "stream",
         "sync_seq",
         "target",
-        "tl0_delta",
         "transport",
         "ts_delta",
         "vp8_deltas",
@@ -96,8 +94,7 @@ class Consumer:
         self.max_width = self.max_height = 0
         self.enabled = True
         # VP8 PictureID / TL0PICIDX offsets after a layer switch (rewritten only when non-zero)
-        self.pid_delta = self.tl0_delta = 0
-        self.vp8_deltas: tuple[int, int] | None = None
+        self.vp8_deltas: tuple[int, int] | None = None  # None: no offset, nothing to rewrite
         self.packets = self.bytes = self.errors = 0
         self.nacks = self.plis = self.retransmissions = 0
         self.fraction_lost = 0.0
@@ -165,13 +162,13 @@ class Consumer:
         self.sync_seq = seq
         if old is not None and old is not stream and stream.picture_id >= 0 and old.picture_id >= 0:
             # continue the picture numbering the subscriber has seen (one past the last forwarded)
-            last_pid = (old.picture_id + self.pid_delta) & 0x7FFF
-            self.pid_delta = (last_pid + 1 - stream.picture_id) & 0x7FFF
+            pid_delta, tl0_delta = self.vp8_deltas or (0, 0)
+            last_pid = (old.picture_id + pid_delta) & 0x7FFF
+            pid_delta = (last_pid + 1 - stream.picture_id) & 0x7FFF
             if old.tl0 >= 0 and stream.tl0 >= 0:
-                last_tl0 = (old.tl0 + self.tl0_delta) & 0xFF
-                self.tl0_delta = (last_tl0 + 1 - stream.tl0) & 0xFF
-            changed = self.pid_delta or self.tl0_delta
-            self.vp8_deltas = (self.pid_delta, self.tl0_delta) if changed else None
+                last_tl0 = (old.tl0 + tl0_delta) & 0xFF
+                tl0_delta = (last_tl0 + 1 - stream.tl0) & 0xFF
+            self.vp8_deltas = (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
         stream.consumers.append(self)
 
     # -- control ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Runs on the Node's timer and on each size request, never per packet.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,7 @@ def usable(stream: RtpStream, now: float) -> bool:
 
 def ranked(producer: Producer) -> list[RtpStream]:
     """Layers from smallest to largest, whatever order the publisher listed them in."""
-    return sorted(producer.streams, key=lambda s: (size_of(s)[0] * size_of(s)[1], s.index))
+    return sorted(producer.streams, key=lambda s: (math.prod(size_of(s)), s.index))
 
 
 def preferred(consumer: Consumer, now: float) -> list[RtpStream]:
