@@ -205,6 +205,9 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             result = _results(worker, warnings)
             results += [result] if result else []
             lost += [] if result else [p["identity"] for p in peers[w :: plan.processes]]
+        for worker in workers:  # every figure is in: now the peers may leave
+            with suppress(OSError):
+                worker.pipe.send({"event": "close"})
         if publisher is not None:
             with suppress(OSError):  # it may be gone: _results says so
                 publisher.pipe.send({"event": "stop"})

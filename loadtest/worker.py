@@ -39,6 +39,7 @@ CAMERAS: dict[str, tuple[Layer, ...]] = {
 
 JOIN_TIMEOUT = 10.0  # seconds for one subscriber to connect and receive every video track
 CLOSE_TIMEOUT = 5.0
+CLOSE_WAIT = 60.0  # for the parent's "close": as long as it waits for any worker's figures
 GO_TIMEOUT = 120.0  # a worker whose parent never says go gives up
 PROGRESS_EVERY = 1.0  # seconds between two progress messages
 
@@ -249,8 +250,10 @@ async def _subscribers(spec: dict[str, Any], pipe: Connection) -> None:
         stats = [j.stats() for j in joiners]
         cpu = clock.read() | {"rss_mb": round(rss_bytes() / 2**20, 1)}
         failures = [{"identity": j.identity, "error": j.error} for j in joiners if j.error]
-        await _close_all([j.peer for j in joiners])
         pipe.send({"event": "done", "peers": stats, "failures": failures, "cpu": cpu})
+        # Leave only when every worker has its figures: our publishing peers leaving would end their
+        # tracks for the other workers' subscribers an instant before those take theirs.
+        await _recv(pipe, CLOSE_WAIT)
     finally:
         await _close_all([j.peer for j in joiners])
         await session.close()
