@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .twcc import PacketResult
+from .twcc import Acknowledged
 
 BURST = 0.005  # packets sent within 5 ms form one group
 TRENDLINE_WINDOW = 20
@@ -57,22 +57,22 @@ class DelayDetector:
         self.prev_trend = 0.0
         self.state = "normal"  # normal | overuse | underuse
 
-    def add(self, packets: list[PacketResult]) -> None:
+    def add(self, sent_times: list[float], arrival_times: list[float]) -> None:
         """Received packets in send order. Grouping runs per packet, so it is kept in locals; the
         trendline runs once per group (about once per video frame)."""
         first, last, arrived = self.group_sent, self.group_last_sent, self.group_arrival
-        for sent, _, arrival in packets:
+        for sent, arrival in zip(sent_times, arrival_times, strict=True):
             if first is not None and sent - first <= BURST:
                 if sent > last:
                     last = sent
-                if arrival > arrived:  # type: ignore[operator]  # the caller passes received packets
-                    arrived = arrival  # type: ignore[assignment]
+                if arrival > arrived:
+                    arrived = arrival
                 continue
             if first is not None:
                 self.group_last_sent, self.group_arrival = last, arrived
                 self._close_group()
             first = last = sent
-            arrived = arrival  # type: ignore[assignment]
+            arrived = arrival
         self.group_sent, self.group_last_sent, self.group_arrival = first, last, arrived
 
     def _close_group(self) -> None:
@@ -173,7 +173,8 @@ class BandwidthEstimator:
     def __init__(self, start: int = START_BITRATE) -> None:
         self.estimate = start
         self.delay = DelayDetector()
-        self.acked: deque[tuple[float, int]] = deque()  # (arrival, size) in the last RATE_WINDOW
+        # (last arrival, bytes) of each feedback message in the last RATE_WINDOW
+        self.messages: deque[tuple[float, int]] = deque()
         self.acked_bytes = 0  # their sizes summed
         self.delivered = 0  # bit/s acknowledged over RATE_WINDOW
         self.loss = 0.0
@@ -195,24 +196,26 @@ class BandwidthEstimator:
         calm = now - self.last_trouble >= CALM and now - self.last_cut >= HOLD_AFTER_CUT
         return int(self.estimate * PROBE_HEADROOM) if calm else self.estimate
 
-    def on_feedback(self, results: list[PacketResult], now: float) -> int:
+    def on_feedback(self, acked: Acknowledged, now: float) -> int:
         """Update from one feedback message; returns the new estimate in bit/s."""
-        if not results:
+        received = len(acked.sent)
+        reported = received + acked.lost
+        if not reported:
             return self.estimate
         self.feedbacks += 1
-        received = [r for r in results if r[2] is not None]
-        self.loss = 0.7 * self.loss + 0.3 * (1 - len(received) / len(results))
-        self.delay.add(received)  # in sequence order, which is send order but for retransmissions
-        acked = self.acked
-        acked.extend((arrival, size) for _, size, arrival in received)  # type: ignore[misc]
-        self.acked_bytes += sum(size for _, size, _ in received)
-        if acked:
-            newest = acked[-1][0]
-            while newest - acked[0][0] > RATE_WINDOW:
-                self.acked_bytes -= acked.popleft()[1]
-            span = newest - acked[0][0]
-            if span >= 0.1:  # the first packet's bytes arrived before the span began: leave them out
-                self.delivered = int((self.acked_bytes - acked[0][1]) * 8 / span)
+        self.loss = 0.7 * self.loss + 0.3 * (acked.lost / reported)
+        if received:
+            # in sequence order, which is send order but for retransmissions
+            self.delay.add(acked.sent, acked.arrived)
+            window = self.messages
+            newest = acked.arrived[-1]
+            window.append((newest, acked.bytes))
+            self.acked_bytes += acked.bytes
+            while newest - window[0][0] > RATE_WINDOW:
+                self.acked_bytes -= window.popleft()[1]
+            span = newest - window[0][0]
+            if span >= 0.1:  # the first message's bytes arrived before the span began: leave them out
+                self.delivered = int((self.acked_bytes - window[0][1]) * 8 / span)
         self._control(now)
         return self.estimate
 

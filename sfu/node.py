@@ -189,10 +189,9 @@ class Node(asyncio.DatagramProtocol):
     def _process_feedback(self) -> None:
         self._feedback_timer = None
         transports, self._feedback = self._feedback, set()
-        now = time.monotonic()
         for transport in transports:
             if transport.state != "closed":
-                transport.process_feedback(now)
+                transport.process_feedback()
 
     async def _run_ticks(self) -> None:
         while True:

@@ -68,7 +68,7 @@ class WebRtcTransport:
         self.twcc: SendHistory | None = None
         self.bwe: BandwidthEstimator | None = None
         self.twcc_feedbacks = self.twcc_errors = 0
-        self.feedback: list[bytes] = []  # transport-cc messages waiting for Node.process_feedback
+        self.feedback: list[bytes] = []  # protected transport-cc datagrams for Node._process_feedback
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
         # counters
@@ -114,10 +114,16 @@ class WebRtcTransport:
         """Everything the Node got from one of our addresses that is not STUN."""
         first = data[0]
         if 127 < first < 192 and len(data) >= 12:
-            if 192 <= data[1] <= 223:
-                self.on_rtcp(data)
-            else:
+            kind = data[1]
+            if not 192 <= kind <= 223:
                 self.on_rtp(data)
+            elif kind == 205 and first & 0x1F == RTPFB_TWCC and self.twcc is not None:
+                # SRTCP leaves the first header in the clear: transport-cc feedback waits for the
+                # batch, still protected (anything sent in the same compound waits with it)
+                self.feedback.append(data)
+                self.node.feedback_arrived(self)
+            else:
+                self.on_rtcp(data)
         elif 19 < first < 64:
             self.dtls.feed(data)
 
@@ -188,17 +194,24 @@ class WebRtcTransport:
         if rx is None:
             return
         try:
-            plain = rx.unprotect_rtcp(data)
-            parts = split_compound(plain)
-            # aiortc reads every RTPFB as a NACK list: transport-cc feedback is taken out first
-            others = [p for p in parts if not (p[1] == 205 and p[0] & 0x1F == RTPFB_TWCC)]
-            if len(others) != len(parts):
-                if self.twcc is not None:
-                    self.feedback.extend(p[12:] for p in parts if p[1] == 205 and p[0] & 0x1F == RTPFB_TWCC)
-                    self.node.feedback_arrived(self)
-                plain = b"".join(others)
-            packets = artp.RtcpPacket.parse(plain)
-        except (SrtpError, ValueError, IndexError, struct.error) as exc:
+            parts = split_compound(rx.unprotect_rtcp(data))
+        except (SrtpError, RtpError) as exc:
+            self.rtcp_errors += 1
+            log.debug("transport %s: RTCP dropped: %s", self.id, exc)
+            return
+        # aiortc reads every RTPFB as a NACK list: transport-cc feedback is taken out first
+        others = []
+        for part in parts:
+            if part[1] == 205 and part[0] & 0x1F == RTPFB_TWCC:
+                self._on_transport_cc(part[12:])
+            else:
+                others.append(part)
+        if not others:
+            self.rtcp_in += 1
+            return
+        try:
+            packets = artp.RtcpPacket.parse(b"".join(others))
+        except (ValueError, IndexError, struct.error) as exc:
             self.rtcp_errors += 1
             log.debug("transport %s: RTCP dropped: %s", self.id, exc)
             return
@@ -323,20 +336,23 @@ class WebRtcTransport:
             self.twcc = SendHistory()
             self.bwe = BandwidthEstimator()
 
-    def process_feedback(self, now: float) -> None:
+    def process_feedback(self) -> None:
         """The transport-cc messages that came since the last batch, into the estimate."""
         messages, self.feedback = self.feedback, []
+        for data in messages:
+            self.on_rtcp(data)
+
+    def _on_transport_cc(self, fci: bytes) -> None:
         if self.twcc is None or self.bwe is None:
+            return  # not negotiated: nothing of ours carries the sequence numbers it would report
+        try:
+            base, arrivals = parse_feedback(fci)
+        except FeedbackError as exc:
+            self.twcc_errors += 1
+            log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
             return
-        for fci in messages:
-            try:
-                reports = parse_feedback(fci)
-            except FeedbackError as exc:
-                self.twcc_errors += 1
-                log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
-                continue
-            self.twcc_feedbacks += 1
-            self.bwe.on_feedback(self.twcc.acknowledge(reports), now)
+        self.twcc_feedbacks += 1
+        self.bwe.on_feedback(self.twcc.acknowledge(base, arrivals), time.monotonic())
 
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())

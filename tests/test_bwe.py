@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from sfu.bwe import MIN_BITRATE, BandwidthEstimator, Regression
-from sfu.twcc import FeedbackError, PacketResult, SendHistory, parse_feedback
+from sfu.twcc import Acknowledged, FeedbackError, SendHistory, parse_feedback
 
 
 def feedback(base: int, statuses: list[int], deltas: bytes, reference: int = 1) -> bytes:
@@ -25,13 +25,7 @@ def feedback(base: int, statuses: list[int], deltas: bytes, reference: int = 1) 
 
 def test_status_vector_with_small_large_and_lost() -> None:
     fci = feedback(100, [1, 1, 0, 2, 1], bytes([4, 8]) + struct.pack("!h", -4) + bytes([0]))
-    assert parse_feedback(fci) == [
-        (100, 65_000),
-        (101, 67_000),
-        (102, None),
-        (103, 66_000),
-        (104, 66_000),
-    ]
+    assert parse_feedback(fci) == (100, [260, 268, None, 264, 264])  # 250 us ticks from 64 ms
 
 
 def test_run_length_and_one_bit_vector_chunks() -> None:
@@ -39,11 +33,18 @@ def test_run_length_and_one_bit_vector_chunks() -> None:
     run = struct.pack("!H", (1 << 13) | 3)  # three small deltas
     vector = struct.pack("!H", 0x8000 | 0b10000000000001)  # 14 one-bit: received, 12 lost, received
     fci = head + run + vector + bytes([1, 1, 1, 2, 2])
-    reports = parse_feedback(fci)
-    assert [seq for seq, _ in reports[:4]] == [0xFFFE, 0xFFFF, 0, 1], "sequence numbers wrap"
-    assert [t for _, t in reports[:3]] == [250, 500, 750]
-    assert reports[3][1] == 1250 and reports[-1] == (14, 1750)
-    assert sum(1 for _, t in reports if t is None) == 12
+    base, arrivals = parse_feedback(fci)
+    assert base == 0xFFFE and len(arrivals) == 17
+    assert arrivals[:4] == [1, 2, 3, 5] and arrivals[-1] == 7
+    assert arrivals.count(None) == 12
+
+
+def test_one_run_of_small_deltas_is_summed_at_once() -> None:
+    head = struct.pack("!HH", 7, 5) + (2).to_bytes(3, "big") + b"\x00"
+    run = struct.pack("!H", (1 << 13) | 5)
+    assert parse_feedback(head + run + bytes([3, 0, 1, 255, 2])) == (7, [515, 515, 516, 771, 773])
+    with pytest.raises(FeedbackError):
+        parse_feedback(head + run + bytes([3, 0, 1]))
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,7 @@ def test_run_length_and_one_bit_vector_chunks() -> None:
         feedback(1, [1, 1], bytes([1])),
         feedback(1, [3], b"\x00\x00"),
         struct.pack("!HH", 0, 20) + bytes(4),
+        struct.pack("!HH", 0, 20) + bytes(4) + struct.pack("!H", 0x8000),
     ],
 )
 def test_malformed_feedback_is_refused(fci: bytes) -> None:
@@ -65,8 +67,20 @@ def test_history_pairs_feedback_with_what_was_sent() -> None:
     for seq in (1, 2, 3):
         history.sent_at[seq], history.sizes[seq] = seq / 100, 1000 + seq
     history.next_seq = 4
-    results = history.acknowledge([(1, 5_000), (2, None), (9, 7_000)])  # 9 was never sent
-    assert results == [(0.01, 1001, 0.005), (0.02, 1002, None)]
+    acked = history.acknowledge(1, [20, None, 22, 23, 24, 25, 26, 27, 28])  # 4 to 9 were never sent
+    assert acked == Acknowledged(sent=[0.01, 0.03], arrived=[0.005, 0.0055], bytes=2004, lost=1)
+    assert history.acknowledge(0xFFFF, [1, 2, 3]).sent == [0.01], "sequence numbers wrap"
+
+
+def acknowledged(packets: list[tuple[float, int, float | None]]) -> Acknowledged:
+    """(send time, size, arrival or None) per packet, as SendHistory.acknowledge would give them."""
+    received = [p for p in packets if p[2] is not None]
+    return Acknowledged(
+        [p[0] for p in received],
+        [p[2] for p in received],  # type: ignore[misc]
+        sum(p[1] for p in received),
+        len(packets) - len(received),
+    )
 
 
 def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> list[tuple[float, int]]:
@@ -77,7 +91,7 @@ def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> 
     bwe = BandwidthEstimator(start)
     now, link_free, seq = 0.0, 0.0, 0
     trace = []
-    pending: list[PacketResult] = []
+    pending: list[tuple[float, int, float | None]] = []
     while now < seconds:
         size = 1200
         gap = size * 8 / bwe.estimate  # paced at the estimate
@@ -88,7 +102,7 @@ def simulate(capacity: int, seconds: float, start: int, loss_every: int = 0) -> 
         pending.append((now, size, arrival))
         now += gap
         if pending and now - pending[0][0] >= 0.1:
-            bwe.on_feedback(pending, now)
+            bwe.on_feedback(acknowledged(pending), now)
             trace.append((now, bwe.estimate))
             pending = []
     return trace
@@ -119,10 +133,10 @@ def test_a_calm_link_may_try_a_bigger_layer_but_not_right_after_a_cut() -> None:
     for _ in range(30):  # 3 s of calm: 100 packets every 100 ms, well within the link
         batch = [(now + i * 0.001, 1200, now + i * 0.001 + 0.02) for i in range(100)]
         now += 0.1
-        bwe.on_feedback(batch, now)
+        bwe.on_feedback(acknowledged(batch), now)
     assert bwe.layer_budget(now) == int(bwe.estimate * 1.5)
     bwe.delay.state = "overuse"
-    bwe.on_feedback([(now, 1200, now + 0.02)], now)
+    bwe.on_feedback(acknowledged([(now, 1200, now + 0.02)]), now)
     assert bwe.layer_budget(now) == bwe.estimate, "the link just said no: no tries for a while"
     assert bwe.layer_budget(now + 11) == int(bwe.estimate * 1.5)
 

@@ -30,7 +30,8 @@ def parsed(message: bytes) -> list[tuple[int, int | None]]:
     assert message[0] == 0x80 | RTPFB_TWCC and message[1] == 205
     assert len(message) % 4 == 0 and (struct.unpack_from("!H", message, 2)[0] + 1) * 4 == len(message)
     assert struct.unpack_from("!II", message, 4) == (SENDER, MEDIA)
-    return parse_feedback(message[12:])
+    base, arrivals = parse_feedback(message[12:])
+    return [((base + i) & 0xFFFF, None if t is None else t * 250) for i, t in enumerate(arrivals)]
 
 
 def expected(base: int, arrivals: list[int | None]) -> list[tuple[int, int | None]]:
