@@ -39,13 +39,32 @@ HOLD_AFTER_CUT = 10.0  # no such tries for this long after a cut: the link just 
 class DelayDetector:
     """Trendline filter and adaptive-threshold overuse detector over packet groups."""
 
+    __slots__ = (
+        "accumulated",
+        "deltas",
+        "first_arrival",
+        "group_arrival",
+        "group_last_sent",
+        "group_sent",
+        "last_update",
+        "over_count",
+        "over_time",
+        "prev_arrival",
+        "prev_sent",
+        "prev_trend",
+        "smoothed",
+        "state",
+        "threshold",
+        "trendline",
+    )
+
     def __init__(self) -> None:
         self.group_sent: float | None = None  # first send time of the current group
         self.group_last_sent = 0.0
         self.group_arrival = 0.0  # last arrival in the current group
         self.prev_sent: float | None = None
         self.prev_arrival = 0.0
-        self.first_arrival: float | None = None
+        self.first_arrival = 0.0
         self.accumulated = 0.0
         self.smoothed = 0.0
         self.trendline = Regression(TRENDLINE_WINDOW)
@@ -69,59 +88,46 @@ class DelayDetector:
                     arrived = arrival
                 continue
             if first is not None:
-                self.group_last_sent, self.group_arrival = last, arrived
-                self._close_group()
+                self._close_group(last, arrived)
             first = last = sent
             arrived = arrival
         self.group_sent, self.group_last_sent, self.group_arrival = first, last, arrived
 
-    def _close_group(self) -> None:
-        sent, arrival = self.group_last_sent, self.group_arrival
-        if self.prev_sent is not None:
-            send_delta = sent - self.prev_sent
-            arrival_delta = arrival - self.prev_arrival
-            self._update((arrival_delta - send_delta) * 1000.0, arrival, send_delta)
-        self.prev_sent, self.prev_arrival = sent, arrival
-
-    def _update(self, delay_ms: float, arrival: float, send_delta: float) -> None:
-        if self.first_arrival is None:
+    def _close_group(self, sent: float, arrival: float) -> None:
+        """One group done: the delay gradient into the trendline, its slope against the adaptive
+        threshold. One function, not one per step: it runs ~30 times a second per subscriber."""
+        prev_sent = self.prev_sent
+        self.prev_sent = sent
+        prev_arrival, self.prev_arrival = self.prev_arrival, arrival
+        if prev_sent is None:
             self.first_arrival = arrival
-        self.deltas = min(self.deltas + 1, 60)
-        self.accumulated += delay_ms
-        self.smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
-        slope = self.trendline.add((arrival - self.first_arrival) * 1000.0, self.smoothed)
-        trend = self.prev_trend if slope is None else slope * self.deltas * THRESHOLD_GAIN
-        self._detect(trend, send_delta, arrival)
-
-    def _detect(self, trend: float, send_delta: float, now: float) -> None:
-        if trend > self.threshold:
+            return
+        send_delta = sent - prev_sent
+        self.deltas = deltas = min(self.deltas + 1, 60)
+        self.accumulated += (arrival - prev_arrival - send_delta) * 1000.0
+        self.smoothed = smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
+        slope = self.trendline.add((arrival - self.first_arrival) * 1000.0, smoothed)
+        trend = self.prev_trend if slope is None else slope * deltas * THRESHOLD_GAIN
+        threshold = self.threshold
+        # overuse only when the trend stays over the threshold for a while and is not falling
+        if trend > threshold:
             self.over_time += send_delta
             self.over_count += 1
             if self.over_time > OVERUSE_TIME and self.over_count > 1 and trend >= self.prev_trend:
-                self.over_time = 0.0
-                self.over_count = 0
+                self.over_time, self.over_count = 0.0, 0
                 self.state = "overuse"
-        elif trend < -self.threshold:
-            self.over_time = 0.0
-            self.over_count = 0
-            self.state = "underuse"
         else:
-            self.over_time = 0.0
-            self.over_count = 0
-            self.state = "normal"
+            self.over_time, self.over_count = 0.0, 0
+            self.state = "underuse" if trend < -threshold else "normal"
         self.prev_trend = trend
-        self._adapt(trend, now)
-
-    def _adapt(self, trend: float, now: float) -> None:
-        if self.last_update is None:
-            self.last_update = now
-        if abs(trend) > self.threshold + 15.0:  # a spike: do not let it drag the threshold
-            self.last_update = now
-            return
-        k = K_DOWN if abs(trend) < self.threshold else K_UP
-        elapsed_ms = min((now - self.last_update) * 1000.0, 100.0)
-        self.threshold = min(max(self.threshold + k * (abs(trend) - self.threshold) * elapsed_ms, 6.0), 600.0)
-        self.last_update = now
+        # the threshold follows the trend, slowly up and faster down, but not toward a spike
+        last_update = arrival if self.last_update is None else self.last_update
+        self.last_update = arrival
+        size = abs(trend)
+        if size <= threshold + 15.0:
+            k = K_DOWN if size < threshold else K_UP
+            elapsed_ms = min((arrival - last_update) * 1000.0, 100.0)
+            self.threshold = min(max(threshold + k * (size - threshold) * elapsed_ms, 6.0), 600.0)
 
 
 class Regression:
