@@ -15,8 +15,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-MAX_SDP_BYTES = 64 * 1024
-MAX_MEDIA_SECTIONS = 64
+# Bounds on what is parsed, from a client or from a server. A subscriber is offered every track of its
+# room: a dual-teacher lesson of 60 classrooms, each with a camera and a microphone, is 122 m-sections
+# and about 70 kB for every box (the first limits, 64 and 64 kB, refused it). The signaling channel
+# allows 256 kB messages, which this leaves room for with the JSON escaping.
+MAX_SDP_BYTES = 192 * 1024
+MAX_MEDIA_SECTIONS = 256
 DEFAULT_CONNECTION = "IN IP4 0.0.0.0"
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 SETUP_ROLES = ("actpass", "active", "passive", "holdconn")
