@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test bench lint format screenshots clean distclean
+.PHONY: install serve test bench capacity lint format screenshots clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# kelian loadtest --find-capacity for the live and dual-teacher presets (about ten minutes)
+capacity: $(STAMP)
+	$(PY) -m benchmarks.capacity
 
 # The pictures in the README, taken by the browser tests themselves (needs chromium).
 screenshots: $(STAMP)

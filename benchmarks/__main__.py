@@ -1,4 +1,5 @@
-"""`make bench`: the forwarding benchmarks, printed as a table (see README, Performance)."""
+"""`make bench`: the in-process costs, then the fixed `kelian loadtest` suite (benchmarks.suite), printed
+as tables and written to benchmarks/results/<date>.json (see docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,35 @@ import datetime
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-import uvloop
+from loadtest.report import table
 
-from . import consumer_cost, forwarding, peer_cost, simulcast
+from . import consumer_cost, peer_cost, suite
 
 # One file per day (a later run that day overwrites it); benchmarks/plot.py draws one.
 RESULTS_DIR = Path(__file__).parent / "results"
+COLUMNS = [
+    ("case", "case"),
+    ("subs", "subscribers"),
+    ("fwd pkt/s", "forwarded_packets_per_s"),
+    ("server cpu%", "server_cpu_percent"),
+    ("pkt per cpu-s", "forwarded_packets_per_cpu_second"),
+    ("rss MB", "server_rss_mb"),
+    ("lat p50 ms", "video_latency_p50_ms"),
+    ("lat p99 ms", "video_latency_p99_ms"),
+    ("ttff p50 ms", "first_frame_p50_ms"),
+    ("loss%", "max_loss_percent"),
+    ("freezes", "freezes"),
+    ("steady frz", "steady_freezes"),
+    ("client cpu%", "client_cpu_percent"),
+]
+TITLES = {
+    "forwarding": "one VP8 publisher (one 360p layer, no audio) to N light subscribers",
+    "simulcast": "a three-layer publisher (no audio) to 50 subscribers: all large, or mixed thirds",
+    "live": "the live preset (720p simulcast and audio, speaker view) to N viewers",
+    "classrooms": "the classroom presets at their default size",
+}
 
 
 def main() -> int:
@@ -21,55 +44,32 @@ def main() -> int:
     cost = asyncio.run(consumer_cost.run())
     for name, value in cost.items():
         print(f"  {name:<40} {value:8.2f} us")
-    print()
-    print("light test peer (loadtest/peer.py), in process: per packet, real SRTP, 640x360 VP8")
+    print("\nlight test peer (loadtest/peer.py), in process: per packet, real SRTP, 640x360 VP8")
     peer = asyncio.run(peer_cost.run())
     for name, value in peer.items():
         print(f"  {name:<40} {value:8.2f} us")
-    print()
-    print("one ~1.1 Mbit/s VP8 publisher to N subscribers over loopback (server in its own process)")
-    header = (
-        f"  {'subs':>5} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
-        f" {'lat p50 ms':>11} {'lat p99 ms':>11} {'RSS MB':>7}"
-    )
-    print(header)
-    results = []
-    for count in (1, 10, 50):
-        r = uvloop.run(forwarding.run_case(count))
-        results.append(r)
+    rows: list[dict[str, Any]] = []
+    for name, label, flags in suite.CASES:
+        if not rows or rows[-1]["table"] != name:
+            print(f"\n{TITLES[name]}  (kelian loadtest {' '.join(flags[:2])} ...)", flush=True)
+        rows.append(suite.run_case(name, label, flags))
+        r = rows[-1]
         print(
-            f"  {r['subscribers']:>5} {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
-            f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
-            f" {r['latency_p50_ms']:>11} {r['latency_p99_ms']:>11}"
-            f" {r['server_rss_mb']:>7}",
+            "  " + "  ".join(f"{header}={r[key] if r[key] is not None else '-'}" for header, key in COLUMNS),
             flush=True,
         )
+        for warning in r["warnings"]:
+            print(f"    warning: {warning}", flush=True)
+    print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
+    switches = suite.layer_switches()
+    print(f"  {switches}")
     print()
-    print("simulcast: a three-layer publisher to 50 light subscribers, all on the large layer (full)")
-    print("or a third each on small, medium, large (mixed), with or without transport-cc feedback;")
-    print("a decoding probe times switches between the small and large layer")
-    print(
-        f"  {'views':>6} {'tcc':>4} {'fwd pkt/s':>10} {'server CPU':>11} {'pkt per CPU-s':>14}"
-        f" {'switch p50 ms':>14} {'switch p99 ms':>14}"
-    )
-    layered = []
-    for mixed, transport_cc in ((False, True), (False, False), (True, True)):
-        r = uvloop.run(simulcast.run_case(mixed=mixed, transport_cc=transport_cc))
-        layered.append(r)
-        print(
-            f"  {r['views']:>6} {'on' if transport_cc else 'off':>4}"
-            f" {r['forwarded_packets_per_s']:>10} {r['server_cpu_percent']:>10}%"
-            f" {r['forwarded_packets_per_cpu_second'] or 0:>14}"
-            f" {r['layer_switch_p50_ms'] or '-':>14} {r['layer_switch_p99_ms'] or '-':>14}",
-            flush=True,
-        )
-    print()
-    report = {"consumer_cost": cost, "peer_cost": peer, "forwarding": results, "simulcast": layered}
-    print(json.dumps(report))
+    table(sys.stdout, [h for h, _ in COLUMNS], [[r[k] for _, k in COLUMNS] for r in rows])
+    report = {"consumer_cost": cost, "peer_cost": peer, "runs": rows, "layer_switch": switches}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{datetime.date.today().isoformat()}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 
 

@@ -1,6 +1,9 @@
 """``kelian loadtest --find-capacity``: run the plan's steps (see loadtest.options), each a fresh room
 with more subscribers, until one breaks a limit; report the largest load held.
 
+Limits are judged on the step's steady part (once everyone has joined and settled): loss over the
+run, but freezes and the server's CPU from then on; the joins' freezes are in the step's report.
+
 Each step is a run of its own in a room of its own (``<room>-<subscribers>``): everyone joins again,
 so a step's figures are its own and not what the previous step left behind (a track that froze, a
 backlog), and the code is the plain run's. It costs a join per step, which the step's duration
@@ -30,7 +33,7 @@ def _judge(subscribers: int, report: dict[str, Any]) -> dict[str, Any]:
     """One step's row: its figures, what limits it broke, and whether the clients were the limit."""
     tracks = report["tracks"].values()
     loss = max((t["loss_percent"] for t in tracks), default=0.0)
-    freezes = sum(t["freezes"] for t in tracks)
+    freezes = sum(t["steady_freezes"] for t in tracks)  # the joins' own are reported, not judged
     cpu = report["server"]["cpu_percent"]
     busiest = max((w["cpu_percent"] for w in report["workers"]), default=0.0)
     broke = []
@@ -101,7 +104,7 @@ def find_capacity(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict
             "preset": plan.preset,
             "publishers": plan.publishers,
             "steps": [s.subscribers for s in plan.steps],
-            "limits": {"loss_percent": LOSS_LIMIT, "freezes": 0, "server_cpu_percent": CPU_LIMIT},
+            "limits": {"loss_percent": LOSS_LIMIT, "steady_freezes": 0, "server_cpu_percent": CPU_LIMIT},
             "server_cpu_known": cpu_known,
             "largest_held": held["subscribers"] if held else None,
             "subscribers_per_core": per_core,

@@ -5,7 +5,8 @@ own `sfu.stats.ReceiveStats`, so that the peer's receiver reports say what a ser
 would. Around it: NACKs for gaps and PLIs until the first keyframe, as a receiving browser sends
 them, and the viewer's figures a load test reports: frames by marker bit or timestamp, keyframes and
 their VP8 size (which simulcast layer arrives), freezes, and one-way latency from the sender
-reports the server relays. The per-packet path is plain ints; the rest runs once per frame.
+reports the server relays. The per-packet path is plain ints; the rest runs once per frame. The one
+subscriber per track that proves the stream decodes hands each packet to its `probe` as well.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiortc import rtp as artp
 from sfu.rtp import is_keyframe, vp8_keyframe_size
 from sfu.stats import NTP_EPOCH_OFFSET, ReceiveStats
 
+from .probe import Probe
 from .rtcp import nack, pli
 
 FREEZE = 0.2  # seconds between frames that a viewer sees as a freeze
@@ -44,6 +46,7 @@ class InStream:
         "ended",
         "first_keyframe",
         "frames",
+        "freeze_times",
         "freezes",
         "gaps",
         "keyframe_size",
@@ -61,6 +64,7 @@ class InStream:
         "mid",
         "nacks_sent",
         "plis_sent",
+        "probe",
         "rx",
         "send_rtcp",
         "sender_ssrc",
@@ -92,6 +96,7 @@ class InStream:
         self.ended = False
         self.gaps = self.late = self.nacks_sent = self.plis_sent = 0
         self.frames = self.keyframes = self.freezes = 0
+        self.freeze_times: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # when each ended, monotonic
         self.keyframe_size: tuple[int, int] | None = None
         self.first_keyframe: float | None = None  # seconds from subscribing to the first keyframe
         self.last_ts = -1
@@ -102,6 +107,7 @@ class InStream:
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.latency_sum = self.latency_max = 0.0
         self.latency_count = 0
+        self.probe: Probe | None = None  # decodes the track, on the one subscriber that probes it
 
     @property
     def packets(self) -> int:
@@ -123,6 +129,8 @@ class InStream:
             self._frame_start(packet, ts)
         if self.video and packet[1] & 0x80:
             self.frames += 1
+        if self.probe is not None:
+            self.probe.feed(packet)
 
     def _gap(self, highest: int, missing: int) -> None:
         self.gaps += 1
@@ -143,6 +151,7 @@ class InStream:
                 self.max_frame_gap = gap
             if gap > FREEZE:
                 self.freezes += 1
+                self.freeze_times.append(now)
         self.last_frame = now
         if self.sr_unix:
             captured = self.sr_unix + signed32(ts - self.rx.last_sr_rtp) / self.clock
@@ -162,6 +171,15 @@ class InStream:
                 self.keyframe_size = vp8_keyframe_size(packet) or self.keyframe_size
         elif self.keyframes == 0 and now - self.last_pli >= PLI_INTERVAL:
             self.request_keyframe(now)  # joined mid-stream: nothing is decodable until a keyframe
+
+    def start_probe(self) -> None:
+        """Decode this track from now on (see loadtest.probe). A video stream already past its first
+        keyframe asks for another, as a decoder joining mid-stream would, rather than wait for one."""
+        if self.probe is not None:
+            return
+        self.probe = Probe(self.kind, self.codec, self.clock)
+        if self.video and self.keyframes:
+            self.request_keyframe()
 
     def request_keyframe(self, now: float | None = None) -> None:
         """Send a PLI, as a decoder that lost its picture would."""
@@ -214,4 +232,5 @@ class InStream:
             "freezes": self.freezes,
             "jitter_ms": round(rx.jitter / self.clock * 1000, 2),
             "latency_ms": latency,
+            "probe": None if self.probe is None else self.probe.stats(),
         }

@@ -31,6 +31,8 @@ __all__ = ["LAYOUTS", "PRESETS", "OptionError", "Participant", "Plan", "add_argu
 DEFAULT_URL = "http://127.0.0.1:8700"
 # the size each subscriber shows every video track at, device pixels (sent as track_settings)
 LAYOUTS: dict[str, tuple[int, int]] = {"speaker": (1280, 720), "grid3": (426, 240), "grid5": (256, 144)}
+# "mixed": the viewers take these in turn, a third each (one per simulcast layer)
+MIXED = ("speaker", "grid3", "grid5")
 # a preset fills in what the command line leaves unset; flags given explicitly win
 DEFAULTS: dict[str, object] = {
     "publishers": 1,
@@ -38,6 +40,7 @@ DEFAULTS: dict[str, object] = {
     "boxes": 8,
     "simulcast": True,
     "audio": True,
+    "transport_cc": True,
     "layout": "speaker",
 }
 PRESETS: dict[str, dict[str, object]] = {
@@ -90,6 +93,7 @@ class Plan:
     simulcast: bool
     audio: bool
     layout: str  # as reported: the layout, or who watches at which size
+    transport_cc: bool
     duration: float
     join_rate: float
     processes: int
@@ -129,6 +133,24 @@ class Plan:
     def videos_for(self, participant: Participant) -> int:
         """How many video tracks the participant receives: everyone else's camera."""
         return sum(1 for p in self.participants if p.camera is not None and p is not participant)
+
+    def probes(self) -> dict[tuple[str, str], str]:
+        """Who decodes each published track, to prove it valid (loadtest.probe): (publisher identity,
+        kind) -> the first subscribing participant, in plan order, that receives it. Everyone else's
+        audio reaches every subscriber; video only those whose ``watch`` is empty or names them."""
+
+        def receives(viewer: Participant, sender: Participant, kind: str) -> bool:
+            if viewer.layout is None or viewer is sender:
+                return False
+            return kind == "audio" or not viewer.watch or sender.identity in viewer.watch
+
+        probes: dict[tuple[str, str], str] = {}
+        for sender in self.participants:
+            for kind in ("video",) * (sender.camera is not None) + ("audio",) * sender.audio:
+                viewer = next((v for v in self.participants if receives(v, sender, kind)), None)
+                if viewer is not None:
+                    probes[(sender.identity, kind)] = viewer.identity
+        return probes
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -177,7 +199,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--boxes", type=_count(1), help="fusion: classroom boxes beside the lecturer (default 8)")
     add("--simulcast", action=argparse.BooleanOptionalAction, help="publish three layers (default on)")
     add("--audio", action=argparse.BooleanOptionalAction, help="publish a microphone too (default on)")
-    add("--layout", choices=sorted(LAYOUTS), help="size subscribers show video at (default speaker)")
+    add(
+        "--layout",
+        choices=[*sorted(LAYOUTS), "mixed"],
+        help="size subscribers show video at (default speaker; mixed: a third each of speaker, grid3, grid5)",
+    )
+    add(
+        "--transport-cc",
+        action=argparse.BooleanOptionalAction,
+        help="subscribers send transport-cc feedback, as browsers do (default on; off: the server "
+        "estimates nothing and the clients cost less)",
+    )
     add("--duration", type=_positive, default=30.0, help="seconds the load lasts (default 30)")
     add("--join-rate", type=_positive, default=10.0, help="subscribers joining per second (default 10)")
     add("--processes", type=_count(1), help="worker processes for subscribers (default: the core count)")
@@ -288,6 +320,7 @@ def _plan(args: argparse.Namespace, subscribers: int | None, room: str, duration
         simulcast=bool(chosen["simulcast"]),
         audio=bool(chosen["audio"]),
         layout=layout,
+        transport_cc=bool(chosen["transport_cc"]),
         duration=duration,
         join_rate=float(args.join_rate),
         processes=max(1, min(processes, subscribers)),
@@ -314,10 +347,17 @@ def _participants(preset: str, chosen: dict[str, object]) -> tuple[tuple[Partici
         return (lecturer, *boxes), "speaker (boxes), grid5 (lecturer)"
     if preset == "fusion":
         boxes = int(chosen["boxes"])  # type: ignore[call-overload]
-        sending = [Participant("lecturer", "lecturer", camera, audio, layout)]
-        sending += [Participant(f"box{i}", "classroom", camera, audio, layout) for i in range(boxes)]
+        sending = [Participant("lecturer", "lecturer", camera, audio, _layout(layout, 0))]
+        sending += [
+            Participant(f"box{i}", "classroom", camera, audio, _layout(layout, i + 1)) for i in range(boxes)
+        ]
     else:
         publishers = int(chosen["publishers"])  # type: ignore[call-overload]
         sending = [Participant(f"publisher{i}", "lecturer", camera, audio) for i in range(publishers)]
-    watching = [Participant(f"subscriber{i}", "viewer", layout=layout) for i in range(viewers)]
+    watching = [Participant(f"subscriber{i}", "viewer", layout=_layout(layout, i)) for i in range(viewers)]
     return (*sending, *watching), layout
+
+
+def _layout(layout: str, index: int) -> str:
+    """The layout of the `index`th subscribing participant: the one asked for, or mixed in turn."""
+    return MIXED[index % len(MIXED)] if layout == "mixed" else layout

@@ -12,6 +12,7 @@ participant; each of its parts has a module:
 - subscriber, instream, transport_cc: answers to the server's offers, per-track counters that never
   decode (packets, loss, frames, keyframes and their VP8 size, freezes, latency from the sender
   reports the server relays), receiver reports and transport-cc feedback;
+- probe: decoding of the tracks a peer is asked to `probe`, one decoder thread each;
 - sdp, rtcp: what is read from the server's SDP and the RTCP messages written by hand.
 
 One task per peer (the clock) paces every frame of every layer and sends the RTCP.
@@ -111,6 +112,7 @@ class Peer:
         self._session = session
         self._channel: Channel | None = None
         self._clock: asyncio.Task[None] | None = None
+        self._probing: set[str] = set()  # track ids to decode, once the subscriber exists
         self._tracks_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._closed = False
@@ -299,7 +301,7 @@ class Peer:
             return
         if self.subscriber is None:
             conn = Connection("subscriber", lambda p: None, lambda d: None, loss=self.loss)
-            subscriber = Subscriber(conn, self.remb, self.transport_cc)
+            subscriber = Subscriber(conn, self.remb, self.transport_cc, self._probing)
             conn.on_rtp, conn.on_rtcp = subscriber.on_rtp, subscriber.on_rtcp
             await conn.open(self.host)
             self.subscriber = subscriber
@@ -338,6 +340,13 @@ class Peer:
         """Tell the server the size we show a track at: it picks the simulcast layer that covers it."""
         message = {"type": "track_settings", "track": track_id, "width": width, "height": height}
         await self.request(message | {"enabled": enabled})
+
+    def probe(self, track_id: str) -> None:
+        """Decode this received track, to prove it is valid (loadtest.probe): now if it arrives already,
+        else from when it does. Its stats then carry a ``probe`` entry."""
+        self._probing.add(track_id)
+        if self.subscriber is not None:
+            self.subscriber.probe(track_id)
 
     def request_keyframe(self, track_id: str) -> None:
         """Send a PLI for a received video track, as a decoder that lost its picture would."""
@@ -400,9 +409,10 @@ class Peer:
         ``subscriber.tracks`` is keyed by track id: packets, bytes, ``lost`` (RFC 3550: expected minus
         received, so recovered packets do not count), ``gaps``, frames, keyframes, the last VP8
         ``keyframe_size`` (which simulcast layer arrives), ``first_keyframe_ms`` after subscribing,
-        ``max_frame_gap_ms`` and ``freezes`` (gaps over 200 ms), jitter, and ``latency_ms`` from the
-        sender reports the server relays; ``subscriber.transport_cc`` counts the feedback sent (None
-        if the answer did not take transport-cc).
+        ``max_frame_gap_ms`` and ``freezes`` (gaps over 200 ms), jitter, ``latency_ms`` from the
+        sender reports the server relays, and ``probe`` (None unless the track is probed: frames
+        decoded, decode errors, the last decoded size, a problem); ``subscriber.transport_cc`` counts
+        the feedback sent (None if the answer did not take transport-cc).
         """
         return {
             "sid": self.sid,
@@ -429,6 +439,8 @@ class Peer:
         for side in (self.publisher, self.subscriber):
             if side is not None:
                 side.connection.close()
+        if self.subscriber is not None:
+            self.subscriber.close()
         if self._clock is not None:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -12,6 +12,7 @@ __all__ = [
     "CLIENT_BUSY",
     "percentile",
     "print_report",
+    "probe_warnings",
     "publisher_problems",
     "table",
     "track_table",
@@ -19,8 +20,7 @@ __all__ = [
 ]
 
 CLIENT_BUSY = 90.0  # percent of a core above which a worker, not the server, may be the limit
-# a video track whose frames stopped this long before the end ended early; audio is not judged by its
-# silence, since the server forwards each subscriber only the loudest few (max_audio_streams)
+# a track whose frames stopped this long before the end ended early (audio: see track_table)
 STOPPED_MS = 1000.0
 
 
@@ -38,7 +38,7 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 
 def track_table(
-    published: dict[str, dict[str, str]], subscribers: list[dict[str, Any]]
+    published: dict[str, dict[str, str]], subscribers: list[dict[str, Any]], gone: Iterable[str] = ()
 ) -> dict[str, dict[str, Any]]:
     """Per published track, summed (or spread) over the subscribers that received it.
 
@@ -46,12 +46,23 @@ def track_table(
     to join to the first keyframe (video); ``latency_ms`` p50 is the median of the subscribers' medians
     and p99 the 99th percentile of their 99th percentiles (one-way, from relayed sender reports).
     ``ended_early`` counts the subscribers for which the track ended before the run did (the server
-    unpublished it, or, video, its frames stopped STOPPED_MS before the end); ``stopped_ms`` is the
-    median, over those, of the time from its last frame to the end (None when it ended for none).
+    unpublished it, or its frames stopped STOPPED_MS before the end); ``stopped_ms`` is the median,
+    over those, of the time from its last frame to the end (None when it ended for none).
+    ``freezes`` counts gaps over 200 ms between frames over the whole run, ``steady_freezes`` those
+    that ended in its steady part, once every subscriber had joined and settled (as the server's CPU
+    is measured): a join storm and a load the server cannot carry are different findings.
+
+    Silence is judged for audio only where it means something: the server forwards each subscriber
+    only the loudest ``max_audio_streams`` voices (the room says how many), so a quiet voice among
+    more is normal, unless its publisher is among ``gone`` (its process died, or it failed).
     """
     sums: dict[str, dict[str, Any]] = {}
+    gone = set(gone)
     for peer in subscribers:
         tracks = (peer.get("subscriber") or {}).get("tracks") or {}
+        voices = sum(1 for t in tracks.values() if t.get("kind") == "audio")
+        loudest = peer.get("max_audio_streams")
+        all_heard = not loudest or voices <= int(loudest)
         for track_id, t in tracks.items():
             info = published.get(track_id, {})
             s = sums.setdefault(
@@ -68,15 +79,20 @@ def track_table(
                     "nacks": 0,
                     "plis": 0,
                     "freezes": 0,
+                    "steady_freezes": 0,
                     "first": [],
                     "p50": [],
                     "p99": [],
                     "ended": 0,
                     "stopped": [],
+                    "probe": None,
                 },
             )
+            if t.get("probe") is not None:
+                s["probe"] = _probe(peer, t["probe"])
             idle = t.get("idle_ms")
-            stopped = s["kind"] == "video" and idle is not None and idle > STOPPED_MS
+            judged = s["kind"] == "video" or all_heard or s["publisher"] in gone
+            stopped = judged and idle is not None and idle > STOPPED_MS
             if t.get("ended") or t.get("unpublished") or stopped:
                 s["ended"] += 1
                 if idle is not None:
@@ -88,6 +104,7 @@ def track_table(
             s["nacks"] += int(t.get("nacks_sent") or 0)
             s["plis"] += int(t.get("plis_sent") or 0)
             s["freezes"] += int(t.get("freezes") or 0)
+            s["steady_freezes"] += int(t.get("steady_freezes") or 0)
             s["seconds"] += float(t.get("seconds") or 0.0)
             if t.get("first_frame_ms") is not None:
                 s["first"].append(float(t["first_frame_ms"]))
@@ -107,12 +124,37 @@ def track_table(
             "nacks": s["nacks"],
             "plis": s["plis"],
             "freezes": s["freezes"],
+            "steady_freezes": s["steady_freezes"],
             "first_frame_ms": _spread(s["first"]),
             "latency_ms": {"p50": percentile(s["p50"], 50), "p99": percentile(s["p99"], 99)},
             "ended_early": s["ended"],
             "stopped_ms": percentile(s["stopped"], 50),
+            "probe": s["probe"],
         }
     return table
+
+
+def _probe(peer: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
+    """A track's ``probe`` in the table: what the one subscriber that decoded it saw (loadtest.probe)."""
+    width, height = probe.get("width"), probe.get("height")
+    return {
+        "subscriber": peer.get("identity"),
+        "decoded_frames": int(probe.get("decoded_frames") or 0),
+        "decode_errors": int(probe.get("decode_errors") or 0),
+        "size": f"{width}x{height}" if width and height else None,
+        "problem": probe.get("problem"),
+    }
+
+
+def probe_warnings(tracks: dict[str, dict[str, Any]]) -> list[str]:
+    """The probed tracks that did not prove valid: decode errors, or a problem (no frame decoded)."""
+    return [
+        f"{t['kind']} track {track_id} of {t['publisher']}: {p['subscriber']} decoded "
+        f"{p['decoded_frames']} frame(s) with {p['decode_errors']} error(s)"
+        + (f" ({p['problem']})" if p["problem"] else "")
+        for track_id, t in tracks.items()
+        if (p := t.get("probe")) and (p["problem"] or p["decode_errors"])
+    ]
 
 
 def publisher_problems(
@@ -171,17 +213,19 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             t["loss_percent"],
             t["nacks"],
             t["plis"],
-            t["freezes"],
+            f"{t['freezes']} ({t['steady_freezes']})",
             t["first_frame_ms"]["p50"],
             t["first_frame_ms"]["p99"],
             t["latency_ms"]["p50"],
             t["latency_ms"]["p99"],
             t["ended_early"],
+            t["probe"]["decoded_frames"] if t.get("probe") else None,
         ]
         for track_id, t in report["tracks"].items()
     ]
     header = ["track", "kind", "publisher", "subs", "kbit/s", "packets", "loss%", "nacks", "plis"]
-    header += ["freezes", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms", "ended"]
+    header += ["freezes (steady)", "ttff50ms", "ttff99ms", "lat50ms", "lat99ms", "ended"]
+    header += ["decoded"]  # frames the track's probe decoded ("-": not probed)
     print(file=out)
     table(out, header, rows)
     joins = report["joins"]
@@ -199,7 +243,8 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         print(f"  {problem['identity']}: {problem['problem']}", file=out)
     server = report["server"]
     print(
-        f"server: pid {_cell(server['pid'])}, CPU {_cell(server['cpu_percent'])}%, "
+        f"server (the last {_cell(server['measured_seconds'])} s): pid {_cell(server['pid'])}, "
+        f"CPU {_cell(server['cpu_percent'])}%, "
         f"RSS {_cell(server['rss_mb'])} MB, forwarded {_cell(server['forwarded_packets'])} packets, "
         f"{_cell(server['forwarded_packets_per_cpu_second'])} per CPU-second",
         file=out,

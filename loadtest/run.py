@@ -22,7 +22,15 @@ from signaling.tokens import mint
 
 from .options import LAYOUTS, Participant, Plan, is_loopback
 from .procstat import CpuClock, listening_pid, rss_bytes, server_metric
-from .report import CLIENT_BUSY, percentile, print_report, publisher_problems, track_table, write_json
+from .report import (
+    CLIENT_BUSY,
+    percentile,
+    print_report,
+    probe_warnings,
+    publisher_problems,
+    track_table,
+    write_json,
+)
 from .worker import publishers_main, subscribers_main
 
 __all__ = ["RunError", "run"]
@@ -33,6 +41,11 @@ START_DELAY = 0.2  # from telling the workers to go to the first join
 STATUS_EVERY = 1.0  # seconds between two status lines
 BAR = 20  # characters of the status line's progress bar
 TOKEN_TTL_MARGIN = 600
+# The server's CPU and packets are measured from SETTLE seconds after the last join (joining is its
+# own cost: DTLS handshakes, offers, a keyframe per subscriber), unless that leaves less than
+# MIN_MEASURED seconds of the run: then over the whole run.
+SETTLE = 3.0
+MIN_MEASURED = 3.0
 
 
 class RunError(RuntimeError):
@@ -127,9 +140,12 @@ def status_line(elapsed: float, duration: float, expected: int, workers: list[Wo
     )
 
 
-def _wait_showing(end: float, plan: Plan, start: float, workers: list[Worker], status: TextIO | None) -> None:
+def _wait_showing(
+    end: float, plan: Plan, start: float, workers: list[Worker], status: TextIO | None, last: bool = True
+) -> None:
     """Sleep until `end`, printing a status line about once a second to `status` (if any): overwritten
-    in place on a terminal, one line each otherwise."""
+    in place on a terminal (and ended there if this is the `last` wait of the run), one line each
+    otherwise."""
     tty = status is not None and status.isatty()
     shown = False
     while (left := end - time.time()) > 0:
@@ -142,7 +158,7 @@ def _wait_showing(end: float, plan: Plan, start: float, workers: list[Worker], s
         status.write(f"\r{line}\033[K" if tty else line + "\n")
         status.flush()
         shown = True
-    if tty and shown and status is not None:
+    if tty and shown and last and status is not None:
         status.write("\n")
         status.flush()
 
@@ -156,7 +172,7 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
     server_pid = plan.server_pid
     if server_pid is None and is_loopback(plan.host):
         server_pid = listening_pid(plan.port)
-    common = {"url": plan.url, "bind": plan.bind}
+    common = {"url": plan.url, "bind": plan.bind, "transport_cc": plan.transport_cc}
     workers: list[Worker] = []
     publisher: Worker | None = None
     published: dict[str, dict[str, str]] = {}
@@ -179,10 +195,12 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
                 raise RunError(f"no publisher could publish: {failures[0]['error']}")
         failed = {f["identity"] for f in failures}
         missing = sum(1 for p in only_publish if p.camera is not None and p.identity in failed)
+        probing = plan.probes()  # the one subscriber that decodes each track
         peers = [
             _peer(plan, p)
             | {"at": i / plan.join_rate, "size": list(LAYOUTS[str(p.layout)]), "watch": list(p.watch)}
             | {"videos": plan.videos_for(p) - missing}
+            | {"probe": [[who, kind] for (who, kind), by in probing.items() if by == p.identity]}
             for i, p in enumerate(joining)
         ]
         for w in range(plan.processes if peers else 0):
@@ -192,12 +210,19 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             worker.receive(START_TIMEOUT, "ready")
         start = time.time() + START_DELAY
         end = start + plan.duration
+        last_join = start + (peers[-1]["at"] if peers else 0.0)
+        # the server is measured once everyone has joined and settled, if that leaves enough of the run
+        steady = last_join + SETTLE
+        measured_from = steady if end - steady >= MIN_MEASURED else start
+        go = {"event": "go", "start_at": start, "end_at": end, "last_join_at": last_join}
         for worker in workers:
-            worker.pipe.send({"event": "go", "start_at": start, "end_at": end})
+            worker.pipe.send(go | {"steady_at": measured_from})
         time.sleep(max(0.0, start - time.time()))
+        shown = None if plan.quiet else status
+        _wait_showing(measured_from, plan, start, workers, shown, last=False)
         sent0 = server_metric(plan.url, "kelian_packets_sent_total")
         server_clock = CpuClock(server_pid) if server_pid else None
-        _wait_showing(end, plan, start, workers, None if plan.quiet else status)
+        _wait_showing(end, plan, start, workers, shown)
         server_cpu = server_clock.read() if server_clock else None
         sent1 = server_metric(plan.url, "kelian_packets_sent_total")
         rss = rss_bytes(server_pid) if server_pid else None
@@ -227,7 +252,8 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
     joined = [float(p["join_ms"]) for p in subscribers if p.get("join_ms") is not None]
     for peer in subscribers:
         published |= peer.get("published") or {}
-    tracks = track_table(published, subscribers)
+    failed_or_lost = {f["identity"] for f in [*failures, *join_failures]} | set(lost)
+    tracks = track_table(published, subscribers, failed_or_lost)
     publishing = {p.identity for p in plan.participants if p.publishes}
     problems = publisher_problems(
         tracks,
@@ -245,6 +271,7 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             )
     if problems:
         warnings.append(f"{len(problems)} publisher(s) failed or ended early")
+    warnings += probe_warnings(tracks)
     report = {
         "run": {
             "url": plan.url,
@@ -256,6 +283,7 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             "simulcast": plan.simulcast,
             "audio": plan.audio,
             "layout": plan.layout,
+            "transport_cc": plan.transport_cc,
             "duration": plan.duration,
             "join_rate": plan.join_rate,
             "processes": len(workers),
@@ -271,10 +299,13 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
         },
         "server": {
             "pid": server_pid,
+            "measured_from": round(measured_from - start, 1),
+            "measured_seconds": round(end - measured_from, 1),
             "cpu_percent": server_cpu["cpu_percent"] if server_cpu else None,
             "cpu_seconds": cpu_s,
             "rss_mb": None if rss is None else round(rss / 2**20, 1),
             "forwarded_packets": forwarded,
+            "forwarded_packets_per_s": round(forwarded / (end - measured_from)) if forwarded else None,
             "forwarded_packets_per_cpu_second": round(forwarded / cpu_s) if forwarded and cpu_s else None,
         },
         "workers": worker_rows,

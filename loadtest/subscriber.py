@@ -3,7 +3,8 @@
 One Subscriber serves the subscriber connection. Each offer names, per section, the SSRC and the
 track it carries; the answer accepts only what this peer really does, and each packet is handed to
 the InStream of its SSRC. Every second the subscriber sends receiver reports (and REMB if asked
-to); with transport-cc, every 100 ms the feedback the server estimates our link from.
+to); with transport-cc, every 100 ms the feedback the server estimates our link from. The tracks it
+is told to `probe` are decoded too (loadtest.probe), from whenever their stream appears.
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ class Subscriber:
 
     ``remb`` announces that many bit/s in a REMB each second; ``transport_cc`` keeps the transport-wide
     sequence extension when offered and sends its feedback (off: cheaper, and the server has no
-    estimate of our link but the REMB).
+    estimate of our link but the REMB). ``probing`` names the tracks to decode (see `probe`).
     """
 
-    def __init__(self, connection: Connection, remb: int | None, transport_cc: bool = True) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        remb: int | None,
+        transport_cc: bool = True,
+        probing: set[str] | None = None,
+    ) -> None:
         self.connection = connection
         self.ssrc = secrets.randbits(32) or 1  # ours, as the sender of RTCP
         self.streams: dict[int, InStream] = {}  # by media SSRC
@@ -55,6 +62,7 @@ class Subscriber:
         self.extensions = ACCEPTED_EXTENSIONS | ({codecs.URI_TRANSPORT_CC} if transport_cc else set())
         self.unknown_ssrc = self.offers = 0
         self.cname = secrets.token_hex(8)
+        self.probing = set() if probing is None else probing  # track ids to decode, received yet or not
 
     def on_rtp(self, packet: bytes) -> None:
         """Every received packet, decrypted: noted for transport-cc, then counted by its track."""
@@ -129,11 +137,28 @@ class Subscriber:
         if old is not None:
             old.ended = True
             self.streams.pop(old.ssrc, None)
+            if old.probe is not None:
+                old.probe.close()
         stream = InStream(
             track_id, mid, m.kind, codec.name, codec.clock_rate, ssrc, self.ssrc, self.connection.send_rtcp
         )
         self.streams[ssrc] = stream
         self.by_mid[mid] = stream
+        if track_id in self.probing:
+            stream.start_probe()
+
+    def probe(self, track_id: str) -> None:
+        """Decode this track, now if it arrives already, else as soon as it does."""
+        self.probing.add(track_id)
+        for stream in self.by_mid.values():
+            if stream.track_id == track_id and not stream.ended:
+                stream.start_probe()
+
+    def close(self) -> None:
+        """End the probes' decoder threads (the connection is the peer's to close)."""
+        for stream in self.by_mid.values():
+            if stream.probe is not None:
+                stream.probe.close()
 
     def report(self) -> None:
         """Receiver reports (the server's loss and RTT figures) and, if asked for, a REMB."""

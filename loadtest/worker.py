@@ -3,7 +3,8 @@ drive a share of those that subscribe (and may publish too) on their own asyncio
 
 Each peer comes as a plain dict, the plan's participant with its token: ``identity``, ``token``,
 ``camera`` (a CAMERAS name or None), ``audio``; a subscribing one also ``at`` (seconds after the
-start), ``size`` (its layout's), ``watch`` and ``videos`` (the video tracks it waits for).
+start), ``size`` (its layout's), ``watch``, ``videos`` (the video tracks it waits for) and ``probe``
+(the [publisher identity, kind] pairs whose track it decodes, see Plan.probes).
 
 A worker talks to the parent over a multiprocessing pipe, in plain dicts: ``ready`` once it is loaded
 (the publishers: once they publish, with their track ids), then it waits for the parent's go, which
@@ -139,8 +140,11 @@ class Joiner:
     """One subscriber's join: connect, publish if it does, receive every video track the others
     publish, and size each for the layout (or turn it off, if the participant does not watch it)."""
 
-    def __init__(self, spec: dict[str, Any], peer: Peer, at: float) -> None:
+    def __init__(self, spec: dict[str, Any], peer: Peer, at: float, last_join: float, steady: float) -> None:
         self.spec, self.identity, self.peer, self.at = spec, spec["identity"], peer, at
+        # wall-clock times: the last subscriber's join (the others' tracks may come until then) and
+        # the start of the steady part of the run (freezes before it are the joins')
+        self.last_join, self.steady = last_join, steady
         self.started = 0.0  # monotonic, when connecting began
         self.join_ms: float | None = None
         self.error: str | None = None
@@ -155,7 +159,8 @@ class Joiner:
             await self.peer.connect(JOIN_TIMEOUT)
             if self.spec["camera"] is not None or self.spec["audio"]:
                 self.published = await _publish(self.peer, self.spec)
-            deadline = self.started + JOIN_TIMEOUT
+            # the lecturer of dual-teacher waits for every classroom's camera: they join after it
+            deadline = self.started + max(0.0, self.last_join - time.time()) + JOIN_TIMEOUT
             while len(video := [t for t in self.peer.tracks() if t.get("kind") == "video"]) < videos:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(video)} of {videos} video tracks after {JOIN_TIMEOUT:g} s")
@@ -166,6 +171,7 @@ class Joiner:
                     await self.peer.set_track_settings(str(track["id"]), 0, 0, enabled=False)
                 else:
                     await self.peer.set_track_settings(str(track["id"]), width, height)
+            self.probe()
             self.join_ms = round((time.monotonic() - self.started) * 1000, 1)
         except asyncio.CancelledError:
             self.error = "still joining when the run ended"
@@ -173,12 +179,22 @@ class Joiner:
         except Exception as exc:
             self.error = _error(exc)
 
+    def probe(self) -> None:
+        """Decode the tracks this participant is the probe of. The room announces a publisher's tracks
+        before the offer that carries them, so by now every one this peer waited for is known."""
+        wanted = {(str(who), str(kind)) for who, kind in self.spec.get("probe", ())}
+        for info in list(self.peer.track_infos.values()):
+            track_id = str(info.get("id"))
+            if (info.get("identity"), info.get("kind")) in wanted and track_id not in self.hidden:
+                self.peer.probe(track_id)
+
     def stats(self) -> dict[str, Any]:
         """The peer's stats, with what only the worker knows: the tracks it published, seconds each
         track was received, the time from starting to join to its first keyframe, the time since its
         last frame (``idle_ms``) and whether the server said it was unpublished."""
         out = {"identity": self.identity, "join_ms": self.join_ms, "error": self.error, **self.peer.stats()}
         out["published"] = self.published
+        out["max_audio_streams"] = self.peer.room.get("max_audio_streams")
         subscriber = self.peer.subscriber
         if subscriber is not None:
             now = time.monotonic()
@@ -195,6 +211,8 @@ class Joiner:
                     continue
                 track["seconds"] = round(now - stream.subscribed, 3)
                 track["idle_ms"] = round((now - stream.last_frame) * 1000, 1) if stream.last_frame else None
+                steady = now - (time.time() - self.steady)  # on the monotonic clock
+                track["steady_freezes"] = sum(1 for at in stream.freeze_times if at >= steady)
                 track["unpublished"] = stream.track_id in unpublished
                 if stream.first_keyframe is not None and self.started:
                     first = stream.subscribed + stream.first_keyframe - self.started
@@ -231,9 +249,20 @@ async def _subscribers(spec: dict[str, Any], pipe: Connection) -> None:
         if go is None or go.get("event") != "go":
             return
         start, end = float(go["start_at"]), float(go["end_at"])
+        last_join, steady = float(go["last_join_at"]), float(go["steady_at"])
         joiners = [
             Joiner(
-                one, Peer(spec["url"], one["token"], host=spec["bind"], session=session), start + one["at"]
+                one,
+                Peer(
+                    spec["url"],
+                    one["token"],
+                    host=spec["bind"],
+                    session=session,
+                    transport_cc=spec["transport_cc"],
+                ),
+                start + one["at"],
+                last_join,
+                steady,
             )
             for one in spec["peers"]
         ]

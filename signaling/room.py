@@ -205,7 +205,13 @@ class Room:
         await asyncio.gather(*(p.notify(message) for p in targets))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self.name, "participants": [p.info() for p in self.participants.values()]}
+        """The room as a joining client sees it. ``max_audio_streams`` tells it that only the loudest
+        few voices reach it (0: all), so that silence from a quiet publisher is not taken for a fault."""
+        return {
+            "name": self.name,
+            "max_audio_streams": self.max_audio_streams,
+            "participants": [p.info() for p in self.participants.values()],
+        }
 
     def detach(self, participant: Participant, grace: float) -> None:
         """Its signaling channel dropped: keep its media running for `grace` seconds so the client can

@@ -16,7 +16,7 @@ from kelian_server import API_KEY, API_SECRET, Server, eventually
 
 from loadtest import run as loadtest_run
 from loadtest.procstat import listening_pid
-from loadtest.report import percentile
+from loadtest.report import percentile, track_table
 from signaling.cli import main
 
 
@@ -43,19 +43,22 @@ EVERYONE = ("lecturer", "box0", "box1")
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "expected", "sizes"),
     [
-        # fusion: everyone sees and hears the two others
-        (FUSION, {(who, kind): 2 for who in EVERYONE for kind in ("video", "audio")}),
-        # dual-teacher: a box's camera goes to the lecturer only (the other box turns it off)
+        # fusion: everyone sees and hears the two others, at grid3 (426x240): the half layer
+        (FUSION, {(who, kind): 2 for who in EVERYONE for kind in ("video", "audio")},
+         dict.fromkeys(EVERYONE, "640x360")),
+        # dual-teacher: a box's camera goes to the lecturer only (the other box turns it off); the
+        # lecturer's layer at speaker size is the estimate's to choose within 3 s, the boxes' is 180p
         (DUAL_TEACHER, {(who, "audio"): 2 for who in EVERYONE} | {(who, "video"): 1 for who in EVERYONE}
-         | {("lecturer", "video"): 2}),
+         | {("lecturer", "video"): 2}, {"box0": "320x180", "box1": "320x180"}),
     ],
     ids=["fusion", "dual-teacher"],
 )  # fmt: skip
 async def test_classroom_presets_reach_every_subscriber_without_loss(
     args: list[str],
     expected: dict[tuple[str, str], int],
+    sizes: dict[str, str],
     kelian: Server,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -71,12 +74,17 @@ async def test_classroom_presets_reach_every_subscriber_without_loss(
     for track in tracks:
         assert track["packets"] > 0 and track["bitrate_kbps"] > 0, track
         assert track["loss_percent"] == 0 and track["ended_early"] == 0, track
+        probe = track["probe"]  # one subscriber decoded it
+        assert probe["decoded_frames"] > 0 and probe["decode_errors"] == 0, track
+        assert probe["problem"] is None, track
+        if track["kind"] == "video" and track["publisher"] in sizes:
+            assert probe["size"] == sizes[track["publisher"]], track
 
 
 async def test_live_run_reports_every_track_without_loss(
     kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
 ) -> None:
-    args = ["--preset", "live", "--subscribers", "4", "--processes", "2", "--duration", "4"]
+    args = ["--preset", "live", "--subscribers", "4", "--processes", "2", "--duration", "7"]
     status, report = await _loadtest(kelian, tmp_path, *args, "--server-pid", str(os.getpid()))
     out = capsys.readouterr().out
     assert status == 0, out
@@ -90,14 +98,22 @@ async def test_live_run_reports_every_track_without_loss(
         assert track["subscribers"] == 4
         assert track["packets"] > 0 and track["bitrate_kbps"] > 0
         assert track["loss_percent"] == 0
+        assert track["freezes"] >= track["steady_freezes"] == 0
+        probe = track["probe"]  # subscriber0, the first to join, decoded it
+        assert probe["subscriber"] == "subscriber0" and probe["problem"] is None, probe
+        assert probe["decoded_frames"] > 0 and probe["decode_errors"] == 0, probe
     video = next(t for t in tracks if t["kind"] == "video")
+    assert video["probe"]["size"] == "1280x720", "speaker layout: the full simulcast layer (clips.py)"
+    assert not any("decoded" in w for w in report["warnings"]), report["warnings"]
     assert 0 < video["first_frame_ms"]["p50"] <= video["first_frame_ms"]["p99"] < 4000
     server = report["server"]
+    # measured once the last subscriber (0.3 s in) has joined and settled (3 s): 3.3 s to the end
+    assert server["measured_from"] == 3.3 and server["measured_seconds"] == 3.7
     assert server["pid"] == os.getpid() and server["cpu_percent"] > 0 and server["rss_mb"] > 0
     assert server["forwarded_packets"] > 0 and server["forwarded_packets_per_cpu_second"] > 0
     assert [w["worker"] for w in report["workers"]] == ["worker0", "worker1", "publishers"]
     assert all(w["peers"] for w in report["workers"])
-    assert "ttff50ms" in out and "server: pid" in out
+    assert "ttff50ms" in out and "server (the last" in out
 
 
 async def test_a_publisher_killed_half_way_is_reported(
@@ -136,10 +152,11 @@ async def test_a_publisher_killed_half_way_is_reported(
     tracks = report["tracks"].values()
     assert sorted(t["kind"] for t in tracks) == ["audio", "video"]
     assert all(t["packets"] > 0 for t in tracks)
-    # video is judged by its frames stopping; audio only by the server ending it, which it does not
-    # within the run (it keeps a dropped session for its reconnect grace)
-    video = next(t for t in tracks if t["kind"] == "video")
-    assert video["ended_early"] == 2 and 1000 < video["stopped_ms"] < 4000
+    # both by their frames stopping: the server keeps a dropped session for its reconnect grace, so
+    # it does not end them itself within the run; one voice in the room is always forwarded, so its
+    # silence means something
+    for track in tracks:
+        assert track["ended_early"] == 2 and 1000 < track["stopped_ms"] < 4000, track
     problems = {p["problem"] for p in report["publisher_problems"]}
     assert {p["identity"] for p in report["publisher_problems"]} == {"publisher0"}
     assert "its worker died before the end of the run" in problems
@@ -220,3 +237,36 @@ def test_percentile_is_nearest_rank() -> None:
 
 async def test_the_server_is_found_by_its_port(kelian: Server) -> None:
     assert listening_pid(kelian.config.http_port) == os.getpid()
+
+
+def test_silent_audio_is_judged_only_where_every_voice_is_forwarded() -> None:
+    """Five voices, three forwarded: a silent one is normal unless its publisher is gone."""
+    published = {f"A{i}": {"publisher": f"box{i}", "kind": "audio"} for i in range(5)}
+
+    def peer(loudest: int) -> dict[str, Any]:
+        idle = {"A0": 3000.0}  # A0 silent for the last 3 s, the others heard to the end
+        tracks = {
+            track_id: {"kind": "audio", "packets": 100, "seconds": 5.0, "idle_ms": idle.get(track_id, 20.0)}
+            for track_id in published
+        }
+        return {"subscriber": {"tracks": tracks}, "max_audio_streams": loudest}
+
+    assert track_table(published, [peer(3)])["A0"]["ended_early"] == 0
+    assert track_table(published, [peer(3)], gone=["box0"])["A0"]["ended_early"] == 1
+    assert track_table(published, [peer(0)])["A0"]["ended_early"] == 1, "0: all forwarded"
+    assert track_table(published, [peer(5)])["A1"]["ended_early"] == 0
+
+
+def test_mixed_layout_gives_each_layer_a_third_and_transport_cc_can_be_declined() -> None:
+    import argparse
+
+    from loadtest.options import add_arguments, plan_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = ["--api-key", "k", "--api-secret", "s", "--subscribers", "6", "--layout", "mixed"]
+    plan = plan_from_args(parser.parse_args([*args, "--no-transport-cc"]))
+    viewers = [p.layout for p in plan.participants if p.layout is not None]
+    assert viewers == ["speaker", "grid3", "grid5"] * 2
+    assert plan.layout == "mixed" and plan.transport_cc is False
+    assert plan_from_args(parser.parse_args(args)).transport_cc is True
