@@ -32,7 +32,7 @@ COLUMNS = [
     ("client cpu%", "client_cpu_percent"),
 ]
 TITLES = {
-    "forwarding": "one VP8 publisher (one 360p layer, no audio) to N light subscribers",
+    "forwarding": "one VP8 publisher (one 360p layer, no audio) to N light subscribers without transport-cc",
     "simulcast": "a three-layer publisher (no audio) to 50 subscribers: all large, or mixed thirds",
     "live": "the live preset (720p simulcast and audio, speaker view) to N viewers",
     "classrooms": "the classroom presets at their default size",

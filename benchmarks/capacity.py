@@ -26,7 +26,7 @@ from .__main__ import RESULTS_DIR
 JOIN_RATE = 25.0
 SEARCHES = {
     "live": ["--preset", "live", "--start", "50", "--step", "50", "--max-subscribers", "500"],
-    "dual-teacher": ["--preset", "dual-teacher", "--start", "30", "--step", "30", "--max-subscribers", "300"],
+    "dual-teacher": ["--preset", "dual-teacher", "--start", "30", "--step", "10", "--max-subscribers", "150"],
 }
 
 

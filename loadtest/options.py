@@ -131,8 +131,16 @@ class Plan:
         return sum(1 for p in self.participants if p.layout is not None)
 
     def videos_for(self, participant: Participant) -> int:
-        """How many video tracks the participant receives: everyone else's camera."""
-        return sum(1 for p in self.participants if p.camera is not None and p is not participant)
+        """How many video tracks the participant waits for before it counts as joined: everyone else's
+        camera, or only those it watches (a dual-teacher classroom needs the lecturer's, not the sixty
+        other classrooms' that it turns off)."""
+        return sum(
+            1
+            for p in self.participants
+            if p.camera is not None
+            and p is not participant
+            and (not participant.watch or p.identity in participant.watch)
+        )
 
     def probes(self) -> dict[tuple[str, str], str]:
         """Who decodes each published track, to prove it valid (loadtest.probe): (publisher identity,

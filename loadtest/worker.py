@@ -43,6 +43,7 @@ CLOSE_TIMEOUT = 5.0
 CLOSE_WAIT = 60.0  # for the parent's "close": as long as it waits for any worker's figures
 GO_TIMEOUT = 120.0  # a worker whose parent never says go gives up
 PROGRESS_EVERY = 1.0  # seconds between two progress messages
+SETTLE_EVERY = 0.25  # seconds between two looks for tracks published after a subscriber joined
 
 
 def publishers_main(spec: dict[str, Any], pipe: Connection) -> None:
@@ -150,9 +151,12 @@ class Joiner:
         self.error: str | None = None
         self.published: dict[str, dict[str, str]] = {}
         self.hidden: set[str] = set()  # video tracks it turned off: not reported
+        self.settled: set[str] = set()  # video tracks it sized or turned off
+        self.probed: set[str] = set()
 
     async def run(self) -> None:
-        videos, (width, height), watch = self.spec["videos"], self.spec["size"], set(self.spec["watch"])
+        """Join; then, until the run ends, size (or turn off) and probe the tracks published later."""
+        videos = self.spec["videos"]
         await asyncio.sleep(max(0.0, self.at - time.time()))
         self.started = time.monotonic()
         try:
@@ -161,31 +165,53 @@ class Joiner:
                 self.published = await _publish(self.peer, self.spec)
             # the lecturer of dual-teacher waits for every classroom's camera: they join after it
             deadline = self.started + max(0.0, self.last_join - time.time()) + JOIN_TIMEOUT
-            while len(video := [t for t in self.peer.tracks() if t.get("kind") == "video"]) < videos:
+            while (seen := len(self._videos(watched=True))) < videos:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(video)} of {videos} video tracks after {JOIN_TIMEOUT:g} s")
+                    raise TimeoutError(f"{seen} of {videos} video tracks after {JOIN_TIMEOUT:g} s")
                 await asyncio.sleep(0.05)
-            for track in video:
-                if watch and track.get("identity") not in watch:
-                    self.hidden.add(str(track["id"]))
-                    await self.peer.set_track_settings(str(track["id"]), 0, 0, enabled=False)
-                else:
-                    await self.peer.set_track_settings(str(track["id"]), width, height)
-            self.probe()
+            await self._settle()
             self.join_ms = round((time.monotonic() - self.started) * 1000, 1)
         except asyncio.CancelledError:
             self.error = "still joining when the run ended"
             raise
         except Exception as exc:
             self.error = _error(exc)
+            return
+        while True:  # a classroom that joins after this one: its camera is turned off here too
+            await asyncio.sleep(SETTLE_EVERY)
+            await self._settle()
+
+    def _videos(self, watched: bool = False) -> list[dict[str, Any]]:
+        watch = set(self.spec["watch"])
+        videos = [t for t in self.peer.tracks() if t.get("kind") == "video"]
+        return [t for t in videos if not watch or t.get("identity") in watch] if watched else videos
+
+    async def _settle(self) -> None:
+        """Size every video track not sized yet for the layout, or turn it off if not watched; probe
+        the tracks this participant is the probe of."""
+        (width, height), watch = self.spec["size"], set(self.spec["watch"])
+        for track in self._videos():
+            track_id = str(track["id"])
+            if track_id in self.settled:
+                continue
+            self.settled.add(track_id)
+            if watch and track.get("identity") not in watch:
+                self.hidden.add(track_id)
+                await self.peer.set_track_settings(track_id, 0, 0, enabled=False)
+            else:
+                await self.peer.set_track_settings(track_id, width, height)
+        self.probe()
 
     def probe(self) -> None:
         """Decode the tracks this participant is the probe of. The room announces a publisher's tracks
-        before the offer that carries them, so by now every one this peer waited for is known."""
+        before the offer that carries them, so every one announced so far is known."""
         wanted = {(str(who), str(kind)) for who, kind in self.spec.get("probe", ())}
         for info in list(self.peer.track_infos.values()):
             track_id = str(info.get("id"))
-            if (info.get("identity"), info.get("kind")) in wanted and track_id not in self.hidden:
+            if track_id in self.probed or track_id in self.hidden:
+                continue
+            if (info.get("identity"), info.get("kind")) in wanted:
+                self.probed.add(track_id)
                 self.peer.probe(track_id)
 
     def stats(self) -> dict[str, Any]:
