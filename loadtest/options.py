@@ -33,6 +33,13 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 LAYOUTS: dict[str, tuple[int, int]] = {"speaker": (1280, 720), "grid3": (426, 240), "grid5": (256, 144)}
 # "mixed": the viewers take these in turn, a third each (one per simulcast layer)
 MIXED = ("speaker", "grid3", "grid5")
+# A camera's top (or only) layer by default: width, height, bit/s. Simulcast adds a half-size layer at
+# a third of the bitrate and a quarter-size one at a tenth, as kelian.js sends them (the defaults are
+# loadtest.clips.SIMULCAST_LAYERS and SINGLE_LAYER). A classroom box of dual-teacher always sends 180p.
+CAMERA_DEFAULTS = {"simulcast": (1280, 720, 1_500_000), "single": (640, 360, 1_000_000)}
+BOX_CAMERA = (("", 320, 180, 150_000),)
+MAX_SIZE = (3840, 2160)
+LayerSpec = tuple[str, int, int, int]  # rid, width, height, bit/s: a loadtest.clips.Layer
 # a preset fills in what the command line leaves unset; flags given explicitly win
 DEFAULTS: dict[str, object] = {
     "publishers": 1,
@@ -65,8 +72,9 @@ class OptionError(ValueError):
 class Participant:
     """One peer of a run: what it publishes, and what it watches.
 
-    ``camera`` names the video it publishes (``loadtest.worker.CAMERAS``: "simulcast" is 720p in three
-    layers, "single" one 360p layer, "180p" one 180p layer), None for none. With a ``layout`` it
+    ``camera`` names the video it publishes ("simulcast": three layers, "single": one layer, at
+    ``--resolution`` and ``--bitrate``; "180p": a classroom box's one 180p layer), None for none
+    (``Plan.layers`` gives the layers). With a ``layout`` it
     subscribes to everyone else and shows each video at that size; ``watch`` narrows that to these
     identities' video (the others it turns off).
     """
@@ -94,6 +102,8 @@ class Plan:
     audio: bool
     layout: str  # as reported: the layout, or who watches at which size
     transport_cc: bool
+    resolution: tuple[int, int]  # of the top or only layer of "simulcast" and "single" cameras
+    bitrate: int  # bit/s of that layer
     duration: float
     join_rate: float
     processes: int
@@ -129,6 +139,19 @@ class Plan:
     def subscribers(self) -> int:
         """Participants that subscribe (and join at the join rate), publishing or not."""
         return sum(1 for p in self.participants if p.layout is not None)
+
+    def layers(self, participant: Participant) -> tuple[LayerSpec, ...]:
+        """The layers the participant's camera sends, low to high; () for no camera."""
+        (width, height), bitrate = self.resolution, self.bitrate
+        if participant.camera == "simulcast":
+            return (
+                ("q", width // 4, height // 4, bitrate // 10),
+                ("h", width // 2, height // 2, bitrate // 3),
+                ("f", width, height, bitrate),
+            )
+        if participant.camera == "single":
+            return (("", width, height, bitrate),)
+        return BOX_CAMERA if participant.camera == "180p" else ()
 
     def videos_for(self, participant: Participant) -> int:
         """How many video tracks the participant waits for before it counts as joined: everyone else's
@@ -175,14 +198,38 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive(text: str) -> float:
+def _number(text: str, expected: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def _positive(text: str) -> float:
+    value = _number(text, "a number of seconds")
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from None
+    if not (16 <= size[0] <= MAX_SIZE[0] and 16 <= size[1] <= MAX_SIZE[1]) or size[0] % 8 or size[1] % 8:
+        raise argparse.ArgumentTypeError(
+            f"width and height must be multiples of 8 from 16 to {MAX_SIZE[0]}x{MAX_SIZE[1]}, got {text}"
+        )
+    return size
+
+
+def _bitrate(text: str) -> int:
+    kbps = _number(text, "kbit/s such as 1500")
+    if not 50 <= kbps <= 50_000:
+        raise argparse.ArgumentTypeError(f"must be between 50 and 50000 kbit/s, got {text}")
+    return int(kbps * 1000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +254,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--boxes", type=_count(1), help="fusion: classroom boxes beside the lecturer (default 8)")
     add("--simulcast", action=argparse.BooleanOptionalAction, help="publish three layers (default on)")
     add("--audio", action=argparse.BooleanOptionalAction, help="publish a microphone too (default on)")
+    add(
+        "--resolution",
+        metavar="WxH",
+        type=_resolution,
+        help="the presenters' camera, its top layer with simulcast (default 1280x720; 640x360 without)",
+    )
+    add(
+        "--bitrate",
+        metavar="KBIT/S",
+        type=_bitrate,
+        help="bitrate of that layer, kbit/s (default 1500; 1000 without simulcast; simulcast adds "
+        "half size at a third and quarter size at a tenth)",
+    )
     add(
         "--layout",
         choices=[*sorted(LAYOUTS), "mixed"],
@@ -309,6 +369,9 @@ def _plan(args: argparse.Namespace, subscribers: int | None, room: str, duration
     if subscribers is not None:
         chosen["subscribers"] = subscribers
     participants, layout = _participants(preset, chosen)
+    top = CAMERA_DEFAULTS["simulcast" if chosen["simulcast"] else "single"]
+    resolution: tuple[int, int] = getattr(args, "resolution", None) or top[:2]
+    bitrate: int = getattr(args, "bitrate", None) or top[2]
     if not participants:
         raise OptionError("nothing to run: --publishers and --subscribers are both 0")
     subscribers = sum(1 for p in participants if p.layout is not None)
@@ -329,6 +392,8 @@ def _plan(args: argparse.Namespace, subscribers: int | None, room: str, duration
         audio=bool(chosen["audio"]),
         layout=layout,
         transport_cc=bool(chosen["transport_cc"]),
+        resolution=resolution,
+        bitrate=bitrate,
         duration=duration,
         join_rate=float(args.join_rate),
         processes=max(1, min(processes, subscribers)),

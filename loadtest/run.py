@@ -106,7 +106,8 @@ def _peer(plan: Plan, p: Participant) -> dict[str, Any]:
     """A participant as a worker takes it (see loadtest.worker), with its token."""
     ttl = int(plan.duration) + TOKEN_TTL_MARGIN
     token = mint(plan.api_key, plan.api_secret, room=plan.room, identity=p.identity, role=p.role, ttl=ttl)
-    return {"identity": p.identity, "token": token, "camera": p.camera, "audio": p.audio}
+    layers = [list(layer) for layer in plan.layers(p)]
+    return {"identity": p.identity, "token": token, "camera": p.camera, "layers": layers, "audio": p.audio}
 
 
 def _results(worker: Worker, warnings: list[str]) -> dict[str, Any] | None:
@@ -284,6 +285,8 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             "audio": plan.audio,
             "layout": plan.layout,
             "transport_cc": plan.transport_cc,
+            "resolution": "x".join(map(str, plan.resolution)),
+            "bitrate_kbps": plan.bitrate // 1000,
             "duration": plan.duration,
             "join_rate": plan.join_rate,
             "processes": len(workers),

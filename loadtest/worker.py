@@ -2,7 +2,8 @@
 drive a share of those that subscribe (and may publish too) on their own asyncio loop.
 
 Each peer comes as a plain dict, the plan's participant with its token: ``identity``, ``token``,
-``camera`` (a CAMERAS name or None), ``audio``; a subscribing one also ``at`` (seconds after the
+``camera`` (a name, see loadtest.options.Participant, or None), ``layers`` (its layers as
+[rid, width, height, bit/s], low to high), ``audio``; a subscribing one also ``at`` (seconds after the
 start), ``size`` (its layout's), ``watch``, ``videos`` (the video tracks it waits for) and ``probe``
 (the [publisher identity, kind] pairs whose track it decodes, see Plan.probes).
 
@@ -25,18 +26,11 @@ from typing import Any
 
 import aiohttp
 
-from .clips import SIMULCAST_LAYERS, SINGLE_LAYER, Layer
+from .clips import Layer
 from .peer import Peer, prepare_clips
 from .procstat import CpuClock, rss_bytes
 
-__all__ = ["CAMERAS", "publishers_main", "subscribers_main"]
-
-# the cameras a participant may publish, low to high; more than one layer is simulcast
-CAMERAS: dict[str, tuple[Layer, ...]] = {
-    "simulcast": SIMULCAST_LAYERS,
-    "single": (SINGLE_LAYER,),
-    "180p": (Layer("", 320, 180, 150_000),),
-}
+__all__ = ["publishers_main", "subscribers_main"]
 
 JOIN_TIMEOUT = 10.0  # seconds for one subscriber to connect and receive every video track
 CLOSE_TIMEOUT = 5.0
@@ -82,16 +76,21 @@ async def _close_all(peers: list[Peer]) -> None:
     await asyncio.gather(*(close(p) for p in peers))
 
 
+def _layers(spec: dict[str, Any]) -> tuple[Layer, ...]:
+    """The layers of the peer's camera, low to high (the plan's, see Plan.layers); () for none."""
+    return tuple(Layer(str(rid), int(w), int(h), int(bitrate)) for rid, w, h, bitrate in spec["layers"])
+
+
 def _prepare(peers: list[dict[str, Any]]) -> None:
     """Encode every clip these peers will publish, before the run (once per process)."""
     for peer in peers:
-        if peer["camera"] is not None or peer["audio"]:
-            prepare_clips(CAMERAS[peer["camera"]] if peer["camera"] else (), peer["audio"])
+        if peer["layers"] or peer["audio"]:
+            prepare_clips(_layers(peer), peer["audio"])
 
 
 async def _publish(peer: Peer, spec: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Publish what the spec says; the tracks the server gave it: id -> publisher and kind."""
-    layers = CAMERAS[spec["camera"]] if spec["camera"] else None
+    layers = _layers(spec) or None
     reply = await peer.publish(
         video=layers is not None,
         audio=spec["audio"],
@@ -161,7 +160,7 @@ class Joiner:
         self.started = time.monotonic()
         try:
             await self.peer.connect(JOIN_TIMEOUT)
-            if self.spec["camera"] is not None or self.spec["audio"]:
+            if self.spec["layers"] or self.spec["audio"]:
                 self.published = await _publish(self.peer, self.spec)
             # the lecturer of dual-teacher waits for every classroom's camera: they join after it
             deadline = self.started + max(0.0, self.last_join - time.time()) + JOIN_TIMEOUT

@@ -85,6 +85,7 @@ async def test_live_run_reports_every_track_without_loss(
     kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
 ) -> None:
     args = ["--preset", "live", "--subscribers", "4", "--processes", "2", "--duration", "7"]
+    args += ["--resolution", "960x544", "--bitrate", "1200"]
     status, report = await _loadtest(kelian, tmp_path, *args, "--server-pid", str(os.getpid()))
     out = capsys.readouterr().out
     assert status == 0, out
@@ -103,7 +104,7 @@ async def test_live_run_reports_every_track_without_loss(
         assert probe["subscriber"] == "subscriber0" and probe["problem"] is None, probe
         assert probe["decoded_frames"] > 0 and probe["decode_errors"] == 0, probe
     video = next(t for t in tracks if t["kind"] == "video")
-    assert video["probe"]["size"] == "1280x720", "speaker layout: the full simulcast layer (clips.py)"
+    assert video["probe"]["size"] == "960x544", "speaker layout: the full simulcast layer, as asked"
     assert not any("decoded" in w for w in report["warnings"]), report["warnings"]
     assert 0 < video["first_frame_ms"]["p50"] <= video["first_frame_ms"]["p99"] < 4000
     server = report["server"]
@@ -210,6 +211,10 @@ async def test_find_capacity_steps_up_and_reports_the_largest_load_held(
         (["--find-capacity", "--start", "5", "--max-subscribers", "4"], "--max-subscribers 4 is below"),
         (["--find-capacity", "--subscribers", "4"], "--subscribers does not apply to --find-capacity"),
         (["--step", "2"], "--step only applies with --find-capacity"),
+        (["--resolution", "1280"], "--resolution: expected WIDTHxHEIGHT such as 1280x720"),
+        (["--resolution", "1366x768"], "--resolution: width and height must be multiples of 8"),
+        (["--bitrate", "fast"], "--bitrate: expected kbit/s"),
+        (["--bitrate", "10"], "--bitrate: must be between 50 and 50000 kbit/s"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -270,3 +275,31 @@ def test_mixed_layout_gives_each_layer_a_third_and_transport_cc_can_be_declined(
     assert viewers == ["speaker", "grid3", "grid5"] * 2
     assert plan.layout == "mixed" and plan.transport_cc is False
     assert plan_from_args(parser.parse_args(args)).transport_cc is True
+
+
+def test_resolution_and_bitrate_size_the_presenters_cameras() -> None:
+    import argparse
+
+    from loadtest.options import add_arguments, plan_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def plan(*args: str) -> Any:
+        return plan_from_args(parser.parse_args(["--api-key", "k", "--api-secret", "s", *args]))
+
+    lecturer = plan().participants[0]
+    assert plan().layers(lecturer) == (
+        ("q", 320, 180, 150_000),
+        ("h", 640, 360, 500_000),
+        ("f", 1280, 720, 1_500_000),
+    ), "the defaults are the clips' (loadtest.clips.SIMULCAST_LAYERS)"
+    single = plan("--no-simulcast")
+    assert single.layers(single.participants[0]) == (("", 640, 360, 1_000_000),)
+    sized = plan("--resolution", "1920x1080", "--bitrate", "3000")
+    assert sized.layers(lecturer)[-1] == ("f", 1920, 1080, 3_000_000)
+    assert sized.layers(lecturer)[0] == ("q", 480, 270, 300_000)
+    dual = plan("--preset", "dual-teacher", "--resolution", "640x360")
+    assert dual.layers(dual.participants[0])[-1][1:3] == (640, 360)
+    assert dual.layers(dual.participants[1]) == (("", 320, 180, 150_000),), "a box sends 180p"
+    assert dual.layers(next(p for p in plan().participants if p.camera is None)) == ()
