@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CpuClock", "cpu_seconds", "listening_pid", "rss_bytes", "server_metric"]
+__all__ = ["CpuClock", "cpu_seconds", "listening_pid", "metrics_clock", "rss_bytes", "server_metric"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TCP_LISTEN = "0A"
@@ -42,19 +43,35 @@ def server_metric(url: str, name: str) -> float | None:
 
 
 class CpuClock:
-    """CPU time against wall time from a start: how much of one core a process used."""
+    """CPU time against wall time from a start: how much of one core a process used. The CPU time is
+    the process's from /proc, or what `seconds` reads (a remote server's /metrics)."""
 
-    def __init__(self, pid: int | str = "self") -> None:
-        self.pid = pid
-        self.cpu0, self.wall0 = cpu_seconds(pid), time.monotonic()
+    def __init__(self, pid: int | str = "self", seconds: Callable[[], float] | None = None) -> None:
+        self.seconds = seconds or (lambda: cpu_seconds(pid))
+        self.cpu0, self.wall0 = self.seconds(), time.monotonic()
 
     def read(self) -> dict[str, float]:
-        cpu, wall = cpu_seconds(self.pid) - self.cpu0, time.monotonic() - self.wall0
+        cpu, wall = self.seconds() - self.cpu0, time.monotonic() - self.wall0
         return {
             "cpu_seconds": round(cpu, 3),
             "wall_seconds": round(wall, 3),
             "cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else 0.0,
         }
+
+
+def metrics_clock(url: str) -> CpuClock | None:
+    """A CpuClock on the server's ``process_cpu_seconds_total``, or None if its /metrics has none."""
+
+    def seconds() -> float:
+        value = server_metric(url, "process_cpu_seconds_total")
+        if value is None:
+            raise OSError(f"{url}/metrics has no process_cpu_seconds_total")
+        return value
+
+    try:
+        return CpuClock(seconds=seconds)
+    except OSError:
+        return None
 
 
 def listening_pid(port: int) -> int | None:

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from signaling.tokens import mint
 
 from .options import LAYOUTS, Participant, Plan, is_loopback
-from .procstat import CpuClock, listening_pid, rss_bytes, server_metric
+from .procstat import CpuClock, listening_pid, metrics_clock, rss_bytes, server_metric
 from .report import (
     CLIENT_BUSY,
     percentile,
@@ -45,6 +45,7 @@ TOKEN_TTL_MARGIN = 600
 # own cost: DTLS handshakes, offers, a keyframe per subscriber), unless that leaves less than
 # MIN_MEASURED seconds of the run: then over the whole run.
 SETTLE = 3.0
+RSS_METRIC = "process_resident_memory_bytes"  # a remote server's memory, from its /metrics
 MIN_MEASURED = 3.0
 
 
@@ -222,11 +223,14 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
         shown = None if plan.quiet else status
         _wait_showing(measured_from, plan, start, workers, shown, last=False)
         sent0 = server_metric(plan.url, "kelian_packets_sent_total")
-        server_clock = CpuClock(server_pid) if server_pid else None
+        server_clock = CpuClock(server_pid) if server_pid else metrics_clock(plan.url)
         _wait_showing(end, plan, start, workers, shown)
-        server_cpu = server_clock.read() if server_clock else None
+        try:
+            server_cpu = server_clock.read() if server_clock else None
+        except OSError:  # the remote server's /metrics went away
+            server_cpu = None
         sent1 = server_metric(plan.url, "kelian_packets_sent_total")
-        rss = rss_bytes(server_pid) if server_pid else None
+        rss = rss_bytes(server_pid) if server_pid else server_metric(plan.url, RSS_METRIC)
         for w, worker in enumerate(workers):  # before the publishers stop, so that they see no end
             result = _results(worker, warnings)
             results += [result] if result else []
@@ -302,6 +306,7 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
         },
         "server": {
             "pid": server_pid,
+            "source": "/proc" if server_pid else "/metrics" if server_cpu else None,
             "measured_from": round(measured_from - start, 1),
             "measured_seconds": round(end - measured_from, 1),
             "cpu_percent": server_cpu["cpu_percent"] if server_cpu else None,

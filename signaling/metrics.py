@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -81,6 +82,10 @@ class KelianCollector(Collector):
 
 
 def registry(node: Node, rooms: Rooms) -> CollectorRegistry:
+    """kelian's figures and the process's own (``process_cpu_seconds_total``,
+    ``process_resident_memory_bytes``...): a load test of a remote server reads its CPU and memory
+    from here."""
     reg = CollectorRegistry()
     reg.register(KelianCollector(node, rooms))
+    ProcessCollector(registry=reg)
     return reg

@@ -303,3 +303,16 @@ def test_resolution_and_bitrate_size_the_presenters_cameras() -> None:
     assert dual.layers(dual.participants[0])[-1][1:3] == (640, 360)
     assert dual.layers(dual.participants[1]) == (("", 320, 180, 150_000),), "a box sends 180p"
     assert dual.layers(next(p for p in plan().participants if p.camera is None)) == ()
+
+
+async def test_a_server_not_found_on_this_machine_is_measured_from_its_metrics(
+    kelian: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
+) -> None:
+    """As for a remote server: its CPU and memory come from the process figures on /metrics."""
+    monkeypatch.setattr(loadtest_run, "listening_pid", lambda port: None)
+    args = ["--preset", "live", "--subscribers", "2", "--processes", "1", "--duration", "3"]
+    status, report = await _loadtest(kelian, tmp_path, *args)
+    assert status == 0
+    server = report["server"]
+    assert server["pid"] is None and server["source"] == "/metrics"
+    assert server["cpu_percent"] > 0 and server["rss_mb"] > 0 and server["forwarded_packets"] > 0
