@@ -4,18 +4,13 @@ as tables and written to benchmarks/results/<date>.json (see docs/performance.md
 from __future__ import annotations
 
 import asyncio
-import datetime
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from loadtest.report import table
 
 from . import consumer_cost, peer_cost, suite
 
-# One file per day (a later run that day overwrites it); benchmarks/plot.py draws one.
-RESULTS_DIR = Path(__file__).parent / "results"
 COLUMNS = [
     ("case", "case"),
     ("subs", "subscribers"),
@@ -66,10 +61,7 @@ def main() -> int:
     print()
     table(sys.stdout, [h for h, _ in COLUMNS], [[r[k] for _, k in COLUMNS] for r in rows])
     report = {"consumer_cost": cost, "peer_cost": peer, "runs": rows, "layer_switch": switches}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    suite.write_results(report)
     return 0
 
 

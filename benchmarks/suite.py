@@ -17,23 +17,27 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import io
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from loadtest import run as loadtest_run
-from loadtest.options import add_arguments, plan_from_args
+from loadtest.options import Plan, add_arguments, plan_from_args
 from loadtest.report import percentile
 from signaling.client import Client, RemoteTrack, use_loopback_candidates
 from signaling.tokens import mint
 
+RESULTS_DIR = Path(__file__).parent / "results"  # benchmarks/plot.py draws a file of it
 API_KEY, API_SECRET = "APIbench", "bench-secret-bench-secret-bench-secret"
 JOIN_RATE = 25.0  # subscribers per second
 STEADY = 10.0  # seconds measured after the joins have settled
@@ -113,13 +117,26 @@ async def _healthy(url: str) -> None:
     raise RuntimeError("the server did not start")
 
 
-def plan_for(url: str, pid: int, room: str, flags: list[str], steady: float = STEADY) -> Any:
-    """The `kelian loadtest` plan of a case, lasting its joins, the settling time and `steady` s."""
+def loadtest_plan(url: str, pid: int, room: str, flags: list[str]) -> Plan:
+    """`kelian loadtest <flags>` against the benchmark's server, as the command line would plan it."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     argv = ["--url", url, "--room", room, "--api-key", API_KEY, "--api-secret", API_SECRET]
-    argv += ["--server-pid", str(pid), "--join-rate", str(JOIN_RATE), "--quiet", "--duration", "3600"]
-    plan = plan_from_args(parser.parse_args([*argv, *flags]))
+    argv += ["--server-pid", str(pid), "--join-rate", str(JOIN_RATE)]
+    return plan_from_args(parser.parse_args([*argv, *flags]))
+
+
+def write_results(report: dict[str, Any], suffix: str = "") -> None:
+    """benchmarks/results/<date><suffix>.json: one file per day, a later run that day overwrites it."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{datetime.date.today().isoformat()}{suffix}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
+def plan_for(url: str, pid: int, room: str, flags: list[str], steady: float = STEADY) -> Plan:
+    """The `kelian loadtest` plan of a case, lasting its joins, the settling time and `steady` s."""
+    plan = loadtest_plan(url, pid, room, ["--quiet", "--duration", "3600", *flags])
     joins = max(0, plan.subscribers - 1) / JOIN_RATE
     return dataclasses.replace(plan, duration=round(joins + loadtest_run.SETTLE + steady, 1))
 

@@ -223,6 +223,7 @@ class Joiner:
         subscriber = self.peer.subscriber
         if subscriber is not None:
             now = time.monotonic()
+            steady = now - (time.time() - self.steady)  # the steady part's start, on the monotonic clock
             unpublished = {
                 e["track"].get("id")
                 for e in self.peer.events
@@ -236,7 +237,6 @@ class Joiner:
                     continue
                 track["seconds"] = round(now - stream.subscribed, 3)
                 track["idle_ms"] = round((now - stream.last_frame) * 1000, 1) if stream.last_frame else None
-                steady = now - (time.time() - self.steady)  # on the monotonic clock
                 track["steady_freezes"] = sum(1 for at in stream.freeze_times if at >= steady)
                 track["unpublished"] = stream.track_id in unpublished
                 if stream.first_keyframe is not None and self.started:
