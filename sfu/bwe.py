@@ -77,9 +77,14 @@ class DelayDetector:
         self.state = "normal"  # normal | overuse | underuse
 
     def add(self, sent_times: list[float], arrival_times: list[float]) -> None:
-        """Received packets in send order. Grouping runs per packet, so it is kept in locals; the
-        trendline runs once per group (about once per video frame)."""
+        """Received packets in send order, from one feedback message.
+
+        Grouping runs per packet and the trendline per group (about once per video frame), for
+        hundreds of messages a second: the whole detector runs here, its state in locals and
+        written back once, because attribute traffic and calls were most of its cost.
+        """
         first, last, arrived = self.group_sent, self.group_last_sent, self.group_arrival
+        groups: list[float] = []  # (last send, last arrival) of each group this message closes
         for sent, arrival in zip(sent_times, arrival_times, strict=True):
             if first is not None and sent - first <= BURST:
                 if sent > last:
@@ -88,46 +93,56 @@ class DelayDetector:
                     arrived = arrival
                 continue
             if first is not None:
-                self._close_group(last, arrived)
+                groups += (last, arrived)
             first = last = sent
             arrived = arrival
         self.group_sent, self.group_last_sent, self.group_arrival = first, last, arrived
+        if groups:
+            self._close_groups(groups)
 
-    def _close_group(self, sent: float, arrival: float) -> None:
-        """One group done: the delay gradient into the trendline, its slope against the adaptive
-        threshold. One function, not one per step: it runs ~30 times a second per subscriber."""
-        prev_sent = self.prev_sent
-        self.prev_sent = sent
-        prev_arrival, self.prev_arrival = self.prev_arrival, arrival
-        if prev_sent is None:
-            self.first_arrival = arrival
-            return
-        send_delta = sent - prev_sent
-        self.deltas = deltas = min(self.deltas + 1, 60)
-        self.accumulated += (arrival - prev_arrival - send_delta) * 1000.0
-        self.smoothed = smoothed = SMOOTHING * self.smoothed + (1 - SMOOTHING) * self.accumulated
-        slope = self.trendline.add((arrival - self.first_arrival) * 1000.0, smoothed)
-        trend = self.prev_trend if slope is None else slope * deltas * THRESHOLD_GAIN
-        threshold = self.threshold
-        # overuse only when the trend stays over the threshold for a while and is not falling
-        if trend > threshold:
-            self.over_time += send_delta
-            self.over_count += 1
-            if self.over_time > OVERUSE_TIME and self.over_count > 1 and trend >= self.prev_trend:
-                self.over_time, self.over_count = 0.0, 0
-                self.state = "overuse"
-        else:
-            self.over_time, self.over_count = 0.0, 0
-            self.state = "underuse" if trend < -threshold else "normal"
-        self.prev_trend = trend
-        # the threshold follows the trend, slowly up and faster down, but not toward a spike
-        last_update = arrival if self.last_update is None else self.last_update
-        self.last_update = arrival
-        size = abs(trend)
-        if size <= threshold + 15.0:
-            k = K_DOWN if size < threshold else K_UP
-            elapsed_ms = min((arrival - last_update) * 1000.0, 100.0)
-            self.threshold = min(max(threshold + k * (size - threshold) * elapsed_ms, 6.0), 600.0)
+    def _close_groups(self, groups: list[float]) -> None:
+        """Each group's delay gradient into the trendline, its slope against the adaptive threshold."""
+        prev_sent, prev_arrival = self.prev_sent, self.prev_arrival
+        deltas, accumulated, smoothed = self.deltas, self.accumulated, self.smoothed
+        threshold, prev_trend, state = self.threshold, self.prev_trend, self.state
+        over_time, over_count, last_update = self.over_time, self.over_count, self.last_update
+        first_arrival, fit = self.first_arrival, self.trendline.add
+        for k in range(0, len(groups), 2):
+            sent, arrival = groups[k], groups[k + 1]
+            if prev_sent is None:
+                prev_sent, prev_arrival = sent, arrival
+                first_arrival = arrival
+                continue
+            send_delta = sent - prev_sent
+            deltas = min(deltas + 1, 60)
+            accumulated += (arrival - prev_arrival - send_delta) * 1000.0
+            prev_sent, prev_arrival = sent, arrival
+            smoothed = SMOOTHING * smoothed + (1 - SMOOTHING) * accumulated
+            slope = fit((arrival - first_arrival) * 1000.0, smoothed)
+            trend = prev_trend if slope is None else slope * deltas * THRESHOLD_GAIN
+            # overuse only when the trend stays over the threshold for a while and is not falling
+            if trend > threshold:
+                over_time += send_delta
+                over_count += 1
+                if over_time > OVERUSE_TIME and over_count > 1 and trend >= prev_trend:
+                    over_time, over_count = 0.0, 0
+                    state = "overuse"
+            else:
+                over_time, over_count = 0.0, 0
+                state = "underuse" if trend < -threshold else "normal"
+            prev_trend = trend
+            # the threshold follows the trend, slowly up and faster down, but not toward a spike
+            elapsed_ms = 0.0 if last_update is None else min((arrival - last_update) * 1000.0, 100.0)
+            last_update = arrival
+            size = abs(trend)
+            if size <= threshold + 15.0:
+                k_gain = K_DOWN if size < threshold else K_UP
+                threshold = min(max(threshold + k_gain * (size - threshold) * elapsed_ms, 6.0), 600.0)
+        self.prev_sent, self.prev_arrival = prev_sent, prev_arrival
+        self.deltas, self.accumulated, self.smoothed = deltas, accumulated, smoothed
+        self.threshold, self.prev_trend, self.state = threshold, prev_trend, state
+        self.over_time, self.over_count, self.last_update = over_time, over_count, last_update
+        self.first_arrival = first_arrival
 
 
 class Regression:

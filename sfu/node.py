@@ -9,7 +9,6 @@ counted: junk on the port must never cost another participant anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -19,14 +18,17 @@ from . import simulcast
 from .consumer import Consumer
 from .dtls import Certificate
 from .ice import Address, IceError, binding_success, parse_binding_request
+from .media_port import bind_media_port
 from .router import Router
 from .transport import WebRtcTransport
 
 log = logging.getLogger(__name__)
 
-SOCKET_BUFFER = 8 * 1024 * 1024
 TICK = 1.0  # RTCP reports and consent checks
-FEEDBACK_BATCH = 0.05  # seconds of transport-cc feedback worked through at once
+FEEDBACK_POLL = 0.05  # seconds between reads of the transport-cc feedback socket (media_port.py)
+FEEDBACK_BIG_READ = 100  # datagrams in one read that make the next come sooner
+MAX_FEEDBACK_READ = 2_000  # datagrams per read: bounds one turn of the loop
+FEEDBACK_MTU = 4096
 CONSENT_TIMEOUT = 30.0  # RFC 7675: consent expires 30 s after the last check
 CONNECT_TIMEOUT = 30.0  # a Transport that never completes ICE
 
@@ -57,7 +59,8 @@ class Node(asyncio.DatagramProtocol):
         self.stun_requests = self.nacks = self.plis = self.keyframe_requests = 0
         self.nacks_sent = 0  # to publishers, for packets that did not arrive
         self.repairs = 0  # lost packets that came back from publishers as RTX
-        self._feedback: set[WebRtcTransport] = set()
+        self.feedback_read = 0  # datagrams read from the transport-cc feedback socket
+        self._feedback_socket: socket.socket | None = None
         self._feedback_timer: asyncio.TimerHandle | None = None
         # totals of closed Consumers, so that counters never go down
         self.retired = {"packets": 0, "bytes": 0, "retransmissions": 0, "errors": 0}
@@ -65,14 +68,9 @@ class Node(asyncio.DatagramProtocol):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(self.host, self.port), family=family
-        )
+        sock, self._feedback_socket = bind_media_port(family, self.host, self.port)
+        udp, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self._udp = udp
-        sock = udp.get_extra_info("socket")
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         self.port = sock.getsockname()[1]
         self._tick = asyncio.create_task(self._run_ticks())
         log.info("media on udp %s:%d (announced %s)", self.host, self.port, self.announced_address)
@@ -82,6 +80,10 @@ class Node(asyncio.DatagramProtocol):
             transport.close("server shutting down")
         if self._tick is not None:
             self._tick.cancel()
+        if self._feedback_timer is not None:
+            self._feedback_timer.cancel()
+        if self._feedback_socket is not None:
+            self._feedback_socket.close()
         if self._udp is not None:
             self._udp.close()
 
@@ -132,6 +134,8 @@ class Node(asyncio.DatagramProtocol):
         self.stun_requests += 1
         self.sendto(response, addr)
         transport.on_binding(addr, request.use_candidate)
+        if self._feedback_timer is None and self._feedback_socket is not None:
+            self._feedback_timer = asyncio.get_running_loop().call_later(FEEDBACK_POLL, self._read_feedback)
 
     # -- Transports and Routers ---------------------------------------------------------------------
 
@@ -176,22 +180,29 @@ class Node(asyncio.DatagramProtocol):
         """The one host candidate every Transport shares (ICE-lite, RFC 8445 5.1.1)."""
         return f"1 1 udp 2130706431 {self.announced_address} {self.port} typ host"
 
-    def feedback_arrived(self, transport: WebRtcTransport) -> None:
-        """Transport-cc feedback is worked through in batches every FEEDBACK_BATCH seconds, for all
-        transports at once: one message at a time, each arriving to cold caches, cost several
-        times more CPU, and 50 ms is nothing next to the two seconds a step down may take."""
-        self._feedback.add(transport)
-        if self._feedback_timer is None:
-            self._feedback_timer = asyncio.get_running_loop().call_later(
-                FEEDBACK_BATCH, self._process_feedback
-            )
-
-    def _process_feedback(self) -> None:
+    def _read_feedback(self) -> None:
+        """Everything the kernel steered to the feedback socket since the last read, then the next
+        read: sooner after a big batch, so that the socket's buffer (the kernel may cap it near
+        200 kB) never overflows; not at all while no Transport has an address to send from."""
         self._feedback_timer = None
-        transports, self._feedback = self._feedback, set()
-        for transport in transports:
-            if transport.state != "closed":
-                transport.process_feedback()
+        sock = self._feedback_socket
+        if sock is None:
+            return
+        recv, received = sock.recvfrom, self.datagram_received
+        count = 0
+        try:
+            while count < MAX_FEEDBACK_READ:
+                data, addr = recv(FEEDBACK_MTU)
+                count += 1
+                received(data, addr)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:  # an ICMP error queued on the socket: nothing to read this time
+            log.debug("feedback socket: %s", exc)
+        self.feedback_read += count
+        if self.by_addr:
+            delay = FEEDBACK_POLL if count < FEEDBACK_BIG_READ else FEEDBACK_POLL / 5
+            self._feedback_timer = asyncio.get_running_loop().call_later(delay, self._read_feedback)
 
     async def _run_ticks(self) -> None:
         while True:

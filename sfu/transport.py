@@ -68,7 +68,6 @@ class WebRtcTransport:
         self.twcc: SendHistory | None = None
         self.bwe: BandwidthEstimator | None = None
         self.twcc_feedbacks = self.twcc_errors = 0
-        self.feedback: list[bytes] = []  # protected transport-cc datagrams for Node._process_feedback
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
         # counters
@@ -117,11 +116,6 @@ class WebRtcTransport:
             kind = data[1]
             if not 192 <= kind <= 223:
                 self.on_rtp(data)
-            elif kind == 205 and first & 0x1F == RTPFB_TWCC and self.twcc is not None:
-                # SRTCP leaves the first header in the clear: transport-cc feedback waits for the
-                # batch, still protected (anything sent in the same compound waits with it)
-                self.feedback.append(data)
-                self.node.feedback_arrived(self)
             else:
                 self.on_rtcp(data)
         elif 19 < first < 64:
@@ -335,12 +329,6 @@ class WebRtcTransport:
         if self.twcc is None:
             self.twcc = SendHistory()
             self.bwe = BandwidthEstimator()
-
-    def process_feedback(self) -> None:
-        """The transport-cc messages that came since the last batch, into the estimate."""
-        messages, self.feedback = self.feedback, []
-        for data in messages:
-            self.on_rtcp(data)
 
     def _on_transport_cc(self, fci: bytes) -> None:
         if self.twcc is None or self.bwe is None:

@@ -70,6 +70,11 @@ class KelianCollector(Collector):
             ("kelian_repairs", "Lost packets that publishers resent as RTX", node.repairs),
             ("kelian_plis", "PLI and FIR requests received from subscribers", node.plis),
             ("kelian_keyframe_requests", "Keyframe requests sent to publishers", node.keyframe_requests),
+            (
+                "kelian_feedback_datagrams",
+                "Transport-cc feedback datagrams the kernel steered to the batch-read socket",
+                node.feedback_read,
+            ),
             ("kelian_dropped_datagrams", "Datagrams dropped as unknown or malformed", node.dropped),
             (
                 "kelian_forwarding_errors",

@@ -71,6 +71,7 @@ async def test_python_publisher_plays_in_the_browser(browser: Browser, kelian: S
         assert transport is not None and transport.bwe is not None, "Chromium took transport-cc"
         assert await eventually(lambda: transport.twcc_feedbacks > 5, timeout=5)
         assert transport.twcc_errors == 0 and transport.available_bitrate() == transport.bwe.estimate
+        assert transport.node.feedback_read >= 5, "Chromium's feedback is steered to the batch-read socket"
         async with aiohttp.ClientSession() as http, http.get(kelian.url + "/metrics") as response:
             text = await response.text()
         assert (

@@ -264,6 +264,7 @@ async def test_transport_cc_feedback_reaches_the_servers_estimate(kelian: Server
         bwe = transport.bwe
         assert await eventually(lambda: transport.twcc_feedbacks >= 10 and bwe.delivered > 0, timeout=5)
         assert transport.twcc_errors == 0
+        assert transport.node.feedback_read >= 10, "the kernel steered feedback to the batch-read socket"
         assert bwe.feedbacks > 0 and bwe.estimate > 0
         assert transport.available_bitrate() == bwe.estimate
         # every packet reported arrived, and the server paired them with what it sent: the delivered
