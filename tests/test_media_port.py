@@ -81,3 +81,19 @@ def test_ipv6_gets_the_same_two_sockets() -> None:
         main.close()
         if feedback is not None:
             feedback.close()
+
+
+def test_without_steering_everything_comes_to_the_event_loops_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(sock: socket.socket) -> None:
+        raise OSError(92, "Protocol not available")
+
+    monkeypatch.setattr("sfu.media_port._attach", refuse)
+    main, feedback = bind_media_port(socket.AF_INET, "127.0.0.1", 0)
+    try:
+        assert feedback is None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for data in (TWCC, RTP, NACK):
+                peer.sendto(data, main.getsockname())
+        assert received(main) == {TWCC, RTP, NACK}
+    finally:
+        main.close()
