@@ -11,7 +11,7 @@ socket 0, the event loop's: media, STUN and DTLS, and the RTCP that wants a prom
 PLI) or whose arrival time is measured (sender and receiver reports). Socket 1 is read in one go
 every FEEDBACK_POLL seconds (node.py).
 
-Python has no binding for SO_ATTACH_REUSEPORT_CBPF and the program is eight instructions, so it is
+Python has no binding for SO_ATTACH_REUSEPORT_CBPF and the program is seven instructions, so it is
 written here; where the kernel refuses it (not Linux, or too old), everything stays on socket 0.
 """
 
@@ -25,7 +25,7 @@ import struct
 
 log = logging.getLogger(__name__)
 
-SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h (x86, ARM)
 # Don't-fragment, whatever the path MTU cache says (Python 3.11 lacks the constants). Media packets
 # are sized under any MTU; and Linux numbers IPv4 packets that may be fragmented with a hash over a
 # shared table, which was 2-3% of the server's CPU with 50 subscribers (perf).
