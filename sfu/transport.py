@@ -113,11 +113,10 @@ class WebRtcTransport:
         """Everything the Node got from one of our addresses that is not STUN."""
         first = data[0]
         if 127 < first < 192 and len(data) >= 12:
-            kind = data[1]
-            if not 192 <= kind <= 223:
-                self.on_rtp(data)
-            else:
+            if 192 <= data[1] <= 223:
                 self.on_rtcp(data)
+            else:
+                self.on_rtp(data)
         elif 19 < first < 64:
             self.dtls.feed(data)
 
