@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test bench capacity lint format screenshots clean distclean
+.PHONY: install serve test test-all bench capacity lint format screenshots clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -20,8 +20,12 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/kelian serve
 
+# The suite without the slowest end-to-end tests (marked slow); test-all runs them too, as CI does.
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	KELIAN_SLOW=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

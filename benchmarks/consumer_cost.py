@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sfu import codecs
 from sfu.consumer import Consumer
 from sfu.producer import CodecSpec, Producer, ProducerSpec
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext
@@ -70,8 +71,15 @@ def vp8_packets(count: int) -> list[bytes]:
     return packets
 
 
-async def measure(consumers: int, packets: list[bytes], rounds: int = 3, transport_cc: bool = True) -> float:
-    """Best-of-`rounds` microseconds per received packet with `consumers` subscribers."""
+# A WHEP player's own extension ids (Chromium's recvonly offer), which its Consumers rewrite into.
+PLAYER_IDS = {2: codecs.URI_ABS_SEND_TIME, 3: codecs.URI_VIDEO_ORIENTATION, 4: codecs.URI_TRANSPORT_CC}
+
+
+async def measure(
+    consumers: int, packets: list[bytes], rounds: int = 3, transport_cc: bool = True, own_ids: bool = False
+) -> float:
+    """Best-of-`rounds` microseconds per received packet with `consumers` subscribers; with `own_ids`,
+    each subscriber chose its own extension ids (a WHEP player), as Consumer.ext_table rewrites."""
     spec = ProducerSpec(
         kind="video",
         mid="0",
@@ -85,6 +93,8 @@ async def measure(consumers: int, packets: list[bytes], rounds: int = 3, transpo
     transports = [FakeTransport(transport_cc) for _ in range(consumers)]
     for transport in transports:
         consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
+        if own_ids:
+            consumer.ext_table = codecs.output_table(PLAYER_IDS, range(1, 12))
         consumer.attach(stream)
     receive = stream.receive
     receive(packets[0])  # the keyframe: every Consumer syncs
@@ -103,11 +113,13 @@ async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
     one = await measure(1, packets)
     many = await measure(1 + extra, packets)
     plain = await measure(1 + extra, packets, transport_cc=False)
+    players = await measure(1 + extra, packets, own_ids=True)
     return {
         "us_per_packet_1_consumer": one,
         f"us_per_packet_{1 + extra}_consumers": many,
         "us_per_packet_per_extra_consumer": (many - one) / extra,
         "us_per_packet_per_extra_consumer_without_transport_cc": (plain - one) / extra,
+        "us_per_packet_per_extra_whep_player_own_extension_ids": (players - one) / extra,
     }
 
 

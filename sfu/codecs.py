@@ -7,6 +7,7 @@ The ids follow Chromium's defaults, so a Chromium publisher needs no remapping a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .sdp import Codec, MediaSection
@@ -69,22 +70,77 @@ def fmtp_string(params: dict[str, str]) -> str:
     return ";".join(f"{k}={v}" if k else v for k, v in params.items())
 
 
-def match_codec(section: MediaSection) -> tuple[RouterCodec, Codec] | None:
-    """The router codec the SFU will take from this offer section, and the offer's entry for it.
+def codec_names(kind: str | None = None) -> list[str]:
+    """The codecs a Router forwards (of one kind), by their SDP names."""
+    return [c.name for c in CODECS if kind is None or c.kind == kind]
 
-    H.264 needs packetization-mode=1 (mode 0 sends one NAL per packet and is rare in WebRTC);
-    the publisher's profile is kept and offered to subscribers as is.
+
+def router_codec(codec: Codec, kind: str) -> RouterCodec | None:
+    """The router codec an SDP codec entry is, or None if the router does not forward it.
+
+    H.264 needs packetization-mode=1 (mode 0 sends one NAL per packet and is rare in WebRTC).
     """
-    for router_codec in CODECS:
-        if router_codec.kind != section.kind:
-            continue
-        for codec in section.codecs:
-            if codec.name.lower() != router_codec.name.lower() or codec.clock_rate != router_codec.clock_rate:
-                continue
-            if router_codec is H264 and codec.fmtp.get("packetization-mode") != "1":
-                continue
-            return router_codec, codec
+    name = codec.name.lower()
+    for candidate in CODECS:
+        if (
+            candidate.kind == kind
+            and candidate.name.lower() == name
+            and candidate.clock_rate == codec.clock_rate
+        ):
+            if candidate is H264 and codec.fmtp.get("packetization-mode") != "1":
+                return None
+            return candidate
     return None
+
+
+def match_codec(
+    section: MediaSection, allowed: Collection[str] | None = None
+) -> tuple[RouterCodec, Codec] | None:
+    """The codec the SFU takes from this offer section, and the offer's entry for it.
+
+    The offerer lists its codecs in order of preference (RFC 8829 section 5.3.1, RFC 3264), so the
+    first one the router forwards and the room allows (``allowed``: codec names, None for all) wins:
+    an encoder that offers H.264 first sends H.264. The publisher's H.264 profile is kept and offered
+    to subscribers as is.
+    """
+    wanted = None if allowed is None else {name.lower() for name in allowed}
+    for codec in section.codecs:
+        found = router_codec(codec, section.kind)
+        if found is not None and (wanted is None or found.name.lower() in wanted):
+            return found, codec
+    return None
+
+
+def h264_profile(fmtp: str | dict[str, str]) -> str:
+    """profile_idc and profile-iop of an H.264 profile-level-id (RFC 6184), e.g. "42e0"; "" if absent.
+
+    The level (the last byte) is left out: it limits a decoder's throughput, not what it can decode,
+    and Chromium offers level-asymmetry-allowed.
+    """
+    params = (
+        dict(part.split("=", 1) for part in fmtp.split(";") if "=" in part) if isinstance(fmtp, str) else fmtp
+    )
+    value = params.get("profile-level-id", "").lower()
+    return value[:4] if len(value) == 6 else ""
+
+
+def output_table(negotiated: dict[int, str], reserved: Collection[int]) -> bytes:
+    """Router id -> a subscriber's own id, for a subscriber that chose the ids itself (a WHEP offer).
+
+    RFC 8829 keeps the offerer's extension ids in the answer, so such a Consumer rewrites the router's
+    ids in every packet it sends. Every other id, the router's extensions the subscriber did not take
+    and whatever a publisher sent under ids the router ignores, goes to one id the subscriber never
+    offered (none of ``reserved``, where possible), so the subscriber cannot misread it.
+    """
+    used = set(negotiated)
+    spare = [i for i in range(1, 15) if i not in used and i not in reserved]
+    spare = spare or [i for i in range(1, 15) if i not in used]
+    table = bytearray([spare[0]] * 256)
+    for ext_id, uri in negotiated.items():
+        router_id = SUBSCRIBER_IDS.get(uri)
+        if router_id is not None:
+            table[router_id] = ext_id
+    return bytes(table)
 
 
 def extension_table(offered: dict[int, str]) -> bytes | None:

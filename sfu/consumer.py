@@ -16,7 +16,16 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from .codecs import TRANSPORT_CC_ID
-from .rtp import U16, RtpError, extension_offset, payload_end, payload_offset, rewrite_vp8_picture
+from .rtp import (
+    SEQ_TS,
+    U16,
+    U32,
+    RtpError,
+    extension_offset,
+    payload_end,
+    payload_offset,
+    rewrite_vp8_picture,
+)
 from .srtp import SrtpError
 from .stats import ntp_now, rtt_from_report
 from .twcc import HISTORY_MASK
@@ -37,6 +46,7 @@ class Consumer:
         "codec_name",
         "enabled",
         "errors",
+        "ext_table",
         "fraction_lost",
         "id",
         "jitter",
@@ -54,6 +64,7 @@ class Consumer:
         "payload_type",
         "plis",
         "producer",
+        "replayed",
         "retransmissions",
         "rtt",
         "rtx_payload_type",
@@ -77,6 +88,7 @@ class Consumer:
         self.codec_name = producer.codec.name
         self.mid = mid
         self.payload_type = producer.codec.payload_type  # WHEP answers use the player's own
+        self.ext_table: bytes | None = None  # router -> subscriber extension ids, where they differ
         self.ssrc = random.getrandbits(32) or 1
         self.rtx_ssrc = random.getrandbits(32) or 1
         self.rtx_payload_type: int | None = None  # set once the subscriber's answer keeps RTX
@@ -95,6 +107,8 @@ class Consumer:
         self.enabled = True
         # VP8 PictureID / TL0PICIDX offsets after a layer switch (rewritten only when non-zero)
         self.vp8_deltas: tuple[int, int] | None = None  # None: no offset, nothing to rewrite
+        # source timestamp -> output timestamp of the frames of a replayed picture group (replay())
+        self.replayed: dict[int, int] | None = None
         self.packets = self.bytes = self.errors = 0
         self.nacks = self.plis = self.retransmissions = 0
         self.fraction_lost = 0.0
@@ -117,31 +131,32 @@ class Consumer:
         out_ts = (ts + self.ts_delta) & 0xFFFFFFFF
         transport = self.transport
         history = transport.twcc
+        stream: RtpStream = self.stream  # type: ignore[assignment]  # set: we are in its consumers
+        if history is None:
+            twcc_at, twcc_seq = -1, 0
+        else:
+            twcc_at = stream.twcc_at
+            twcc_seq = history.next_seq
+            history.next_seq = (twcc_seq + 1) & 0xFFFF
         try:
-            if history is None:
-                data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
-                    packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
-                )
-            else:
-                stream: RtpStream = self.stream  # type: ignore[assignment]  # set: we are in its consumers
-                twcc_seq = history.next_seq
-                history.next_seq = (twcc_seq + 1) & 0xFFFF
-                data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]
-                    packet,
-                    self.payload_type,
-                    out_seq,
-                    out_ts,
-                    self.ssrc,
-                    self.vp8_deltas,
-                    stream.twcc_at,
-                    twcc_seq,
-                )
-                index = twcc_seq & HISTORY_MASK
-                history.sent_at[index] = stream.sent_at
-                history.sizes[index] = len(data)
+            data = transport.srtp_tx.protect_rewritten(  # type: ignore[union-attr]  # keyed before promotion
+                packet,
+                self.payload_type,
+                out_seq,
+                out_ts,
+                self.ssrc,
+                self.vp8_deltas,
+                twcc_at,
+                twcc_seq,
+                self.ext_table,
+            )
         except SrtpError:
             self.errors += 1
             return
+        if history is not None:
+            index = twcc_seq & HISTORY_MASK
+            history.sent_at[index] = stream.sent_at
+            history.sizes[index] = len(data)
         transport.sendto(data, transport.remote_addr)  # type: ignore[arg-type]  # keyed => has an address
         self.packets += 1
         self.bytes += len(packet)
@@ -156,6 +171,7 @@ class Consumer:
             old.consumers.remove(self)
         self.stream = stream
         self.target = None
+        self.replayed = None
         gap = max(1, int(0.033 * self.producer.codec.clock_rate)) if self.packets else 1
         self.seq_delta = (self.last_seq + 1 - seq) & 0xFFFF
         self.ts_delta = (self.last_ts + gap - ts) & 0xFFFFFFFF  # about a frame: sources share no clock
@@ -170,6 +186,47 @@ class Consumer:
                 tl0_delta = (last_tl0 + 1 - stream.tl0) & 0xFF
             self.vp8_deltas = (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
         stream.consumers.append(self)
+
+    def replay(self, stream: RtpStream, packets: list[bytes]) -> None:
+        """Start from a cached picture group (RtpStream.cached_gop) instead of a fresh keyframe.
+
+        The frames go out at once with timestamps one tick apart, just before where the live stream
+        continues: the decoder gets every reference it needs and the player shows the current
+        picture at once, rather than playing seconds of old video behind live.
+        """
+        seq0, ts0 = SEQ_TS.unpack_from(packets[0], 2)
+        frames = list(dict.fromkeys(U32.unpack_from(p, 4)[0] for p in packets))
+        self.switch_to(stream, seq0, ts0)
+        first = (ts0 + self.ts_delta) & 0xFFFFFFFF
+        self.ts_delta = (first + len(frames) - 1 - frames[-1]) & 0xFFFFFFFF
+        self.replayed = {ts: (first + i) & 0xFFFFFFFF for i, ts in enumerate(frames)}
+        for packet in packets:
+            seq, ts = SEQ_TS.unpack_from(packet, 2)
+            out_seq = (seq + self.seq_delta) & 0xFFFF
+            if self._send_cached(
+                packet, self.payload_type, out_seq, self.replayed[ts], self.ssrc, self.vp8_deltas
+            ):
+                self.packets += 1
+                self.bytes += len(packet)
+                self.last_seq, self.last_ts = out_seq, self.replayed[ts]
+
+    def _send_cached(
+        self, packet: bytes, pt: int, seq: int, ts: int, ssrc: int, vp8_deltas: tuple[int, int] | None
+    ) -> bool:
+        """Send a packet from the Producer's cache (a replay, a resend, an RTX packet) with these
+        header fields, a transport-wide number of its own, and the subscriber's extension ids."""
+        transport = self.transport
+        tx = transport.srtp_tx
+        if tx is None or transport.remote_addr is None:
+            return False
+        at, twcc_seq = self._twcc_slot(packet, len(packet))
+        try:
+            data = tx.protect_rewritten(packet, pt, seq, ts, ssrc, vp8_deltas, at, twcc_seq, self.ext_table)
+        except SrtpError:
+            self.errors += 1
+            return False
+        transport.sendto(data, transport.remote_addr)
+        return True
 
     # -- control ----------------------------------------------------------------------------------
 
@@ -190,6 +247,8 @@ class Consumer:
         stream.pending.append(self)
         if self.kind == "video":
             stream.request_keyframe()
+            if not self.synced:  # the subscriber shows nothing until this stream's keyframe
+                stream.expect_keyframe()
 
     def select(self, stream: RtpStream) -> None:
         """simulcast.allocate chose `stream`: switch at its next keyframe unless already on the way."""
@@ -258,25 +317,25 @@ class Consumer:
             packet = stream.cached(seq)
             if packet is None:
                 continue
-            out_ts = (int.from_bytes(packet[4:8], "big") + self.ts_delta) & 0xFFFFFFFF
-            try:
-                if self.rtx_payload_type is None:
-                    at, twcc_seq = self._twcc_slot(packet, len(packet))
-                    data = tx.protect_rewritten(
-                        packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas, at, twcc_seq
-                    )
-                else:  # RFC 4588: its own SSRC and numbering, the original sequence number first
-                    self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            ts = U32.unpack_from(packet, 4)[0]
+            replayed = self.replayed
+            out_ts = replayed[ts] if replayed and ts in replayed else (ts + self.ts_delta) & 0xFFFFFFFF
+            if self.rtx_payload_type is None:
+                sent = self._send_cached(
+                    packet, self.payload_type, out_seq, out_ts, self.ssrc, self.vp8_deltas
+                )
+            else:  # RFC 4588: its own SSRC and numbering, the original sequence number first
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                try:
                     rtx = self._rtx_packet(packet, out_seq)
-                    at, twcc_seq = self._twcc_slot(rtx, len(rtx))
-                    data = tx.protect_rewritten(
-                        rtx, self.rtx_payload_type, self.rtx_seq, out_ts, self.rtx_ssrc, None, at, twcc_seq
-                    )
-            except (SrtpError, RtpError):
-                self.errors += 1
-                continue
-            transport.sendto(data, transport.remote_addr)
-            self.retransmissions += 1
+                except RtpError:
+                    self.errors += 1
+                    continue
+                sent = self._send_cached(
+                    rtx, self.rtx_payload_type, self.rtx_seq, out_ts, self.rtx_ssrc, None
+                )
+            if sent:
+                self.retransmissions += 1
 
     def _twcc_slot(self, packet: bytes, size: int) -> tuple[int, int]:
         """A transport-wide number for a retransmission too: it is traffic the link must carry."""

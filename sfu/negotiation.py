@@ -8,7 +8,7 @@ and `a=simulcast:recv`, without which Chromium sends only its lowest layer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from . import codecs
@@ -38,6 +38,12 @@ class SubscriberSlot:
     track_id: str = "-"
     cname: str = "kelian"
     rtx_ssrc: int | None = None  # retransmissions as RFC 4588 RTX on this SSRC (video)
+    # What the subscriber's own offer chose (a WHEP player), in place of the router's values: its RTX
+    # payload type, extension ids, RTCP feedback and codec parameters. None: the router's.
+    rtx_payload_type: int | None = None
+    extmaps: dict[int, str] | None = None
+    feedback: list[str] | None = None
+    fmtp: dict[str, str] | None = None
 
 
 def parse_sdp(text: str) -> SessionDescription:
@@ -49,7 +55,7 @@ def parse_sdp(text: str) -> SessionDescription:
 
 def _check_transport(desc: SessionDescription, transport: WebRtcTransport) -> list[MediaSection]:
     """Validate the transport attributes and hand the DTLS parameters to the Transport."""
-    sections = [m for m in desc.media if m.port != 0 and m.is_rtp]
+    sections = [m for m in desc.media if desc.accepted(m) and m.is_rtp]
     if not sections:
         raise NegotiationError("SDP has no usable audio or video section")
     first = sections[0]
@@ -99,7 +105,7 @@ def _answer_setup(offer_setup: str | None) -> str:
     return "active" if offer_setup == "passive" else "passive"
 
 
-def _rejected(m: MediaSection, transport: WebRtcTransport, setup: str) -> MediaSection:
+def _rejected(m: MediaSection, accepted: bool, transport: WebRtcTransport, setup: str) -> MediaSection:
     """An answer section that carries nothing.
 
     An audio/video section the peer still offers stays in the BUNDLE group, merely inactive: Chromium
@@ -122,9 +128,17 @@ def _rejected(m: MediaSection, transport: WebRtcTransport, setup: str) -> MediaS
 
 
 def answer_publish(
-    offer_text: str, transport: WebRtcTransport, sources: dict[str, str] | None = None
+    offer_text: str,
+    transport: WebRtcTransport,
+    sources: dict[str, str] | None = None,
+    allowed_codecs: Collection[str] | None = None,
 ) -> tuple[str, list[ProducerSpec]]:
-    """Answer a publisher's offer: one Producer per sending audio/video section we can forward."""
+    """Answer a publisher's offer: one Producer per sending audio/video section we can forward.
+
+    Each section gets the first codec of the offerer's own list that the router forwards and the
+    room allows (``allowed_codecs``, None for all). The answer keeps the offerer's extension ids and
+    only extensions it offered (RFC 8829 section 5.3.1): Chromium refuses any other answer.
+    """
     offer = parse_sdp(offer_text)
     _check_transport(offer, transport)
     setup = _answer_setup(offer.media[0].setup if offer.media else None)
@@ -133,10 +147,15 @@ def answer_publish(
     transport.ext_table = codecs.extension_table(offered_exts)
     sections: list[MediaSection] = []
     specs: list[ProducerSpec] = []
+    refused: list[str] = []  # what the room's codec policy turned away, for the error
     for m in offer.media:
-        match = match_codec(m) if m.is_rtp and m.port != 0 else None
-        if match is None or m.direction not in ("sendonly", "sendrecv"):
-            sections.append(_rejected(m, transport, setup))
+        accepted = offer.accepted(m)
+        usable = m.is_rtp and accepted and m.direction in ("sendonly", "sendrecv")
+        match = match_codec(m, allowed_codecs) if usable else None
+        if match is None:
+            if usable and allowed_codecs is not None and match_codec(m) is not None:
+                refused.append(f"{m.kind} ({', '.join(_names(m))})")
+            sections.append(_rejected(m, accepted, transport, setup))
             continue
         router_codec, codec = match
         rtx = next((c for c in m.codecs if c.name.lower() == "rtx" and c.apt == codec.payload_type), None)
@@ -183,12 +202,22 @@ def answer_publish(
                 name=(m.msid or "").split(" ")[-1],
             )
         )
+    if refused:
+        raise NegotiationError(
+            f"this room allows only {', '.join(allowed_codecs or [])}; the offer sends " + "; ".join(refused)
+        )
     if not specs:
         raise NegotiationError(
             "the offer sends no audio or video in a codec kelian forwards"
             " (opus, VP8, H.264 packetization-mode 1)"
         )
     return serialize(_session(sections)), specs
+
+
+def _names(m: MediaSection) -> list[str]:
+    """The codecs a section offers, by name, once each and in order, leaving out repair formats."""
+    skip = {"rtx", "red", "ulpfec", "flexfec-03", "cn", "telephone-event"}
+    return list(dict.fromkeys(c.name for c in m.codecs if c.name.lower() not in skip))
 
 
 def _stream_specs(m: MediaSection, rids: list[str]) -> list[StreamSpec]:
@@ -213,20 +242,26 @@ def _feedback_names(rtcp_fb: list[str]) -> set[str]:
 def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: str) -> MediaSection:
     codec = slot.codec
     section = _base_section(slot.kind, slot.mid, transport, setup)
-    fmtp = {}
-    for part in codec.fmtp.split(";"):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            fmtp[k] = v
-    feedback = list(codecs.VIDEO_FEEDBACK) if slot.kind == "video" else list(codecs.AUDIO_FEEDBACK)
+    fmtp = slot.fmtp
+    if fmtp is None:
+        fmtp = dict(part.split("=", 1) for part in codec.fmtp.split(";") if "=" in part)
+    if slot.feedback is not None:
+        feedback = list(slot.feedback)
+    else:
+        feedback = list(codecs.VIDEO_FEEDBACK) if slot.kind == "video" else list(codecs.AUDIO_FEEDBACK)
     section.codecs = [Codec(slot.payload_type, codec.name, codec.clock_rate, codec.channels, fmtp, feedback)]
-    rtx_pt = codecs.RTX_PAYLOAD_TYPES.get(codec.name) if slot.rtx_ssrc is not None else None
+    rtx_pt = None
+    if slot.rtx_ssrc is not None:
+        rtx_pt = slot.rtx_payload_type or codecs.RTX_PAYLOAD_TYPES.get(codec.name)
     if rtx_pt is not None:
         section.codecs.append(
             Codec(rtx_pt, "rtx", codec.clock_rate, None, {"apt": str(slot.payload_type)}, [])
         )
     section.formats = [str(c.payload_type) for c in section.codecs]
-    section.extmaps = {codecs.SUBSCRIBER_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
+    if slot.extmaps is not None:
+        section.extmaps = dict(slot.extmaps)
+    else:
+        section.extmaps = {codecs.SUBSCRIBER_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
     section.rtcp_rsize = True
     if slot.ssrc is None:
         section.direction = "inactive"
@@ -270,6 +305,22 @@ def accept_answer(answer_text: str, transport: WebRtcTransport, mids: list[str])
     return answer
 
 
+def answered_codecs(answer: SessionDescription) -> dict[str, set[int]]:
+    """Payload types each receiving section of a subscriber's answer kept, by mid.
+
+    A browser that cannot decode a codec answers its section with port 0 (or without that payload
+    type): the Consumer behind it must not send, and the subscriber is told why.
+    """
+    return {m.mid or "": {c.payload_type for c in m.codecs} for m in answer.media if answer.accepted(m)}
+
+
+@dataclass
+class _PlayerMatch:
+    producer: Producer
+    codec: Codec  # the player's entry for the producer's codec
+    rtx: Codec | None  # the player's RTX for it, if it offered one
+
+
 def answer_subscribe_offer(
     offer_text: str,
     transport: WebRtcTransport,
@@ -278,49 +329,82 @@ def answer_subscribe_offer(
 ) -> str:
     """WHEP: answer a player's recvonly offer with the room's current tracks, one per section.
 
-    `consume(mid, producer)` creates the Consumer; its payload type is set to the player's own.
+    The player chose the payload types, RTX, feedback and extension ids, and a browser refuses an
+    answer that changes them: the answer takes the player's values, and each Consumer rewrites the
+    router's extension ids into the player's (`Consumer.ext_table`). `consume(mid, producer)` creates
+    the Consumer.
     """
     offer = parse_sdp(offer_text)
     _check_transport(offer, transport)
     setup = _answer_setup(offer.media[0].setup if offer.media else None)
+    offered_ids = {i for m in offer.media for i in m.extmaps}
     available = list(producers)
     sections: list[MediaSection] = []
     for m in offer.media:
-        match = (
-            _player_codec(m, available) if m.port != 0 and m.direction in ("recvonly", "sendrecv") else None
-        )
+        accepted = offer.accepted(m)
+        receiving = m.is_rtp and accepted and m.direction in ("recvonly", "sendrecv")
+        match = _player_match(m, available) if receiving else None
         if match is None:
-            sections.append(_rejected(m, transport, setup))
+            sections.append(_rejected(m, accepted, transport, setup))
             continue
-        producer, payload_type = match
+        producer = match.producer
         available.remove(producer)
+        supported = codecs.VIDEO_FEEDBACK if m.kind == "video" else codecs.AUDIO_FEEDBACK
+        extmaps = {i: uri for i, uri in m.extmaps.items() if uri in codecs.SUBSCRIBER_EXTENSIONS[m.kind]}
+        feedback = [fb for fb in match.codec.rtcp_fb if fb in supported]
+        if "transport-cc" not in feedback:  # both the extension and the feedback, or neither
+            extmaps = {i: uri for i, uri in extmaps.items() if uri != codecs.URI_TRANSPORT_CC}
         consumer = consume(m.mid or "", producer)
-        consumer.payload_type = payload_type
+        consumer.payload_type = match.codec.payload_type
+        consumer.ext_table = codecs.output_table(extmaps, offered_ids)
+        if match.rtx is not None:
+            consumer.rtx_payload_type = match.rtx.payload_type
+        if codecs.URI_TRANSPORT_CC in extmaps.values():
+            transport.enable_transport_cc()
         slot = SubscriberSlot(
             mid=m.mid or "",
             kind=m.kind,
             codec=producer.codec,
-            payload_type=payload_type,
+            payload_type=match.codec.payload_type,
             ssrc=consumer.ssrc,
             stream_id=producer.transport.id,
             track_id=producer.id,
+            rtx_ssrc=consumer.rtx_ssrc if match.rtx is not None else None,
+            rtx_payload_type=match.rtx.payload_type if match.rtx is not None else None,
+            extmaps=extmaps,
+            feedback=feedback,
+            fmtp=dict(match.codec.fmtp) if producer.codec.name == "H264" else None,
         )
         sections.append(subscriber_section(slot, transport, setup))
-    if len(sections) == sum(1 for s in sections if s.port == 0):
-        raise NegotiationError("nothing in the offer matches a track being published in this room")
+    if all(s.port == 0 or s.direction == "inactive" for s in sections):
+        published = ", ".join(sorted({f"{p.kind} in {p.codec.name}" for p in producers}))
+        raise NegotiationError(
+            f"the offer can receive none of the tracks published in this room ({published});"
+            " offer a recvonly section of their kind that lists their codec"
+        )
     return serialize(_session(sections))
 
 
-def _player_codec(m: MediaSection, producers: list[Producer]) -> tuple[Producer, int] | None:
-    """The first producer of this section's kind whose codec the player offered, and its payload type."""
-    if not m.is_rtp:
-        return None
+def _player_match(m: MediaSection, producers: list[Producer]) -> _PlayerMatch | None:
+    """The first producer of this section's kind that the player can decode, with the player's codec.
+
+    For H.264 the player's entry with the producer's profile is preferred, then any entry with
+    packetization-mode 1: Chromium offers several profiles under different payload types, and its
+    decoders take every profile kelian forwards.
+    """
     for producer in producers:
         if producer.kind != m.kind:
             continue
-        for c in m.codecs:
-            if c.name.lower() == producer.codec.name.lower() and c.clock_rate == producer.codec.clock_rate:
-                if producer.codec.name == "H264" and c.fmtp.get("packetization-mode") != "1":
-                    continue
-                return producer, c.payload_type
+        candidates = [c for c in m.codecs if codecs.router_codec(c, m.kind) is not None]
+        candidates = [c for c in candidates if c.name.lower() == producer.codec.name.lower()]
+        if not candidates:
+            continue
+        if producer.codec.name == "H264":
+            profile = codecs.h264_profile(producer.codec.fmtp)
+            candidates.sort(key=lambda c: codecs.h264_profile(c.fmtp) != profile)
+        codec = candidates[0]
+        rtx = None
+        if m.kind == "video":
+            rtx = next((c for c in m.codecs if c.name.lower() == "rtx" and c.apt == codec.payload_type), None)
+        return _PlayerMatch(producer, codec, rtx)
     return None

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 CACHE_SIZE = 1024  # packets kept per stream for NACKs: about 1 s of 720p video
 CACHE_MASK = CACHE_SIZE - 1
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI/FIR upstream per stream in this many seconds
+# How long a subscriber that shows nothing yet waits for the keyframe it asked for before it is started
+# from the cached picture group instead: browsers answer a PLI within a frame or two, but FFmpeg and
+# many hardware encoders ignore it and send keyframes only on their own interval (seconds apart).
+KEYFRAME_PATIENCE = 0.5
 TWCC_SLOT = one_byte_element(TRANSPORT_CC_ID, 2)
 MAX_NACK_GAP = 64  # a longer gap is an outage, not loss: a keyframe serves better than resends
 NACK_RETRY = 0.05  # seconds before asking once more for what is still missing
@@ -103,6 +107,7 @@ class RtpStream:
         "pending",
         "picture_id",
         "producer",
+        "replay_at",
         "rid",
         "rtx_ssrc",
         "sent_at",
@@ -130,6 +135,7 @@ class RtpStream:
         self.sent_at = 0.0  # when the current packet goes out: one clock read serves every Consumer
         self.last_keyframe_request = 0.0
         self.keyframe_pending = False
+        self.replay_at = 0.0  # when subscribers still waiting for a keyframe get the cached one; 0: none
         self.level_energy = 0.0  # audio: summed linear power of the packets' RFC 6464 levels
         self.level_count = 0
         # simulcast bookkeeping, updated on the Node's timer (and at keyframes for the size)
@@ -169,13 +175,17 @@ class RtpStream:
         self.next_seq = (seq + 1) & 0xFFFF
 
     def _promote(self, packet: bytes, seq: int, ts: int) -> None:
-        """At a keyframe (any audio packet), waiting Consumers whose transport is keyed switch here."""
+        """At a keyframe (any audio packet), waiting Consumers whose transport is keyed switch here.
+        Past their patience, those that show nothing yet start from the cached picture group."""
         if self.producer.kind == "video" and not is_keyframe(self.producer.codec.name, packet):
+            if self.replay_at and self.sent_at >= self.replay_at:
+                self._replay_to_waiting((seq - 1) & 0xFFFF)  # this packet goes out after it, as usual
             return
         for consumer in list(self.pending):
             if consumer.transport.srtp_tx is not None:
                 self.pending.remove(consumer)
                 consumer.switch_to(self, seq, ts)
+        self._rearm(False)
 
     def receive_rtx(self, packet: bytes) -> None:
         """RFC 4588: restore the original packet (OSN, payload type, SSRC) and forward it."""
@@ -229,6 +239,51 @@ class RtpStream:
         self.keyframe_pending = False
         if not self.producer.closed:
             self.request_keyframe()
+
+    def expect_keyframe(self) -> None:
+        """A subscriber that shows nothing yet waits for this stream's next keyframe; if none has come
+        within KEYFRAME_PATIENCE, _promote starts it from the cached picture group (cached_gop).
+        Checked as packets arrive, so it costs no timer and nothing once nobody waits."""
+        now = monotonic()
+        if self.replay_at < now:
+            self.replay_at = now + KEYFRAME_PATIENCE
+
+    def _replay_to_waiting(self, last: int) -> None:
+        """Subscribers that show nothing yet start from the cached picture group up to `last`."""
+        waiting = [c for c in self.pending if not c.synced and c.transport.srtp_tx is not None]
+        gop = self.cached_gop(last) if waiting else None
+        for consumer in waiting if gop is not None else []:
+            self.pending.remove(consumer)
+            consumer.replay(self, gop)  # type: ignore[arg-type]  # not None here
+        self._rearm(gop is None)
+
+    def _rearm(self, gave_up: bool) -> None:
+        """Wait once more for subscribers still waiting (their DTLS was not done), unless the picture
+        group could not be replayed anyway: then the next keyframe it is."""
+        waiting = not gave_up and any(not c.synced for c in self.pending)
+        self.replay_at = self.sent_at + KEYFRAME_PATIENCE if waiting else 0.0
+
+    def cached_gop(self, last: int) -> list[bytes] | None:
+        """The packets from the start of the latest keyframe up to sequence number `last`, if the cache
+        holds all of them: enough for a decoder to show the current picture without a new keyframe.
+        Found by walking the cache backwards, so nothing is spent on it per packet."""
+        codec = self.producer.codec.name
+        packets: list[bytes] = []  # newest first
+        while len(packets) < CACHE_SIZE:
+            packet = self.cached((last - len(packets)) & 0xFFFF)
+            if packet is None:
+                return None  # a gap: the picture group is not whole
+            packets.append(packet)
+            if is_keyframe(codec, packet):
+                ts = U32.unpack_from(packet, 4)[0]
+                while len(packets) < CACHE_SIZE:  # the keyframe's earlier packets, if it has more
+                    earlier = self.cached((last - len(packets)) & 0xFFFF)
+                    if earlier is None or U32.unpack_from(earlier, 4)[0] != ts:
+                        break
+                    packets.append(earlier)
+                packets.reverse()
+                return packets
+        return None
 
 
 class Vp8SimulcastStream(RtpStream):

@@ -12,6 +12,7 @@ from struct import Struct
 from typing import Any
 
 SEQ_TS_SSRC = Struct("!HII")  # at offset 2: sequence number, timestamp, SSRC
+SEQ_TS = Struct("!HI")  # at offset 2: sequence number, timestamp
 PT_SEQ_TS_SSRC = Struct("!BHII")  # at offset 1: marker and payload type, then as above
 U8 = Struct("!B")
 _HH = Struct("!HH")
@@ -66,7 +67,7 @@ def extensions(data: bytes | bytearray) -> list[tuple[int, int, int]]:
     start = RTP_HEADER_SIZE + 4 * (data[0] & 0x0F)
     if start + 4 > len(data):
         raise RtpError("truncated header extension")
-    profile, words = Struct("!HH").unpack_from(data, start)
+    profile, words = _HH.unpack_from(data, start)
     pos = start + 4
     end = pos + 4 * words
     if end > len(data):
@@ -108,7 +109,7 @@ def extension_value(data: bytes | bytearray, ext_id: int) -> bytes | None:
     return None
 
 
-def remap_extension_ids(buf: bytearray, table: bytes) -> None:
+def remap_extension_ids(buf: bytearray | memoryview, table: bytes) -> None:
     """Rewrite extension ids in place through `table` (old id -> new id, 256 entries).
 
     A publisher picks its own ids in its offer; subscribers get the router's ids. Ids a subscriber
@@ -117,7 +118,7 @@ def remap_extension_ids(buf: bytearray, table: bytes) -> None:
     if not buf[0] & 0x10:
         return
     start = RTP_HEADER_SIZE + 4 * (buf[0] & 0x0F)
-    profile, words = Struct("!HH").unpack_from(buf, start)
+    profile, words = _HH.unpack_from(buf, start)
     pos = start + 4
     end = min(pos + 4 * words, len(buf))
     if profile == ONE_BYTE_PROFILE:

@@ -27,7 +27,7 @@ SETUP_ROLES = ("actpass", "active", "passive", "holdconn")
 # RFC 3551 static payload types (all 8000 Hz), which offers may list without an a=rtpmap.
 STATIC_PAYLOAD_TYPES = {0: "PCMU", 3: "GSM", 4: "G723", 8: "PCMA", 9: "G722", 13: "CN", 18: "G729"}
 # Attributes stored in the MediaSection field of the same name (with "-" -> "_").
-_FLAGS = frozenset({"rtcp-mux", "rtcp-rsize", "end-of-candidates"})
+_FLAGS = frozenset({"rtcp-mux", "rtcp-rsize", "end-of-candidates", "bundle-only"})
 _STRINGS = frozenset({"mid", "msid", "simulcast", "ice-ufrag", "ice-pwd"})
 _NUMBERS = {"sctp-port": 65535, "max-message-size": 2**64 - 1}  # name -> maximum
 # Session-level attributes that media sections without their own value inherit.
@@ -97,6 +97,7 @@ class MediaSection:
     setup: str | None = None
     rtcp_mux: bool = False
     rtcp_rsize: bool = False
+    bundle_only: bool = False  # RFC 8843: port 0 yet accepted, carried by the BUNDLE transport
     candidates: list[str] = field(default_factory=list)
     end_of_candidates: bool = False
     sctp_port: int | None = None
@@ -146,6 +147,12 @@ class SessionDescription:
     def bundle_mids(self) -> list[str]:
         """Mids of the first BUNDLE group; JSEP endpoints offer a single one."""
         return next((list(mids) for sem, mids in self.groups if sem == "BUNDLE"), [])
+
+    def accepted(self, m: MediaSection) -> bool:
+        """Whether ``m`` is in use: a port other than 0, or port 0 with ``a=bundle-only`` inside the
+        BUNDLE group, which is how max-bundle offerers (GStreamer's webrtcbin) write every section
+        after the first (RFC 8843 section 6). Only a plain port 0 rejects a section."""
+        return m.port != 0 or (m.bundle_only and m.mid is not None and m.mid in self.bundle_mids())
 
 
 def _show(value: str) -> str:
@@ -431,7 +438,8 @@ def _serialize_media(m: MediaSection) -> list[str]:
     out += [f"a=extmap:{ext_id} {uri}" for ext_id, uri in m.extmaps.items()]
     if m.kind != "application" or m.direction != "sendrecv":
         out.append(f"a={m.direction}")
-    out += _attrs([("msid", m.msid), ("rtcp-mux", m.rtcp_mux), ("rtcp-rsize", m.rtcp_rsize)])
+    out += _attrs([("bundle-only", m.bundle_only), ("msid", m.msid)])
+    out += _attrs([("rtcp-mux", m.rtcp_mux), ("rtcp-rsize", m.rtcp_rsize)])
     for c in m.codecs:
         channels = f"/{c.channels}" if c.channels is not None else ""
         out.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}{channels}")

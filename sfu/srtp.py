@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
 
-from .rtp import PT_SEQ_TS_SSRC, U16, rewrite_vp8_picture
+from .rtp import PT_SEQ_TS_SSRC, U16, remap_extension_ids, rewrite_vp8_picture
 
 STAGING_SIZE = 1600
 MAX_TRAILER = 4 + 16 + 128  # SRTCP index + tag + MKI, as libsrtp reserves
@@ -54,7 +54,7 @@ PROFILES = (AEAD_AES_128_GCM, AES128_CM_SHA1_80)
 class SrtpContext:
     """One libsrtp session with its own staging buffer; not thread-safe, like the event loop."""
 
-    __slots__ = ("_buf", "_cdata", "_len", "_session", "_srtp")
+    __slots__ = ("_buf", "_cdata", "_len", "_session", "_srtp", "_view")
 
     def __init__(self, profile: SrtpProfile, key_and_salt: bytes, outbound: bool) -> None:
         policy = Policy(
@@ -68,6 +68,7 @@ class SrtpContext:
         self._srtp = self._session._srtp[0]
         self._cdata = ffi.new("char[]", STAGING_SIZE)
         self._buf = ffi.buffer(self._cdata)
+        self._view = memoryview(self._buf)  # indexes as ints, for the extension-id rewrite
         self._len = ffi.new("int *")
 
     def _run(self, func: object, data: bytes | bytearray, trailer: int) -> bytes:
@@ -94,11 +95,13 @@ class SrtpContext:
         vp8_deltas: tuple[int, int] | None = None,
         twcc_at: int = -1,
         twcc_seq: int = 0,
+        ext_table: bytes | None = None,
     ) -> bytes:
         """Copy, rewrite payload type, sequence number, timestamp and SSRC in the staging buffer,
         then protect; the marker bit is kept. `vp8_deltas` (PictureID, TL0PICIDX) continue a VP8
         picture numbering across a simulcast layer switch; `twcc_seq` goes into the transport-cc slot
-        at `twcc_at` when the subscriber negotiated transport-cc."""
+        at `twcc_at` when the subscriber negotiated transport-cc; `ext_table` moves the router's
+        extension ids to those of a subscriber that chose its own (codecs.output_table)."""
         n = len(packet)
         if n > STAGING_SIZE - MAX_TRAILER:
             raise SrtpError(-1)
@@ -109,6 +112,8 @@ class SrtpContext:
             rewrite_vp8_picture(buf, packet, *vp8_deltas)
         if twcc_at >= 0:
             U16.pack_into(buf, twcc_at, twcc_seq)
+        if ext_table is not None:
+            remap_extension_ids(self._view[:n], ext_table)
         self._len[0] = n
         rc = lib.srtp_protect(self._srtp, self._cdata, self._len)
         if rc:

@@ -28,6 +28,8 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 
+from sfu.codecs import codec_names
+
 from . import appkeys
 from .room import Participant, Room, RoomOptions, Rooms, SignalingError
 from .tokens import Role, mint
@@ -207,6 +209,20 @@ def _metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _codecs(value: Any) -> tuple[str, ...] | None:
+    """A room's codec policy: names the router forwards, spelt as in SDP (any case), once each."""
+    if value is None:
+        return None
+    known = {name.lower(): name for name in codec_names()}
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _bad(f'codecs must be a non-empty list of codec names, e.g. ["H264", "opus"]; got {value!r}')
+    names = [known.get(v.lower()) for v in value]
+    if None in names:
+        unknown = next(v for v, n in zip(value, names, strict=True) if n is None)
+        raise _bad(f"codec {unknown!r} is not one kelian forwards ({', '.join(known.values())})")
+    return tuple(dict.fromkeys(n for n in names if n is not None))
+
+
 # -- lookups ------------------------------------------------------------------------------------------
 
 
@@ -244,7 +260,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     """Set a room up ahead of its lesson, with a size limit and the school's metadata."""
     body = await _json_object(
-        request, {"name", "max_participants", "empty_timeout", "metadata"}, required={"name"}
+        request, {"name", "max_participants", "empty_timeout", "metadata", "codecs"}, required={"name"}
     )
     name = _name(body["name"], "name")
     max_participants = body.get("max_participants")
@@ -254,7 +270,8 @@ async def create_room(request: web.Request) -> web.Response:
         body.get("empty_timeout", DEFAULT_EMPTY_TIMEOUT), "empty_timeout", 0, MAX_EMPTY_TIMEOUT
     )
     metadata = _metadata(body.get("metadata", {}))
-    options = RoomOptions(max_participants, float(empty_timeout), metadata)
+    allowed = _codecs(body.get("codecs"))
+    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed)
     try:
         room = _rooms(request).create(name, options)
     except SignalingError:

@@ -88,7 +88,21 @@ def encode_video(
     keyframe_interval: int = 30,
 ) -> tuple[EncodedFrame, ...]:
     """Encode a test pattern once (cached per process); `codec` is "vp8" or "h264"."""
+    count = max(1, int(seconds * fps))
+    images = [_test_pattern(width, height, i) for i in range(count)]
+    return encode_frames(images, codec, fps, bitrate, keyframe_interval)
+
+
+def encode_frames(
+    images: Sequence[np.ndarray],
+    codec: str = "vp8",
+    fps: int = 30,
+    bitrate: int = 1_000_000,
+    keyframe_interval: int = 30,
+) -> tuple[EncodedFrame, ...]:
+    """Encode RGB pictures (height, width, 3) of one size; `codec` is "vp8" or "h264" (baseline)."""
     name = {"vp8": "libvpx", "h264": "libx264"}[codec]
+    height, width = images[0].shape[:2]
     encoder = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
@@ -102,11 +116,8 @@ def encode_video(
     else:
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     frames: list[EncodedFrame] = []
-    count = max(1, int(seconds * fps))
-    for i in range(count):
-        frame = av.VideoFrame.from_ndarray(_test_pattern(width, height, i), format="rgb24").reformat(
-            format="yuv420p"
-        )
+    for i, image in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         frame.time_base = encoder.time_base
         if i % keyframe_interval == 0:

@@ -82,7 +82,7 @@ CORS_PREFLIGHT = {
 
 def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
     """The routes of one of WHIP or WHEP (whip.py serves both with the same handlers)."""
-    session = f"/{kind}/{{room}}/{{sid}}"
+    session = f"/{kind}/{{room}}/{{resource}}"
     verb = "Publish" if kind == "whip" else "Play"
     post: dict[str, Any] = {
         "tags": ["whip-whep"],
@@ -92,7 +92,8 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
             if kind == "whip"
             else "WHEP (play what is published in the room)"
         )
-        + ". The session is a participant of the room; DELETE its Location to end it.",
+        + ". The session is a participant of the room; DELETE its Location to end it. The codec of each"
+        " section is the first of the offer's own list that the room allows.",
         "security": [{"bearerToken": []}],
         "parameters": [ROOM],
         "requestBody": {
@@ -104,19 +105,33 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
                 "description": "The SDP answer.",
                 "headers": {
                     "Location": {
-                        "description": f"The session URL, `{session}`.",
+                        "description": (
+                            f"The session URL, `{session}`: the room name percent-encoded, then a random"
+                            " secret that only the session's creator learns."
+                        ),
                         "schema": {"type": "string"},
                     },
-                    "ETag": {"schema": {"type": "string"}},
                 },
                 "content": {"application/sdp": {"schema": {"type": "string"}}},
             },
-            "400": {"description": "The offer could not be used (text/plain reason)."},
-            "401": {"description": "Missing or invalid token (text/plain reason)."},
+            "400": {
+                "description": (
+                    "The offer could not be used (text/plain reason): malformed, no codec kelian"
+                    " forwards, a codec the room's policy refuses, or (WHEP) nothing it can decode."
+                )
+            },
+            "401": {
+                "description": "Missing or invalid token (text/plain reason, WWW-Authenticate: Bearer).",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            },
             "403": {"description": "The token is for another room or its role may not do this."},
-            "409": {"description": "The room is full or closing, or (WHEP) nothing is being published."},
+            "409": {"description": "The room is closing, or (WHEP) nothing is being published."},
             "413": {"description": "The offer is larger than 64 KiB."},
             "415": {"description": "The body is not application/sdp."},
+            "503": {
+                "description": "The room is full: try again after Retry-After seconds.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            },
         },
     }
     if kind == "whep":
@@ -130,7 +145,7 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
                 "schema": {"type": "string"},
             },
         ]
-    sid = _path_param("sid", "Session id from the Location header.")
+    sid = _path_param("resource", "The last part of the session's Location.")
     return {
         f"/{kind}/{{room}}": {"post": post, "options": CORS_PREFLIGHT | {"parameters": [ROOM]}},
         session: {
@@ -138,11 +153,16 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
             "delete": {
                 "tags": ["whip-whep"],
                 "summary": f"End a {kind.upper()} session",
-                "security": [{"bearerToken": []}],
+                "description": (
+                    "By the session's own identity or a moderator of the room (Bearer token for the room),"
+                    " or the admin API (HTTP Basic)."
+                ),
+                "security": [{"bearerToken": []}, {"apiKey": []}],
                 "parameters": [ROOM, sid],
                 "responses": {
                     "200": {"description": "Ended."},
-                    "401": {"description": "Missing or invalid token."},
+                    "401": {"description": "Missing or invalid credentials (WWW-Authenticate)."},
+                    "403": {"description": "Another participant's session, and no moderator's token."},
                     "404": {"description": "No such session."},
                 },
             },
@@ -151,7 +171,7 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
                 "summary": "Trickle ICE / ICE restart (not supported)",
                 "description": "kelian is ICE-lite with one host candidate: there is nothing to trickle.",
                 "parameters": [ROOM, sid],
-                "responses": {"405": {"description": "Always."}},
+                "responses": {"405": {"description": "Always, with Allow: DELETE, OPTIONS."}},
             },
         },
     }
@@ -209,6 +229,17 @@ SCHEMAS: dict[str, Any] = {
                 ),
             },
             "metadata": _ref("Metadata"),
+            "codecs": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "enum": ["opus", "VP8", "H264"]},
+                "minItems": 1,
+                "uniqueItems": True,
+                "description": (
+                    'The codecs publishers may send, e.g. ["H264", "opus"] for classroom TVs that'
+                    " decode only H.264. An offer whose media has none of them is refused with a"
+                    " message saying so. Null or absent: all."
+                ),
+            },
         },
     },
     "Room": {
@@ -236,6 +267,7 @@ SCHEMAS: dict[str, Any] = {
             "metadata": _ref("Metadata"),
             "created_at": {"type": "integer", "description": "Unix seconds."},
             "tracks": {"type": "integer", "description": "Tracks being published."},
+            "codecs": {"type": ["array", "null"], "items": {"type": "string"}},
         },
     },
     "RoomList": {
@@ -259,7 +291,7 @@ SCHEMAS: dict[str, Any] = {
     "Participant": {
         "type": "object",
         "properties": {
-            "sid": {"type": "string", "description": "Session id, e.g. PS_7."},
+            "sid": {"type": "string", "description": "Session id: PS_ and 12 random characters."},
             "identity": {"type": "string"},
             "name": {"type": "string"},
             "role": {"type": "string", "enum": ROLES},

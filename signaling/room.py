@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from sfu.negotiation import (
     accept_answer,
     answer_publish,
     answer_subscribe_offer,
+    answered_codecs,
     answered_rtx,
     answered_transport_cc,
     offer_subscribe,
@@ -39,7 +40,6 @@ from .room_monitor import RoomMonitor
 from .tokens import Claims
 
 log = logging.getLogger(__name__)
-_sids = itertools.count(1)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -67,6 +67,9 @@ class RoomOptions:
     max_participants: int | None = None  # None: unlimited
     empty_timeout: float = 300.0
     metadata: dict[str, str] = field(default_factory=dict)  # stage, grade, subject, teacher...
+    # The codecs publishers may send (names as in SDP: "opus", "VP8", "H264"); None: every codec the
+    # router forwards. A school whose classroom TVs decode only H.264 sets ("H264", "opus").
+    codecs: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Participant:
     claims: Claims
     send: Send | None  # None for WHIP/WHEP sessions
     kind: str = "websocket"  # websocket | whip | whep
-    sid: str = field(default_factory=lambda: f"PS_{next(_sids)}")
+    sid: str = field(default_factory=lambda: f"PS_{secrets.token_urlsafe(9)}")  # unique, not guessable
+    resource: str | None = None  # the secret last part of a WHIP/WHEP session's URL
     publisher: WebRtcTransport | None = None
     subscriber: WebRtcTransport | None = None
     producers: dict[str, Producer] = field(default_factory=dict)  # by mid on the publisher transport
@@ -253,7 +257,7 @@ class Room:
         fresh = participant.publisher is None
         transport = participant.publisher or self._new_transport(participant, "publisher")
         try:
-            answer, specs = answer_publish(offer, transport, sources)
+            answer, specs = answer_publish(offer, transport, sources, self.options.codecs)
         except NegotiationError as exc:
             if fresh:
                 transport.close("publish offer refused")
@@ -393,17 +397,37 @@ class Room:
             raise SignalingError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
         with_rtx = answered_rtx(answered)
+        kept = answered_codecs(answered)
         if answered_transport_cc(answered):
             transport.enable_transport_cc()
         for subscription in participant.offered:
             consumer = subscription.consumer
             if consumer is None:
                 continue
+            if subscription.slot.payload_type not in kept.get(subscription.slot.mid, ()):
+                await self._unplayable(participant, consumer)
+                continue
             if subscription.slot.mid in with_rtx:
                 consumer.rtx_payload_type = RTX_PAYLOAD_TYPES.get(consumer.codec_name)
             if consumer.paused:
                 consumer.resume()
         await self.negotiate(participant)
+
+    async def _unplayable(self, participant: Participant, consumer: Consumer) -> None:
+        """The subscriber's answer turned a track down (a browser without that decoder rejects its
+        section): nothing is sent to it, and it hears which track and codec, rather than seeing a
+        tile that never starts."""
+        producer = consumer.producer
+        owner = self.owner_of(producer)
+        consumer.close()
+        if owner is not None:
+            message = {
+                "type": "track_unsupported",
+                "track": track_info(producer, owner),
+                "codec": producer.codec.name,
+                "message": f"this client cannot receive {producer.codec.name} {producer.kind}",
+            }
+            await participant.notify(message)
 
     def play(self, participant: Participant, offer: str, identity: str | None = None) -> str:
         """WHEP: answer a player's offer with what is published now (by `identity`, if given)."""
@@ -436,6 +460,7 @@ class Room:
             "metadata": dict(self.options.metadata),
             "created_at": int(self.created_at),
             "tracks": len(self.producers()),
+            "codecs": list(self.options.codecs) if self.options.codecs is not None else None,
         }
 
     def find(self, identity: str) -> list[Participant]:
@@ -582,8 +607,12 @@ class Rooms:
             del self.rooms[room.name]
             self.node.close_router(room.name)
 
-    def find_session(self, sid: str) -> Participant | None:
+    def find_resource(self, resource: str) -> Participant | None:
+        """The WHIP/WHEP session whose URL ends in ``resource`` (compared in constant time)."""
+        key = resource.encode("utf-8", "surrogatepass")
         for room in self.rooms.values():
-            if sid in room.participants:
-                return room.participants[sid]
+            for participant in room.participants.values():
+                secret = participant.resource
+                if secret is not None and secrets.compare_digest(secret.encode(), key):
+                    return participant
         return None

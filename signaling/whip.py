@@ -1,41 +1,67 @@
 """WHIP (RFC 9725) and WHEP: publish and play with one HTTP POST of an SDP offer.
 
-OBS, GStreamer and hardware classroom boxes speak WHIP; players speak WHEP. Each session is a
-participant of the room with a publisher (WHIP) or subscriber (WHEP) Transport and no signaling
-channel; DELETE on its Location ends it. The server is ICE-lite with one host candidate, so there
-is nothing to trickle: PATCH answers 405 as the RFC asks of servers without trickle or restarts.
+OBS, GStreamer, FFmpeg and hardware classroom boxes speak WHIP; players speak WHEP. Each session is
+a participant of the room with a publisher (WHIP) or subscriber (WHEP) Transport and no signaling
+channel. Its resource URL (the Location of the 201) ends in a random secret, not the participant's
+sid, which everyone in the room sees; DELETE on it ends the session, for the session's own identity,
+a moderator of the room, or the admin API. The server is ICE-lite with one host candidate, so there
+is nothing to trickle: PATCH answers 405, which RFC 9725 allows a server without trickle or ICE
+restarts.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from sfu.negotiation import NegotiationError
 
-from . import appkeys
+from . import admin, appkeys
 from .room import Participant, Rooms, SignalingError
 from .tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
 
 MAX_OFFER = 64 * 1024
+RETRY_AFTER_FULL = 10  # seconds an encoder waits before trying a full room again
+CHALLENGE = 'Bearer realm="kelian"'
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After, WWW-Authenticate",
     "Access-Control-Max-Age": "86400",
+}
+# SignalingError codes -> HTTP status; anything else is 409 (the room's state refuses it now).
+STATUS = {
+    "forbidden": 403,
+    "bad_sdp": 400,
+    "unsupported_media_type": 415,
+    "too_large": 413,
+    "room_full": 503,
 }
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message + "\n", content_type="text/plain", headers=CORS)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, text=message + "\n", content_type="text/plain", headers=CORS | (headers or {})
+    )
+
+
+def _unauthorized(exc: TokenError, challenge: str = CHALLENGE) -> web.Response:
+    """401 with the challenge RFC 9110 requires (RFC 6750's error for a token that was sent)."""
+    if exc.status != 401:
+        return _error(exc.status, exc.message)
+    sent = exc.message != "missing Authorization: Bearer <token>"
+    value = f'{challenge}, error="invalid_token"' if sent else challenge
+    return _error(401, exc.message, {"WWW-Authenticate": value})
 
 
 def _claims(request: web.Request, room: str) -> Claims:
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
     if not header.startswith("Bearer "):
         raise TokenError("missing Authorization: Bearer <token>", 401)
     config = request.app[appkeys.CONFIG]
@@ -56,12 +82,15 @@ async def _offer(request: web.Request) -> str:
         raise SignalingError("bad_sdp", "the offer is not UTF-8 text") from None
 
 
-def _created(
-    request: web.Request, kind: str, room: str, participant: Participant, answer: str
-) -> web.Response:
-    location = f"/{kind}/{room}/{participant.sid}"
-    headers = dict(CORS) | {"Location": location, "ETag": f'"{participant.sid}"'}
-    return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
+def _refused(exc: SignalingError) -> web.Response:
+    status = STATUS.get(exc.code, 409)
+    headers = {"Retry-After": str(RETRY_AFTER_FULL)} if status == 503 else None
+    return _error(status, exc.message, headers)
+
+
+def resource_path(kind: str, room: str, resource: str) -> str:
+    """The session's URL path; the room name is percent-encoded (a room may be called "maths 5a")."""
+    return f"/{kind}/{quote(room, safe='')}/{resource}"
 
 
 async def options(request: web.Request) -> web.Response:
@@ -82,7 +111,7 @@ async def _start(request: web.Request, kind: str) -> web.Response:
     try:
         claims = _claims(request, room_name)
     except TokenError as exc:
-        return _error(exc.status, exc.message)
+        return _unauthorized(exc)
     grant = claims.grants.publish if kind == "whip" else claims.grants.subscribe
     if not grant:
         verb = "publish" if kind == "whip" else "subscribe"
@@ -90,13 +119,13 @@ async def _start(request: web.Request, kind: str) -> web.Response:
     try:
         offer = await _offer(request)
     except SignalingError as exc:
-        status = {"unsupported_media_type": 415, "too_large": 413}.get(exc.code, 400)
-        return _error(status, exc.message)
+        return _refused(exc)
     room = rooms.get(room_name)
     try:
         participant = await room.join(claims, None, kind=kind)
     except SignalingError as exc:  # room_full, or room_closed while it is being closed
-        return _error(409, exc.message)
+        return _refused(exc)
+    participant.resource = secrets.token_urlsafe(18)
     try:
         if kind == "whip":
             answer = await room.publish(participant, offer)
@@ -104,33 +133,56 @@ async def _start(request: web.Request, kind: str) -> web.Response:
             answer = room.play(participant, offer, request.query.get("participant"))
     except (SignalingError, NegotiationError) as exc:
         await room.leave(participant, reason="offer refused")
-        message = exc.message if isinstance(exc, SignalingError) else str(exc)
-        code = exc.code if isinstance(exc, SignalingError) else "bad_sdp"
-        return _error(403 if code == "forbidden" else 400 if code == "bad_sdp" else 409, message)
+        if isinstance(exc, NegotiationError):
+            exc = SignalingError("bad_sdp", str(exc))
+        return _refused(exc)
     log.info("%s session %s in room %s for %s", kind, participant.sid, room_name, claims.identity)
-    return _created(request, kind, room_name, participant, answer)
+    location = resource_path(kind, room_name, participant.resource)
+    return web.Response(
+        status=201, text=answer, content_type="application/sdp", headers=CORS | {"Location": location}
+    )
+
+
+def _may_end(request: web.Request, room: str, session: Participant | None) -> web.Response | None:
+    """None if the caller may end `session`: the admin API (HTTP Basic), or a Bearer token for the
+    room whose identity is the session's own or which may moderate. Otherwise the refusal."""
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
+    if header.lower().startswith("basic "):
+        try:
+            admin.authenticate(request)
+        except admin.ApiError as exc:
+            return _error(401, exc.message, {"WWW-Authenticate": admin.REALM})
+        return None
+    try:
+        claims = _claims(request, room)
+    except TokenError as exc:
+        return _unauthorized(exc, f"{CHALLENGE}, {admin.REALM}")
+    if session is None or claims.identity == session.identity or claims.grants.moderate:
+        return None
+    return _error(403, "only the session's own identity, a moderator of the room or the admin API may end it")
 
 
 async def delete(request: web.Request) -> web.Response:
     rooms: Rooms = request.app[appkeys.ROOMS]
-    room_name, sid = request.match_info["room"], request.match_info["sid"]
-    participant = rooms.find_session(sid)
-    if (
-        participant is None
-        or participant.room.name != room_name
-        or participant.kind != request.match_info["kind"]
-    ):
+    room_name, kind = request.match_info["room"], request.match_info["kind"]
+    session = rooms.find_resource(request.match_info["resource"])
+    if session is not None and (session.room.name != room_name or session.kind != kind):
+        session = None
+    refusal = _may_end(request, room_name, session)
+    if refusal is not None:
+        return refusal
+    if session is None:
         return _error(404, "no such session")
-    try:
-        _claims(request, room_name)
-    except TokenError as exc:
-        return _error(exc.status, exc.message)
-    await participant.room.leave(participant, reason="ended by DELETE")
+    await session.room.leave(session, reason="ended by DELETE")
     return web.Response(status=200, headers=CORS)
 
 
 async def patch(request: web.Request) -> web.Response:
-    return _error(405, "kelian is ICE-lite with one host candidate: no trickle ICE or ICE restart by PATCH")
+    return _error(
+        405,
+        "kelian is ICE-lite with one host candidate: no trickle ICE or ICE restart by PATCH",
+        {"Allow": "DELETE, OPTIONS"},
+    )
 
 
 def routes() -> list[web.RouteDef]:
@@ -138,7 +190,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/whip/{room}", whip_post),
         web.post("/whep/{room}", whep_post),
         web.options("/{kind:whip|whep}/{room}", options),
-        web.options("/{kind:whip|whep}/{room}/{sid}", options),
-        web.delete("/{kind:whip|whep}/{room}/{sid}", delete),
-        web.patch("/{kind:whip|whep}/{room}/{sid}", patch),
+        web.options("/{kind:whip|whep}/{room}/{resource}", options),
+        web.delete("/{kind:whip|whep}/{room}/{resource}", delete),
+        web.patch("/{kind:whip|whep}/{room}/{resource}", patch),
     ]

@@ -55,10 +55,13 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def chromium(wrapper: Path | None = None, secure_origin: str | None = None) -> AsyncIterator[Browser]:
+async def chromium(
+    wrapper: Path | None = None, secure_origin: str | None = None, camera: Path | None = None
+) -> AsyncIterator[Browser]:
     """The system Chromium, started directly or through `wrapper` (a script that runs it, with its
     arguments, inside a network namespace, say). Cameras need a secure page: `secure_origin` makes
-    a plain-http origin other than localhost count as one."""
+    a plain-http origin other than localhost count as one. `camera` is a .y4m clip the fake camera
+    plays instead of its own pattern."""
     executable = shutil.which("chromium")
     if executable is None:
         require_system("chromium", "chromium is not installed (apt-get install chromium)")
@@ -71,7 +74,8 @@ async def chromium(wrapper: Path | None = None, secure_origin: str | None = None
             executable_path=wrapper or executable,
             headless=True,
             args=CHROMIUM_ARGS
-            + ([f"--unsafely-treat-insecure-origin-as-secure={secure_origin}"] if secure_origin else []),
+            + ([f"--unsafely-treat-insecure-origin-as-secure={secure_origin}"] if secure_origin else [])
+            + ([f"--use-file-for-fake-video-capture={camera}"] if camera else []),
             timeout=30_000,
         )
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,21 @@ from browser import browser  # noqa: F401  (fixture)
 from helpers import free_tcp_port, require_system, wait_for_redis
 from kelian_server import kelian  # noqa: F401  (fixture)
 from netns import netns  # noqa: F401  (fixture)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a slow end-to-end test, run by CI and `make test-all`")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slowest end-to-end tests out unless KELIAN_SLOW=1 (CI sets it; so does make test-all),
+    so that `make test` stays quick on a laptop while CI still runs everything."""
+    if os.environ.get("KELIAN_SLOW") == "1":
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

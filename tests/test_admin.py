@@ -190,7 +190,8 @@ async def test_room_full_is_refused_over_the_websocket_and_whip(kelian: Server) 
             headers = {"Authorization": f"Bearer {kelian.token('obs', 'lecturer')}"}
             headers["Content-Type"] = "application/sdp"
             async with api.session.post(f"{kelian.url}/whip/lesson", data="v=0\r\n", headers=headers) as r:
-                assert r.status == 409
+                assert r.status == 503, "an encoder comes back later (RFC 9110), rather than give up"
+                assert r.headers["Retry-After"] == "10"
                 assert "full" in await r.text()
 
             await again.connect()

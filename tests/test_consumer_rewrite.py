@@ -22,11 +22,13 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 from benchmarks.consumer_cost import FakeTransport, vp8_packets  # noqa: E402
+from sfu import codecs  # noqa: E402
 from sfu.codecs import TRANSPORT_CC_ID  # noqa: E402
 from sfu.consumer import Consumer  # noqa: E402
 from sfu.producer import CodecSpec, Producer, ProducerSpec, RtpStream, StreamSpec  # noqa: E402
-from sfu.rtp import rewrite_vp8_picture  # noqa: E402
+from sfu.rtp import extensions, rewrite_vp8_picture  # noqa: E402
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext  # noqa: E402
+from sfu.twcc import SendHistory  # noqa: E402
 
 VP8 = CodecSpec("VP8", "video", 96, 90000, None, "", 97)
 OPUS = CodecSpec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1", None)
@@ -58,11 +60,13 @@ class CaptureTx:
         vp8: tuple[int, int] | None = None,
         twcc_at: int = -1,
         twcc_seq: int = 0,
+        ext_table: bytes | None = None,
     ) -> bytes:
         if vp8 is not None:
             out = bytearray(packet)
             rewrite_vp8_picture(out, packet, *vp8)
             packet = bytes(out)
+        assert ext_table is None, "these Consumers serve subscribers that took the router's ids"
         self.sent.append(Sent(published(packet), pt, seq, ts, ssrc))
         return b"srtp"
 
@@ -575,3 +579,112 @@ def test_forwarding_continues_past_half_the_sequence_space() -> None:
     last = transport.out[-1]
     consumer.on_nack([last.seq])  # NACKs of recent packets are answered too
     assert consumer.retransmissions == 1
+
+
+# --- encoders that ignore keyframe requests --------------------------------------------------------
+
+
+def picture_group(stream: RtpStream, first_seq: int, frames: int, ts0: int = 90_000) -> list[bytes]:
+    """A keyframe in two packets, then one packet per interframe, 30 fps; received by `stream`."""
+    packets = [vp8(first_seq, ts0, 0xAAAA, key=True), vp8(first_seq + 1, ts0, 0xAAAA, marker=True)]
+    packets[1] = packets[1][:12] + bytes([0x80, 0x80]) + packets[1][14:]  # a continuation: no S bit
+    packets += [vp8(first_seq + 1 + i, ts0 + i * 3000, 0xAAAA, marker=True) for i in range(1, frames)]
+    for packet in packets:
+        stream.receive(packet)
+    return packets
+
+
+def test_a_late_subscriber_starts_from_the_cached_picture_group() -> None:
+    """FFmpeg's WHIP muxer ignores PLI: past its patience, a subscriber that shows nothing yet gets
+    the picture group from the last keyframe, squeezed just before live, then live."""
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    stream.ssrc = 0xAAAA
+    gop = picture_group(stream, 100, 10)  # seq 100..110, frames at ts 90000 + 3000 * i
+    consumer, transport = subscribe(producer)
+    assert keyframe_requests(producer) == [0xAAAA] and stream.replay_at > 0
+    stream.receive(vp8(111, 90_000 + 10 * 3000, 0xAAAA))
+    assert transport.out == [], "within its patience it waits for the keyframe it asked for"
+    stream.replay_at = 1e-9  # patience is over: the next packet starts it
+    live = [vp8(112 + i, 90_000 + (11 + i) * 3000, 0xAAAA) for i in range(3)]
+    for packet in live:
+        stream.receive(packet)
+    sent = transport.out
+    assert [s.packet for s in sent] == [*gop, vp8(111, 90_000 + 10 * 3000, 0xAAAA), *live]
+    assert diffs([s.seq for s in sent], 16) == [1] * (len(sent) - 1)
+    # eleven frames replayed one tick apart, then live at its own pace from the last of them
+    assert diffs([s.ts for s in sent], 32) == [0, *[1] * 10, 3000, 3000, 3000]
+    assert consumer.synced and not stream.pending and stream.replay_at == 0
+    assert consumer.packets == len(sent) and consumer.last_seq == sent[-1].seq
+    consumer.on_nack([sent[3].seq])  # a repair of a replayed packet keeps its squeezed timestamp
+    assert (transport.out[-1].seq, transport.out[-1].ts) == (sent[3].seq, sent[3].ts)
+
+
+def test_a_publisher_that_answers_in_time_is_not_replayed() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    picture_group(stream, 100, 5)
+    _, transport = subscribe(producer)
+    stream.receive(vp8(106, 200_000, 0xAAAA, key=True))  # the keyframe it asked for
+    stream.replay_at = 1e-9  # even were the deadline past, nobody waits any more
+    stream.receive(vp8(107, 203_000, 0xAAAA))
+    assert [s.packet for s in transport.out] == [
+        vp8(106, 200_000, 0xAAAA, key=True),
+        vp8(107, 203_000, 0xAAAA),
+    ]
+
+
+def test_an_incomplete_picture_group_is_not_replayed() -> None:
+    producer = producer_with(None)
+    stream = producer.streams[0]
+    picture_group(stream, 100, 3)  # 100..103
+    stream.receive(vp8(105, 99_000, 0xAAAA))  # 104 was lost upstream
+    _, transport = subscribe(producer)
+    stream.replay_at = 1e-9
+    stream.receive(vp8(106, 102_000, 0xAAAA))
+    assert transport.out == [] and stream.replay_at == 0, "it waits for the next keyframe instead"
+    stream.receive(vp8(107, 105_000, 0xAAAA, key=True))
+    assert len(transport.out) == 1
+
+
+def test_a_subscriber_switching_layers_is_never_replayed() -> None:
+    """The old layer keeps its picture on screen until the new layer's keyframe."""
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    q.receive(vp8(10, 0, 0x1111, key=True))
+    f.receive(vp8(50, 0, 0x2222, key=True))
+    consumer.attach(f)
+    f.replay_at = 1e-9
+    f.receive(vp8(51, 3000, 0x2222))
+    assert consumer.stream is q and consumer in f.pending and len(transport.out) == 1
+
+
+# --- a subscriber's own extension ids --------------------------------------------------------------
+
+
+def test_a_subscriber_with_its_own_extension_ids_gets_them_on_the_wire() -> None:
+    """A WHEP player's offer chose its ids (Chromium: transport-cc 4, video-orientation 3); the
+    Consumer rewrites the router's into them after everything else, inside the SRTP staging buffer."""
+    key = bytes(range(AEAD_AES_128_GCM.key_length + AEAD_AES_128_GCM.salt_length))
+    producer = producer_with(None)
+    transport = CapturingTransport()
+    transport.srtp_tx = SrtpContext(AEAD_AES_128_GCM, key, True)
+    transport.twcc = SendHistory()
+    consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
+    player = {2: codecs.URI_ABS_SEND_TIME, 3: codecs.URI_VIDEO_ORIENTATION, 4: codecs.URI_TRANSPORT_CC}
+    consumer.ext_table = codecs.output_table(player, reserved=range(1, 12))
+    consumer.attach(producer.streams[0])
+    # the publisher sent abs-send-time (router id 2), video orientation (13) and an unknown id 5
+    elements = bytes([0x22, 1, 2, 3, 0xD0, 1, 0x50, 9])
+    header = struct.pack("!BBHII", 0x90, 96, 7, 9000, 0xAAAA) + b"\xbe\xde\x00\x02" + elements
+    packet = header + vp8(7, 9000, 0xAAAA, key=True)[12:]
+    producer.streams[0].receive(packet)
+    consumer.on_nack([consumer.last_seq])  # a retransmission is rewritten the same way
+    assert len(transport.datagrams) == 2
+    for data in transport.datagrams:  # a context each: the second is a repeat, which libsrtp refuses
+        plain = SrtpContext(AEAD_AES_128_GCM, key, False).unprotect(data)
+        found = {ext_id: plain[offset : offset + size] for ext_id, offset, size in extensions(plain)}
+        assert found[2] == b"\x01\x02\x03", "abs-send-time kept its id"
+        assert found[3] == b"\x01", "video orientation moved from 13 to the player's 3"
+        assert 4 in found, "the transport-wide sequence number under the player's 4"
+        assert set(found) == {2, 3, 4, 12}, "the unknown element hidden under an id it never offered"

@@ -82,6 +82,7 @@ async def test_classroom_presets_reach_every_subscriber_without_loss(
             assert probe["size"] == sizes[track["publisher"]], track
 
 
+@pytest.mark.slow
 async def test_live_run_reports_every_track_without_loss(
     kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
 ) -> None:
@@ -118,6 +119,7 @@ async def test_live_run_reports_every_track_without_loss(
     assert "ttff50ms" in out and "server (the last" in out
 
 
+@pytest.mark.slow
 async def test_a_publisher_killed_half_way_is_reported(
     kelian: Server,
     tmp_path: Path,
@@ -167,6 +169,7 @@ async def test_a_publisher_killed_half_way_is_reported(
     assert "publishers that failed or ended early:" in out
 
 
+@pytest.mark.slow
 async def test_find_capacity_steps_up_and_reports_the_largest_load_held(
     kelian: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_env: None
 ) -> None:

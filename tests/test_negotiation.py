@@ -10,21 +10,24 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from test_sdp import CHROME_FP, CHROME_OFFER, FIREFOX_OFFER, OBS_OFFER, RID_URI, RRID_URI
+from test_sdp import CHROME_FP, CHROME_OFFER, CHROME_VIDEO_FB, FIREFOX_OFFER, OBS_OFFER, RID_URI, RRID_URI
 
 from sfu import codecs
 from sfu.codecs import HIDDEN_EXTENSION_ID, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID
 from sfu.codecs import URI_VIDEO_ORIENTATION as URI_ORIENTATION
+from sfu.consumer import Consumer
 from sfu.negotiation import (
     NegotiationError,
     SubscriberSlot,
     accept_answer,
     answer_publish,
+    answer_subscribe_offer,
+    answered_codecs,
     answered_rtx,
     offer_subscribe,
 )
 from sfu.node import Node
-from sfu.producer import CodecSpec, ProducerSpec, StreamSpec
+from sfu.producer import CodecSpec, Producer, ProducerSpec, StreamSpec
 from sfu.sdp import Rid, SessionDescription, parse, serialize
 
 SERVER_FP = ":".join(["5A"] * 32)
@@ -316,12 +319,28 @@ a=fmtp:121 apt=120
 """
 
 
-def test_vp8_is_preferred_over_h264() -> None:
+def test_the_offerers_first_codec_wins() -> None:
+    """RFC 8829: the offer lists codecs in the offerer's order of preference; an encoder that puts
+    H.264 first publishes H.264."""
     _, answer, specs, _ = publish(video_offer("102 103 120 121", H264_PM1 + VP8_LINES))
+    (spec,) = specs
+    assert spec.codec.name == "H264" and spec.publisher_payload_type == 102
+    assert answer.media[0].formats == ["102", "103"]
+    _, answer, specs, _ = publish(video_offer("120 121 102 103", VP8_LINES + H264_PM1))
     (spec,) = specs
     assert spec.codec.name == "VP8" and spec.publisher_payload_type == 120
     assert spec.publisher_rtx_payload_type == 121 and spec.feedback == frozenset({"nack"})
     assert answer.media[0].formats == ["120", "121"]
+
+
+def test_the_rooms_codec_policy_narrows_the_choice() -> None:
+    offer = video_offer("102 103 120 121", H264_PM1 + VP8_LINES)
+    text, specs = answer_publish(offer, FakeTransport(), allowed_codecs=("VP8", "opus"))  # type: ignore[arg-type]
+    assert specs[0].codec.name == "VP8" and parse(text).media[0].formats == ["120", "121"]
+    with pytest.raises(
+        NegotiationError, match=r"this room allows only H264, opus; the offer sends video \(VP8\)"
+    ):
+        answer_publish(video_offer("120 121", VP8_LINES), FakeTransport(), allowed_codecs=("H264", "opus"))  # type: ignore[arg-type]
 
 
 def test_h264_alone_is_accepted() -> None:
@@ -641,3 +660,269 @@ def test_extension_table_for_the_firefox_offer() -> None:
     assert table[2] == HIDDEN_EXTENSION_ID  # an unknown extension on an id subscribers read
     assert (table[5], table[6], table[7]) == (5, 6, 7)  # unknown, on ids subscribers ignore
     assert table[13] == HIDDEN_EXTENSION_ID
+
+
+# --- max-bundle offers (GStreamer's webrtcbin) -------------------------------------------------------
+
+# What GStreamer 1.22's webrtcbin offers with bundle-policy=max-bundle (Debian bookworm): the second
+# section has port 0 and a=bundle-only, which is not a rejection (RFC 8843 section 6).
+GSTREAMER_OFFER = f"""v=0
+o=- 6596692176152015096 0 IN IP4 0.0.0.0
+s=-
+t=0 0
+a=ice-options:trickle
+a=group:BUNDLE video0 audio1
+m=video 9 UDP/TLS/RTP/SAVPF 96
+c=IN IP4 0.0.0.0
+a=setup:actpass
+a=ice-ufrag:hDop2CAyv4MA2tGEc3ynOXgVgEp9Y0x6
+a=ice-pwd:YbGgU/DmhsI9wG6Br6VqgJLK9PHMJSbE
+a=rtcp-mux
+a=rtcp-rsize
+a=sendrecv
+a=rtpmap:96 VP8/90000
+a=rtcp-fb:96 nack pli
+a=rtcp-fb:96 ccm fir
+a=rtcp-fb:96 transport-cc
+a=framerate:15
+a=ssrc:3876339740 msid:user2938452300@host-1aaaa91d webrtctransceiver0
+a=ssrc:3876339740 cname:user2938452300@host-1aaaa91d
+a=mid:video0
+a=fingerprint:sha-256 {CHROME_FP}
+a=rtcp-mux-only
+a=candidate:1 1 UDP 2015363327 192.0.2.2 37338 typ host
+m=audio 0 UDP/TLS/RTP/SAVPF 111
+c=IN IP4 0.0.0.0
+a=setup:actpass
+a=ice-ufrag:hDop2CAyv4MA2tGEc3ynOXgVgEp9Y0x6
+a=ice-pwd:YbGgU/DmhsI9wG6Br6VqgJLK9PHMJSbE
+a=bundle-only
+a=rtcp-mux
+a=rtcp-rsize
+a=sendrecv
+a=rtpmap:111 OPUS/48000/2
+a=rtcp-fb:111 transport-cc
+a=fmtp:111 sprop-maxcapturerate=48000;sprop-stereo=0
+a=ssrc:633709805 msid:user2938452300@host-1aaaa91d webrtctransceiver1
+a=ssrc:633709805 cname:user2938452300@host-1aaaa91d
+a=mid:audio1
+a=fingerprint:sha-256 {CHROME_FP}
+a=rtcp-mux-only
+""".replace("\n", "\r\n")
+
+
+def test_a_bundle_only_section_is_accepted() -> None:
+    _, answer, specs, _ = publish(GSTREAMER_OFFER)
+    assert [(s.kind, s.mid, s.codec.name) for s in specs] == [
+        ("video", "video0", "VP8"),
+        ("audio", "audio1", "opus"),
+    ]
+    audio = answer.media[1]
+    assert answer.groups == [("BUNDLE", ["video0", "audio1"])]
+    assert (audio.port, audio.direction, audio.formats, audio.bundle_only) == (9, "recvonly", ["111"], False)
+    assert audio.codecs[0].name == "OPUS", "the offer's spelling is kept"
+    assert specs[1].streams[0].ssrc == 633709805
+
+
+def test_a_plain_port_zero_still_rejects() -> None:
+    offer = GSTREAMER_OFFER.replace("a=bundle-only\r\n", "")
+    _, answer, specs, _ = publish(offer)
+    assert [s.kind for s in specs] == ["video"]
+    assert answer.media[1].port == 0 and answer.groups == [("BUNDLE", ["video0"])]
+
+
+def test_bundle_only_outside_the_bundle_group_is_a_rejection() -> None:
+    offer = GSTREAMER_OFFER.replace("a=group:BUNDLE video0 audio1", "a=group:BUNDLE video0")
+    _, answer, specs, _ = publish(offer)
+    assert [s.kind for s in specs] == ["video"] and answer.media[1].port == 0
+
+
+# --- WHEP: answering a player's offer ------------------------------------------------------------------
+
+# Chromium 156's offer for a recvonly video and audio transceiver (trimmed to the codecs that matter):
+# its extension ids are its own (video orientation on 3, transport-cc on 4, audio level on 14), and a
+# Chromium refuses any answer that moves them or adds one.
+CHROME_WHEP_OFFER = f"""v=0
+o=- 2007086931313658565 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0 1
+a=extmap-allow-mixed
+a=msid-semantic: WMS
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 104 107 108 109
+c=IN IP4 0.0.0.0
+a=rtcp:9 IN IP4 0.0.0.0
+a=ice-ufrag:A6N2
+a=ice-pwd:7YTFYRCmX52kWpjw6ZBn/W+R
+a=ice-options:trickle
+a=fingerprint:sha-256 {CHROME_FP}
+a=setup:actpass
+a=mid:0
+a=extmap:1 urn:ietf:params:rtp-hdrext:toffset
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=extmap:3 urn:3gpp:video-orientation
+a=extmap:4 {TWCC_URI}
+a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay
+a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid
+a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id
+a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id
+a=recvonly
+a=rtcp-mux
+a=rtcp-rsize
+a=rtpmap:96 VP8/90000
+{CHROME_VIDEO_FB.format(pt=96)}
+a=rtpmap:97 rtx/90000
+a=fmtp:97 apt=96
+a=rtpmap:102 H264/90000
+{CHROME_VIDEO_FB.format(pt=102)}
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f
+a=rtpmap:103 rtx/90000
+a=fmtp:103 apt=102
+a=rtpmap:104 H264/90000
+{CHROME_VIDEO_FB.format(pt=104)}
+a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f
+a=rtpmap:107 rtx/90000
+a=fmtp:107 apt=104
+a=rtpmap:108 H264/90000
+{CHROME_VIDEO_FB.format(pt=108)}
+a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f
+a=rtpmap:109 rtx/90000
+a=fmtp:109 apt=108
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0
+c=IN IP4 0.0.0.0
+a=rtcp:9 IN IP4 0.0.0.0
+a=ice-ufrag:A6N2
+a=ice-pwd:7YTFYRCmX52kWpjw6ZBn/W+R
+a=ice-options:trickle
+a=fingerprint:sha-256 {CHROME_FP}
+a=setup:actpass
+a=mid:1
+a=extmap:14 urn:ietf:params:rtp-hdrext:ssrc-audio-level
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=extmap:4 {TWCC_URI}
+a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid
+a=recvonly
+a=rtcp-mux
+a=rtcp-rsize
+a=rtpmap:111 opus/48000/2
+a=rtcp-fb:111 transport-cc
+a=fmtp:111 minptime=10;useinbandfec=1
+a=rtpmap:63 red/48000/2
+a=fmtp:63 111/111
+a=rtpmap:9 G722/8000
+a=rtpmap:0 PCMU/8000
+""".replace("\n", "\r\n")
+
+
+@dataclass
+class FakeSubscriberTransport(FakeTransport):
+    """A WHEP player's Transport: also takes transport-cc and Consumers."""
+
+    transport_cc: bool = False
+    consumers: list[Consumer] = field(default_factory=list)
+
+    def enable_transport_cc(self) -> None:
+        self.transport_cc = True
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+
+
+def publisher(codec: CodecSpec, kind: str = "video") -> Producer:
+    spec = ProducerSpec(kind, "0", codec, codec.payload_type, codec.rtx_payload_type, [StreamSpec()])
+    transport = FakeTransport()
+    transport.id = "PA_7"  # type: ignore[attr-defined]
+    return Producer(transport, spec)  # type: ignore[arg-type]
+
+
+OPUS_SPEC = CodecSpec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1")
+VP8_SPEC = CodecSpec("VP8", "video", 96, 90000, None, "", 97)
+CONSTRAINED_BASELINE = CodecSpec(
+    "H264",
+    "video",
+    102,
+    90000,
+    None,
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    103,
+)
+
+
+def play(offer: str, *producers: Producer) -> tuple[SessionDescription, FakeSubscriberTransport]:
+    transport = FakeSubscriberTransport()
+
+    def consume(mid: str, producer: Producer) -> Consumer:
+        consumer = Consumer(transport, producer, mid)  # type: ignore[arg-type]
+        transport.add_consumer(consumer)
+        return consumer
+
+    text = answer_subscribe_offer(offer, transport, list(producers), consume)  # type: ignore[arg-type]
+    return parse(text), transport
+
+
+def test_whep_answer_keeps_the_players_extension_ids_and_only_what_it_offered() -> None:
+    answer, transport = play(CHROME_WHEP_OFFER, publisher(VP8_SPEC), publisher(OPUS_SPEC, "audio"))
+    video, audio = answer.media
+    assert video.extmaps == {2: URI_ABS_SEND_TIME, 3: URI_ORIENTATION, 4: TWCC_URI}
+    assert audio.extmaps == {14: URI_AUDIO_LEVEL, 4: TWCC_URI}
+    assert transport.transport_cc, "the player offered transport-cc: the server estimates its link"
+    video_consumer, audio_consumer = transport.consumers
+    table = video_consumer.ext_table
+    assert table is not None
+    assert (table[codecs.TRANSPORT_CC_ID], table[13], table[2]) == (4, 3, 2)
+    hidden = table[HIDDEN_EXTENSION_ID]
+    assert hidden not in {1, 2, 3, 4, 5, 9, 10, 11, 14}, "an id the player never offered"
+    assert all(table[i] == hidden for i in (1, 4, 10, 11)), "the router's other ids are hidden"
+    assert audio_consumer.ext_table is not None and audio_consumer.ext_table[1] == 14
+
+
+def test_whep_answer_takes_the_players_payload_types_feedback_and_rtx() -> None:
+    answer, transport = play(CHROME_WHEP_OFFER, publisher(VP8_SPEC), publisher(OPUS_SPEC, "audio"))
+    video, audio = answer.media
+    assert video.formats == ["96", "97"] and video.codecs[1].fmtp == {"apt": "96"}
+    assert video.codecs[0].rtcp_fb == ["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"]
+    consumer = transport.consumers[0]
+    assert consumer.rtx_payload_type == 97 and video.ssrc_groups == [
+        ("FID", [consumer.ssrc, consumer.rtx_ssrc])
+    ]
+    assert audio.formats == ["111"] and audio.codecs[0].rtcp_fb == ["transport-cc"]
+    assert (video.direction, audio.direction) == ("sendonly", "sendonly")
+
+
+def test_whep_answer_leaves_out_feedback_and_extensions_the_player_did_not_offer() -> None:
+    offer = drop_lines(CHROME_WHEP_OFFER, r"a=(rtcp-fb:\d+ (transport-cc|goog-remb)|extmap:3 )")
+    answer, transport = play(offer, publisher(VP8_SPEC))
+    video = answer.media[0]
+    assert video.codecs[0].rtcp_fb == ["ccm fir", "nack", "nack pli"]
+    assert video.extmaps == {2: URI_ABS_SEND_TIME}, "no transport-cc feedback, no transport-cc numbers"
+    assert not transport.transport_cc
+    assert answer.media[1].direction == "inactive", "nothing published for the audio section"
+
+
+def test_whep_h264_takes_the_players_entry_for_the_publishers_profile() -> None:
+    answer, transport = play(CHROME_WHEP_OFFER, publisher(CONSTRAINED_BASELINE))
+    video = answer.media[0]
+    assert video.formats == ["108", "109"], "42e01f, and never packetization-mode 0"
+    assert video.codecs[0].fmtp["profile-level-id"] == "42e01f"
+    assert transport.consumers[0].payload_type == 108
+    high = CodecSpec("H264", "video", 102, 90000, None, "packetization-mode=1;profile-level-id=64001f", 103)
+    answer, _ = play(CHROME_WHEP_OFFER, publisher(high))
+    assert answer.media[0].formats == ["102", "103"], "no entry of its profile: the first mode-1 entry"
+
+
+def test_whep_offer_that_cannot_decode_anything_published_is_told_why() -> None:
+    offer = drop_lines(CHROME_WHEP_OFFER, r"a=(rtpmap|fmtp|rtcp-fb):(96|97) ").replace(" 96 97 102", " 102")
+    answer, _ = play(offer, publisher(CONSTRAINED_BASELINE))
+    assert answer.media[0].direction == "sendonly"
+    with pytest.raises(NegotiationError, match=r"none of the tracks published in this room \(video in VP8\)"):
+        play(offer.replace("H264/90000", "H265/90000"), publisher(VP8_SPEC))
+
+
+def test_subscriber_answers_that_turn_a_codec_down_are_seen() -> None:
+    slots = subscriber_slots()
+    offer = offer_subscribe(FakeTransport(), slots)  # type: ignore[arg-type]
+    answer = parse(subscriber_answer(offer))
+    answer.media[2].port = 0  # a browser without an H.264 decoder rejects that section
+    answer.media[1].codecs = [c for c in answer.media[1].codecs if c.payload_type != 96]
+    kept = answered_codecs(answer)
+    assert 111 in kept["0"] and 96 not in kept.get("1", set()) and "2" not in kept

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from browser import JOIN, chromium, frames_decoded, new_page, wait_frames_decoded
 from helpers import free_udp_port
 from kelian_server import Server, eventually, running_server
@@ -22,6 +23,7 @@ SHOW_FULL_SIZE = """async () => {
 }"""
 
 
+@pytest.mark.slow
 async def test_a_subscriber_behind_a_slow_link_settles_on_a_layer_that_fits(
     netns: Namespace, tmp_path: Path
 ) -> None:
@@ -83,6 +85,7 @@ PUBLISH_CAMERA = """async (token) => {
 }"""
 
 
+@pytest.mark.slow
 async def test_a_publisher_behind_a_lossy_link_is_repaired_for_everyone(
     netns: Namespace, tmp_path: Path
 ) -> None:

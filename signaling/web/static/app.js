@@ -118,8 +118,8 @@ function clearError() {
 }
 
 let noticeTimer = 0;
-function showNotice(key) {
-  setText(ui.notice, key);
+function showNotice(key, vars = {}) {
+  setText(ui.notice, key, vars);
   ui.notice.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => {
@@ -343,6 +343,10 @@ function listen(r) {
     }
     const peer = peers.get(participant.sid);
     if (peer) showMuted(peer, info);
+  });
+
+  on("track_unsupported", (participant, info, codec) => {
+    showNotice("notice.track_unsupported", { name: participant.name || participant.identity, codec });
   });
 
   on("active_speakers", (sids) => {

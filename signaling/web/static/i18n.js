@@ -59,6 +59,7 @@ export const dictionaries = {
     "notice.camera_off_by_teacher": "The teacher turned off your camera.",
     "notice.viewer": "You are watching: this token does not allow sending camera or microphone.",
     "notice.screen_ended": "Screen sharing stopped.",
+    "notice.track_unsupported": "This browser cannot play {name}'s {codec} video.",
 
     "error.close": "Dismiss",
     "error.unauthorized":
@@ -139,6 +140,7 @@ export const dictionaries = {
     "notice.camera_off_by_teacher": "老师关闭了你的摄像头。",
     "notice.viewer": "你正在观看：此令牌不允许发送摄像头或麦克风。",
     "notice.screen_ended": "屏幕共享已停止。",
+    "notice.track_unsupported": "此浏览器无法播放{name}的 {codec} 视频。",
 
     "error.close": "关闭",
     "error.unauthorized": "你的链接或令牌无效或已过期，请向老师要一个新的。",

@@ -391,6 +391,12 @@ export class Room extends Emitter {
       case "layers":
         this.#applyLayers(message.track, message.active);
         break;
+      case "track_unsupported": {
+        // This browser turned the track's codec down: the server sends nothing for it.
+        const participant = this.participants.get(message.track.participant);
+        if (participant) this.emit("track_unsupported", participant, message.track, message.codec);
+        break;
+      }
       case "error":
         this.emit("error", new KelianError(message.code, message.message));
         break;
