@@ -51,21 +51,26 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     )
 
 
-def _unauthorized(exc: TokenError, challenge: str = CHALLENGE) -> web.Response:
-    """401 with the challenge RFC 9110 requires (RFC 6750's error for a token that was sent)."""
+def _unauthorized(request: web.Request, exc: TokenError, challenge: str = CHALLENGE) -> web.Response:
+    """401 with the challenge RFC 9110 requires (and RFC 6750's error when a token was sent)."""
     if exc.status != 401:
         return _error(exc.status, exc.message)
-    sent = exc.message != "missing Authorization: Bearer <token>"
+    sent = _bearer(request) is not None
     value = f'{challenge}, error="invalid_token"' if sent else challenge
     return _error(401, exc.message, {"WWW-Authenticate": value})
 
 
-def _claims(request: web.Request, room: str) -> Claims:
+def _bearer(request: web.Request) -> str | None:
     header = request.headers.get(hdrs.AUTHORIZATION, "")
-    if not header.startswith("Bearer "):
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def _claims(request: web.Request, room: str) -> Claims:
+    token = _bearer(request)
+    if token is None:
         raise TokenError("missing Authorization: Bearer <token>", 401)
     config = request.app[appkeys.CONFIG]
-    return verify(header[7:].strip(), config.api_key, config.api_secret, room=room)
+    return verify(token, config.api_key, config.api_secret, room=room)
 
 
 async def _offer(request: web.Request) -> str:
@@ -111,7 +116,7 @@ async def _start(request: web.Request, kind: str) -> web.Response:
     try:
         claims = _claims(request, room_name)
     except TokenError as exc:
-        return _unauthorized(exc)
+        return _unauthorized(request, exc)
     grant = claims.grants.publish if kind == "whip" else claims.grants.subscribe
     if not grant:
         verb = "publish" if kind == "whip" else "subscribe"
@@ -156,7 +161,7 @@ def _may_end(request: web.Request, room: str, session: Participant | None) -> we
     try:
         claims = _claims(request, room)
     except TokenError as exc:
-        return _unauthorized(exc, f"{CHALLENGE}, {admin.REALM}")
+        return _unauthorized(request, exc, f"{CHALLENGE}, {admin.REALM}")
     if session is None or claims.identity == session.identity or claims.grants.moderate:
         return None
     return _error(403, "only the session's own identity, a moderator of the room or the admin API may end it")
