@@ -44,6 +44,7 @@ class SubscriberSlot:
     extmaps: dict[int, str] | None = None
     feedback: list[str] | None = None
     fmtp: dict[str, str] | None = None
+    rtcp_rsize: bool = True  # reduced-size RTCP (RFC 5506): ours to offer, the player's to ask for
 
 
 def parse_sdp(text: str) -> SessionDescription:
@@ -262,7 +263,7 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
         section.extmaps = dict(slot.extmaps)
     else:
         section.extmaps = {codecs.SUBSCRIBER_IDS[uri]: uri for uri in codecs.SUBSCRIBER_EXTENSIONS[slot.kind]}
-    section.rtcp_rsize = True
+    section.rtcp_rsize = slot.rtcp_rsize
     if slot.ssrc is None:
         section.direction = "inactive"
         return section
@@ -374,6 +375,7 @@ def answer_subscribe_offer(
             extmaps=extmaps,
             feedback=feedback,
             fmtp=dict(match.codec.fmtp) if producer.codec.name == "H264" else None,
+            rtcp_rsize=m.rtcp_rsize,
         )
         sections.append(subscriber_section(slot, transport, setup))
     if all(s.port == 0 or s.direction == "inactive" for s in sections):

@@ -887,12 +887,14 @@ def test_whep_answer_takes_the_players_payload_types_feedback_and_rtx() -> None:
     ]
     assert audio.formats == ["111"] and audio.codecs[0].rtcp_fb == ["transport-cc"]
     assert (video.direction, audio.direction) == ("sendonly", "sendonly")
+    assert video.rtcp_rsize and audio.rtcp_rsize
 
 
 def test_whep_answer_leaves_out_feedback_and_extensions_the_player_did_not_offer() -> None:
     offer = drop_lines(CHROME_WHEP_OFFER, r"a=(rtcp-fb:\d+ (transport-cc|goog-remb)|extmap:3 )")
-    answer, transport = play(offer, publisher(VP8_SPEC))
+    answer, transport = play(offer.replace("a=rtcp-rsize\r\n", ""), publisher(VP8_SPEC))
     video = answer.media[0]
+    assert not video.rtcp_rsize, "reduced-size RTCP only for a player that asked for it"
     assert video.codecs[0].rtcp_fb == ["ccm fir", "nack", "nack pli"]
     assert video.extmaps == {2: URI_ABS_SEND_TIME}, "no transport-cc feedback, no transport-cc numbers"
     assert not transport.transport_cc
