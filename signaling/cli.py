@@ -23,6 +23,22 @@ class CliError(Exception):
     """A problem the user can fix from the command line; printed as a usage error, exit status 2."""
 
 
+# The limits a school may want to change, with their defaults (Config); the metrics token is read from
+# the environment only (KELIAN_METRICS_TOKEN), since a command line is visible to every user.
+LIMIT_FLAGS = (
+    ("max-token-ttl", "longest a token may still live when used, in seconds (604800)"),
+    ("max-connections", "HTTP and WebSocket connections in all (10000)"),
+    ("max-connections-per-address", "connections from one IP address (1000)"),
+    ("join-timeout", "seconds a WebSocket may stay open without joining (10)"),
+    ("max-participants", "participants in one room (10000)"),
+    ("max-tracks", "tracks one participant may publish (16)"),
+    ("message-rate", "WebSocket messages a second per session, sustained (50)"),
+    ("message-burst", "WebSocket messages a session may send at once (200)"),
+    ("send-queue", "messages waiting for a slow socket before it is disconnected (1000)"),
+    ("send-timeout", "seconds a message may take to go out before the socket is dropped (10)"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All flags are strings left to Config.load, so flag and environment values are checked alike."""
     parser = argparse.ArgumentParser(prog=PROG, description="kelian live-classroom media server")
@@ -46,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-audio-streams",
         help="audio tracks each subscriber gets, the loudest first; 0 for all (KELIAN_MAX_AUDIO_STREAMS, 3)",
+    )
+    limits = serve.add_argument_group("security and limits (docs/security.md)")
+    for flag, meaning in LIMIT_FLAGS:
+        env = "KELIAN_" + flag.upper().replace("-", "_")
+        limits.add_argument(f"--{flag}", help=f"{meaning} ({env})")
+    limits.add_argument(
+        "--dev-on-network",
+        action="store_true",
+        default=None,
+        help="serve development credentials on a non-loopback address anyway (KELIAN_DEV_ON_NETWORK)",
     )
     serve.set_defaults(handler=_cmd_serve)
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .tokens import MAX_TTL_SECONDS, MIN_SECRET_LENGTH
+
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "first_non_loopback_ipv4"]
 
 ENV_PREFIX = "KELIAN_"
@@ -58,6 +60,20 @@ class Config:
     # A 30-classroom fusion lesson must not send 30 audio streams to everyone: each subscriber gets
     # the loudest few. 0 forwards every audio track.
     max_audio_streams: int = 3
+    # Security (docs/security.md). Limits are set well above anything a real lesson does, so that only
+    # a broken or hostile client meets them.
+    max_token_ttl: int = MAX_TTL_SECONDS  # seconds a token may still live when it is used
+    metrics_token: str | None = None  # when set, GET /metrics wants "Authorization: Bearer <it>"
+    dev_on_network: bool = False  # development credentials on a non-loopback address: only if asked
+    max_connections: int = 10_000  # HTTP and WebSocket connections in all (also kept under the fd limit)
+    max_connections_per_address: int = 1_000  # from one IP address (a school behind one NAT)
+    join_timeout: float = 10.0  # seconds a WebSocket may stay open without joining
+    max_participants: int = 10_000  # per room; a room created with max_participants may set fewer
+    max_tracks: int = 16  # published by one participant at once
+    message_rate: float = 50.0  # WebSocket messages per second per session, sustained...
+    message_burst: int = 200  # ...after a burst of this many
+    send_queue: int = 1_000  # messages waiting for one slow socket before it is disconnected
+    send_timeout: float = 10.0  # seconds one message may take to go out before the socket is dropped
 
     @property
     def candidate_address(self) -> str:
@@ -109,6 +125,11 @@ class Config:
             api_key = "APIdev" + secrets.token_hex(6)
             api_secret = secrets.token_urlsafe(32)
             dev_credentials = True
+        elif len(api_secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{ENV_PREFIX}API_SECRET must be at least {MIN_SECRET_LENGTH} characters: anyone who"
+                " guesses it can mint any token (openssl rand -base64 33 makes a good one)"
+            )
 
         config = cls(
             http_host=pick("http_host", _parse_host, defaults.http_host),
@@ -124,7 +145,29 @@ class Config:
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),
             max_audio_streams=pick("max_audio_streams", _parse_count, defaults.max_audio_streams),
+            max_token_ttl=pick("max_token_ttl", _bounded(60, 366 * 24 * 3600), defaults.max_token_ttl),
+            metrics_token=pick("metrics_token", _parse_secret, defaults.metrics_token),
+            dev_on_network=pick("dev_on_network", _parse_bool, defaults.dev_on_network),
+            max_connections=pick("max_connections", _bounded(16, 1_000_000), defaults.max_connections),
+            max_connections_per_address=pick(
+                "max_connections_per_address", _bounded(1, 1_000_000), defaults.max_connections_per_address
+            ),
+            join_timeout=pick("join_timeout", _seconds(1, 600), defaults.join_timeout),
+            max_participants=pick("max_participants", _bounded(1, 1_000_000), defaults.max_participants),
+            max_tracks=pick("max_tracks", _bounded(1, 256), defaults.max_tracks),
+            message_rate=pick("message_rate", _seconds(1, 100_000), defaults.message_rate),
+            message_burst=pick("message_burst", _bounded(1, 1_000_000), defaults.message_burst),
+            send_queue=pick("send_queue", _bounded(16, 1_000_000), defaults.send_queue),
+            send_timeout=pick("send_timeout", _seconds(1, 600), defaults.send_timeout),
         )
+        if config.dev_credentials and not config.dev_on_network:
+            for what, host in (("--http-host", config.http_host), ("--media-host", config.media_host)):
+                if not _is_loopback(host):
+                    raise ConfigError(
+                        f"{what} {host} is not a loopback address, and without KELIAN_API_KEY and"
+                        " KELIAN_API_SECRET this is a development server: anyone who reaches it could mint"
+                        " tokens. Set the credentials, or --dev-on-network to mean it"
+                    )
         return config
 
 
@@ -151,6 +194,56 @@ def first_non_loopback_ipv4() -> str:
         if not ipaddress.ip_address(address).is_loopback:
             return address
     return "127.0.0.1"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bounded(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def parse(source: str, raw: Any) -> int:
+        value = _parse_int(source, raw)
+        if not lo <= value <= hi:
+            raise ConfigError(f"{source}: {value} is out of range ({lo}-{hi})")
+        return value
+
+    return parse
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(source: str, raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{source}: expected a number, got {raw!r}") from None
+        if not lo <= value <= hi:  # also false for NaN
+            raise ConfigError(f"{source}: {raw} is out of range ({lo:g}-{hi:g})")
+        return value
+
+    return parse
+
+
+def _parse_bool(source: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{source}: expected true or false, got {raw!r}")
+
+
+def _parse_secret(source: str, raw: Any) -> str:
+    value = _parse_str(source, raw)
+    if len(value) < 16:
+        raise ConfigError(f"{source} must be at least 16 characters")
+    return value
 
 
 def _parse_str(source: str, raw: Any) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import jwt
 
+from . import text
+
 __all__ = [
     "ALGORITHM",
     "LEEWAY_SECONDS",
@@ -29,6 +31,15 @@ ALGORITHM = "HS256"
 # Lesson machines in schools are not always NTP-synchronised; a few seconds of skew must not lock a
 # classroom out of its lesson.
 LEEWAY_SECONDS = 10
+# The longest a token may still live when it is used, unless the server is told otherwise
+# (--max-token-ttl): long enough to mint a week of a timetable's links at once, short enough that a
+# leaked link dies. A token that claims to live longer is refused, not trimmed.
+MAX_TTL_SECONDS = 7 * 24 * 3600
+# RFC 7519 NumericDate: seconds, which a JSON number holds exactly up to 2**53.
+_MAX_NUMERIC_DATE = 2**53
+# HS256 wants a key as long as its hash (RFC 7518 section 3.2); shorter secrets are refused outside
+# development mode.
+MIN_SECRET_LENGTH = 32
 
 
 class Role(StrEnum):
@@ -130,12 +141,12 @@ def mint(
     """
     if not api_key or not api_secret:
         raise ValueError("an API key and secret are required to mint a token")
-    if not room:
-        raise ValueError("room must not be empty")
-    if not identity:
-        raise ValueError("identity must not be empty")
-    if ttl <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl}")
+    text.name(room, "room")
+    text.name(identity, "identity")
+    if name is not None:
+        text.display_name(name, "name")
+    if not 0 < ttl <= MAX_TTL_SECONDS:
+        raise ValueError(f"ttl must be 1 to {MAX_TTL_SECONDS} seconds, got {ttl}")
     try:
         role = Role(role)
     except ValueError:
@@ -177,12 +188,14 @@ def verify(
     *,
     room: str | None = None,
     now: float | None = None,
+    max_ttl: float = MAX_TTL_SECONDS,
 ) -> Claims:
     """Check a token and return what it grants; raise TokenError with the HTTP status to answer.
 
     ``room`` is the room being joined; None skips that check (for the admin API, which is not per room).
     Time checks are done here rather than by PyJWT so that ``now`` can be injected by tests and so every
-    refusal gets a message a teacher's support desk can act on.
+    refusal gets a message a teacher's support desk can act on. A token that would live on for more
+    than ``max_ttl`` seconds is refused. Names in it are checked as every name is (text.py).
     """
     if not token:
         raise TokenError("missing access token")
@@ -212,32 +225,37 @@ def verify(
         raise TokenError("malformed access token") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid access token: {exc}") from None
+    except (RecursionError, ValueError):  # a payload JSON that nests too deeply or will not parse
+        raise TokenError("malformed access token") from None
 
     current = time.time() if now is None else now
     exp = _numeric_claim(payload, "exp")
     nbf = _numeric_claim(payload, "nbf")
-    _numeric_claim(payload, "iat")
+    iat = _numeric_claim(payload, "iat")
     if exp is None:  # PyJWT's "require" already refuses this; kept so the type is narrowed honestly
         raise TokenError("token has no 'exp' claim")
     if current > exp + LEEWAY_SECONDS:
         raise TokenError(f"token expired {int(current - exp)} s ago")
     if nbf is not None and current < nbf - LEEWAY_SECONDS:
         raise TokenError(f"token is not valid for another {int(nbf - current)} s")
+    if iat is not None and iat > current + LEEWAY_SECONDS:
+        raise TokenError(f"token says it was issued {int(iat - current)} s in the future")
+    if exp - current > max_ttl + LEEWAY_SECONDS:
+        raise TokenError(f"token lives longer than this server allows ({int(max_ttl)} s): mint a shorter one")
 
     try:
         role = Role(payload["role"])
     except ValueError:
         raise TokenError(f"token has an unknown role {payload['role']!r}") from None
 
-    token_room = payload["room"]
-    identity = payload["sub"]
     name = payload.get("name")
-    if not isinstance(token_room, str) or not token_room:
-        raise TokenError("token has an invalid 'room' claim")
-    if not isinstance(identity, str) or not identity:
-        raise TokenError("token has an invalid 'sub' claim")
-    if name is not None and not isinstance(name, str):
-        raise TokenError("token has an invalid 'name' claim")
+    try:
+        token_room = text.name(payload["room"], "the token's room")
+        identity = text.name(payload["sub"], "the token's identity ('sub')")
+        if name is not None:
+            text.display_name(name, "the token's name")
+    except text.TextError as exc:
+        raise TokenError(str(exc)) from None
 
     defaults = Grants.for_role(role)
     raw_grants = payload.get("grants")
@@ -264,12 +282,15 @@ def verify(
 
 
 def _numeric_claim(payload: Mapping[str, Any], claim: str) -> float | None:
-    """Time claims must be JSON numbers (RFC 7519 NumericDate); a string there is a malformed token."""
+    """Time claims must be finite JSON numbers (RFC 7519 NumericDate) a date can be: a string, NaN,
+    Infinity or 10**400 there is a malformed token, not one that never expires."""
     value = payload.get(claim)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError(f"token has an invalid {claim!r} claim")
+        raise TokenError(f"token has an invalid {claim!r} claim: not a number")
+    if not -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE:  # false for NaN and the infinities too
+        raise TokenError(f"token has an invalid {claim!r} claim: not a date in seconds")
     return float(value)
 
 

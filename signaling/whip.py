@@ -70,7 +70,7 @@ def _claims(request: web.Request, room: str) -> Claims:
     if token is None:
         raise TokenError("missing Authorization: Bearer <token>", 401)
     config = request.app[appkeys.CONFIG]
-    return verify(token, config.api_key, config.api_secret, room=room)
+    return verify(token, config.api_key, config.api_secret, room=room, max_ttl=config.max_token_ttl)
 
 
 async def _offer(request: web.Request) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from . import appkeys
+from . import appkeys, text
 from .room import Participant, Room, Rooms, SignalingError
 from .tokens import Claims, TokenError, verify
 
@@ -48,7 +48,7 @@ class Codec:
             if msg.type != WSMsgType.TEXT:
                 raise SignalingError("bad_message", "this connection speaks JSON: send text frames")
             try:
-                data = json.loads(msg.data)
+                data = text.parse_json(msg.data)
             except ValueError as exc:
                 raise SignalingError("bad_message", f"not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -184,7 +184,13 @@ class Session:
             raise SignalingError("already_joined", "this connection has joined already")
         token = _string(message, "token", 8192)
         try:
-            claims = verify(token, self.config.api_key, self.config.api_secret, room=message.get("room"))
+            claims = verify(
+                token,
+                self.config.api_key,
+                self.config.api_secret,
+                room=message.get("room"),
+                max_ttl=self.config.max_token_ttl,
+            )
         except TokenError as exc:
             code = "forbidden" if exc.status == 403 else "unauthorized"
             raise SignalingError(code, exc.message) from None

@@ -13,9 +13,9 @@ import jwt
 import pytest
 from aioice import stun
 from aiortc import RTCPeerConnection
-from kelian_server import API_KEY, Server, eventually, lesson
+from kelian_server import API_KEY, API_SECRET, Server, eventually, lesson
 
-from signaling.client import ClientError
+from signaling.client import Client, ClientError
 from signaling.media import video_track
 
 GOOD_OFFER_CACHE: dict[str, str] = {}
@@ -81,7 +81,7 @@ async def test_tokens_are_checked(kelian: Server) -> None:
     assert (await whip(kelian, offer, "not-a-jwt"))[0] == 401
     wrong_secret = jwt.encode(
         {"iss": API_KEY, "sub": "x", "room": "lesson", "role": "lecturer", "exp": time.time() + 60},
-        "other",
+        "another-secret-another-secret-another-secret",
         algorithm="HS256",
     )
     assert (await whip(kelian, offer, wrong_secret))[0] == 401
@@ -91,6 +91,25 @@ async def test_tokens_are_checked(kelian: Server) -> None:
     status, text = await whip(kelian, offer, kelian.token("obs", "lecturer", room="other-room"))
     assert status == 403
     assert not kelian.node.transports
+
+
+async def test_a_name_that_cannot_be_sent_never_enters_a_room(kelian: Server) -> None:
+    """A lone surrogate in a display name, signed with the right secret by a careless integrator: the
+    join is refused, and the room goes on taking joins (it once broke every later one)."""
+    payload = {"iss": API_KEY, "sub": "evil", "room": "lesson", "role": "student"}
+    payload |= {"name": "Li \ud83d", "exp": int(time.time()) + 60}
+    forged = jwt.encode(payload, API_SECRET, algorithm="HS256")
+    evil = Client(kelian.url, forged)
+    with pytest.raises(ClientError) as refused:
+        await evil.connect()
+    assert refused.value.code == "unauthorized" and "surrogate" in refused.value.message
+    await evil.close()
+    async with lesson(kelian, video_track()) as live:
+        assert [p.identity for p in kelian.rooms.rooms["lesson"].participants.values()] == [  # type: ignore[attr-defined]
+            "teacher",
+            "student",
+        ]
+        assert live.tracks
 
 
 async def test_viewer_may_not_publish(kelian: Server) -> None:
@@ -119,6 +138,8 @@ async def test_bad_websocket_messages_get_errors_and_the_connection_stays(kelian
             return json.loads((await ws.receive(timeout=5)).data)
 
         assert (await exchange("{not json"))["code"] == "bad_message"
+        deep = await exchange("[" * 100_000)  # no join needed: it raised RecursionError, logged
+        assert deep["code"] == "bad_message" and "nested" in str(deep["message"])
         assert (await exchange("[1, 2]"))["code"] == "bad_message"
         assert (await exchange('{"no": "type"}'))["code"] == "bad_message"
         assert (await exchange(b"\x00\x01binary"))["code"] == "bad_message"

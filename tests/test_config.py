@@ -129,6 +129,35 @@ def test_dev_credentials_generated_when_none_given() -> None:
     assert (first.api_key, first.api_secret) != (second.api_key, second.api_secret)
 
 
+def test_a_short_api_secret_is_refused_outside_development() -> None:
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        Config.load(None, env={"KELIAN_API_KEY": "APIkey", "KELIAN_API_SECRET": "x"})
+
+
+def test_development_credentials_stay_on_loopback_unless_asked() -> None:
+    with pytest.raises(ConfigError, match=r"--http-host 0\.0\.0\.0 is not a loopback address"):
+        Config.load(None, env={"KELIAN_HTTP_HOST": "0.0.0.0"})
+    with pytest.raises(ConfigError, match=r"--media-host 192\.0\.2\.1"):
+        Config.load(None, env={"KELIAN_MEDIA_HOST": "192.0.2.1"})
+    config = Config.load(None, env={"KELIAN_HTTP_HOST": "0.0.0.0", "KELIAN_DEV_ON_NETWORK": "1"})
+    assert config.dev_credentials and config.dev_on_network
+    assert Config.load(
+        None, env={"KELIAN_HTTP_HOST": "::1", "KELIAN_MEDIA_HOST": "localhost"}
+    ).dev_credentials
+    assert not Config.load(None, env={**CREDS, "KELIAN_HTTP_HOST": "0.0.0.0"}).dev_on_network
+
+
+def test_limits_are_read_and_checked() -> None:
+    env = {**CREDS, "KELIAN_MAX_TRACKS": "4", "KELIAN_MESSAGE_RATE": "2.5", "KELIAN_JOIN_TIMEOUT": "3"}
+    config = Config.load(None, env=env)
+    assert (config.max_tracks, config.message_rate, config.join_timeout) == (4, 2.5, 3.0)
+    for name, value in (("MAX_TRACKS", "0"), ("MESSAGE_RATE", "nan"), ("MAX_TOKEN_TTL", "1e12")):
+        with pytest.raises(ConfigError, match=f"KELIAN_{name}"):
+            Config.load(None, env={**CREDS, f"KELIAN_{name}": value})
+    with pytest.raises(ConfigError, match="at least 16"):
+        Config.load(None, env={**CREDS, "KELIAN_METRICS_TOKEN": "short"})
+
+
 def test_key_without_secret_is_an_error() -> None:
     with pytest.raises(ConfigError, match="together"):
         Config.load(None, env={"KELIAN_API_KEY": "APIkey"})

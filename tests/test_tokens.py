@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 
@@ -207,3 +209,61 @@ def test_default_now_is_wall_clock() -> None:
     token = mint(KEY, SECRET, room="r", identity="a", role=Role.TUTOR, ttl=30)
     claims = verify(token, KEY, SECRET, room="r")
     assert abs(claims.expires_at - (time.time() + 30)) < 5
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", 10**400),  # json.loads reads it as an int a float cannot hold (was a 500)
+        ("exp", float("nan")),  # never compared true: was a token that never expired
+        ("exp", float("inf")),
+        ("exp", -float("inf")),
+        ("nbf", float("nan")),
+        ("iat", float("inf")),
+        ("exp", 2**53),
+    ],
+)
+def test_time_claims_must_be_dates(claim: str, value: float) -> None:
+    assert f"invalid {claim!r} claim" in _refused(_raw(_base_payload(**{claim: value})))
+
+
+def test_a_token_may_not_live_longer_than_the_server_allows() -> None:
+    assert "lives longer" in _refused(_raw(_base_payload(exp=int(NOW) + 10**12)))
+    week = _raw(_base_payload(exp=int(NOW) + 7 * 24 * 3600))
+    assert verify(week, KEY, SECRET, now=NOW).identity == "alice"
+    with pytest.raises(TokenError, match=r"longer than this server allows \(3600 s\)"):
+        verify(week, KEY, SECRET, now=NOW, max_ttl=3600)
+    with pytest.raises(ValueError, match="ttl"):
+        _mint(ttl=10**12)
+
+
+def test_a_token_issued_in_the_future_is_refused() -> None:
+    assert "in the future" in _refused(_raw(_base_payload(iat=int(NOW) + 3600)))
+    assert verify(_raw(_base_payload(iat=int(NOW) + LEEWAY_SECONDS)), KEY, SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "hint"),
+    [
+        ("name", "Li \ud83d", "surrogate"),  # joined, it broke every later join to its room
+        ("room", "bad\ud800", "surrogate"),
+        ("sub", "eve\r\nforged log line", "control character"),
+        ("room", "a/b", "'/'"),
+        ("sub", "x" * 129, "at most 128"),
+        ("name", 7, "string"),
+    ],
+)
+def test_names_in_a_token_are_checked_like_every_name(claim: str, value: object, hint: str) -> None:
+    assert hint in _refused(_raw(_base_payload(**{claim: value})))
+    with pytest.raises(ValueError, match=hint.split()[0]):
+        _mint(**{"identity" if claim == "sub" else claim: value})
+
+
+def test_a_signed_payload_nested_too_deeply_is_malformed() -> None:
+    """Signed with the right secret, as a careless integrator's own JWT code might: PyJWT checks the
+    signature first, then json.loads the payload, which raised RecursionError (a 500)."""
+    header = jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+    body = jwt.utils.base64url_encode(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    signature = hmac.new(SECRET.encode(), header + b"." + body, hashlib.sha256).digest()
+    token = b".".join([header, body, jwt.utils.base64url_encode(signature)]).decode()
+    assert "malformed" in _refused(token)
