@@ -31,9 +31,13 @@ def rss_bytes(pid: int | str = "self") -> int:
 
 
 def server_metric(url: str, name: str) -> float | None:
-    """A counter from the server's /metrics, or None if it cannot be read."""
+    """A counter from the server's /metrics, or None if it cannot be read. A server that keeps its
+    metrics behind a token (KELIAN_METRICS_TOKEN) is read with the same variable's value."""
+    request = urllib.request.Request(url + "/metrics")
+    if token := os.environ.get("KELIAN_METRICS_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith(name + " "):
                     return float(line.split()[1])

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import weakref
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu.node import Node
 
-from . import admin, appkeys, devtoken, metrics, openapi, whip, ws
+from . import admin, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
 from .room import Rooms
 
@@ -35,6 +36,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text; behind a bearer token when KELIAN_METRICS_TOKEN is set, since room and
+    participant counts say what a school is doing."""
+    token = request.app[appkeys.CONFIG].metrics_token
+    if token is not None:
+        sent = request.headers.get(hdrs.AUTHORIZATION, "").removeprefix("Bearer ").strip().encode()
+        if not hmac.compare_digest(sent, token.encode()):
+            return web.Response(
+                status=401,
+                text="GET /metrics needs Authorization: Bearer <KELIAN_METRICS_TOKEN>\n",
+                headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="kelian-metrics"'},
+            )
     body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -78,6 +90,7 @@ async def start(config: Config) -> tuple[web.AppRunner, Node]:
         max_bitrate=config.max_bitrate,
     )
     await node.start()
+    logs.quiet_bad_requests()
     runner = web.AppRunner(create_app(config, node), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)

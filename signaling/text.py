@@ -100,11 +100,11 @@ def _depth(data: str | bytes) -> int:
     return deepest
 
 
-def for_log(value: object, limit: int = 200) -> str:
+def for_log(value: object, limit: int | None = 200) -> str:
     """A value from outside (a room name, an identity, a reason) made safe for one log line: control
     characters and line breaks escaped, so nobody can forge a line, and long values cut."""
     text = str(value)
-    if len(text) > limit:
+    if limit is not None and len(text) > limit:
         text = text[:limit] + "..."
     return _UNPRINTABLE.sub(_escape, text)
 

@@ -9,6 +9,8 @@ import pytest
 from aiortc import rtcdtlstransport
 from kelian_server import Server, eventually, lesson
 
+from loadtest import procstat
+
 
 async def scrape(url: str) -> dict[str, float]:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
@@ -74,3 +76,19 @@ async def test_srtp_profiles(
         await asyncio.wait_for(live.tracks[0].track.recv(), 5)
         profiles = {t.srtp_profile.name for t in kelian.node.transports.values() if t.srtp_profile}
         assert profiles == {expected}
+
+
+async def test_metrics_behind_a_token_when_one_is_set(
+    kelian: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kelian.config.metrics_token = "metrics-token-0123456789"
+    async with aiohttp.ClientSession() as session:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with session.get(kelian.url + "/metrics", headers=headers) as r:
+                assert r.status == 401 and "Bearer" in r.headers["WWW-Authenticate"]
+        good = {"Authorization": "Bearer metrics-token-0123456789"}
+        async with session.get(kelian.url + "/metrics", headers=good) as r:
+            assert r.status == 200 and "kelian_" in await r.text()
+    monkeypatch.setenv("KELIAN_METRICS_TOKEN", "metrics-token-0123456789")
+    read = await asyncio.to_thread(procstat.server_metric, kelian.url, "process_cpu_seconds_total")
+    assert read is not None, "as kelian loadtest reads it, with the same variable"
