@@ -19,6 +19,8 @@ from OpenSSL import SSL
 from .srtp import PROFILES, SrtpContext, SrtpProfile
 
 log = logging.getLogger(__name__)
+# What a peer's a=fingerprint may use: what the DTLS check can verify (md5 and sha-1 are out).
+FINGERPRINT_ALGORITHMS = tuple(X509_DIGEST_ALGORITHMS)
 
 HANDSHAKE_TIMEOUT = 15.0
 

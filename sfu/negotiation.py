@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from . import codecs
 from .codecs import RouterCodec, fmtp_string, match_codec
 from .consumer import Consumer
+from .dtls import FINGERPRINT_ALGORITHMS
 from .producer import CodecSpec, Producer, ProducerSpec, StreamSpec
 from .sdp import Codec, MediaSection, Rid, SdpError, SessionDescription, parse, serialize
 from .transport import WebRtcTransport
@@ -65,6 +66,12 @@ def _check_transport(desc: SessionDescription, transport: WebRtcTransport) -> li
             raise NegotiationError(f"section {m.mid or m.kind} has no ICE credentials")
         if not m.fingerprints:
             raise NegotiationError(f"section {m.mid or m.kind} has no DTLS fingerprint")
+        if not any(algorithm in FINGERPRINT_ALGORITHMS for algorithm, _ in m.fingerprints):
+            offered = ", ".join(sorted({algorithm for algorithm, _ in m.fingerprints}))
+            raise NegotiationError(
+                f"section {m.mid or m.kind} has a DTLS fingerprint in {offered}; kelian checks"
+                f" {', '.join(FINGERPRINT_ALGORITHMS)} (RFC 8122)"
+            )
         if not m.rtcp_mux:
             raise NegotiationError(f"section {m.mid or m.kind} lacks a=rtcp-mux, which kelian requires")
         if m.mid is None:

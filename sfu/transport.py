@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 REPORTS_PER_COMPOUND = 16  # keeps a compound RTCP packet under the MTU
+MAX_ADDRESSES = 8  # remote addresses a Transport answers at once (ICE candidate pairs in use)
 
 
 class WebRtcTransport:
@@ -42,7 +43,9 @@ class WebRtcTransport:
         self.node = node
         self.ice_ufrag, self.ice_pwd = new_credentials()
         self.remote_addr: Address | None = None
-        self.addresses: set[Address] = set()
+        # Where authenticated checks came from, and when last: a client has a few candidate pairs, a
+        # hostile one could send checks from thousands of ports; only the freshest few are kept.
+        self.addresses: dict[Address, float] = {}
         self.state = "new"  # new -> connecting (ICE) -> connected (SRTP keyed) -> closed
         self.close_reason = ""
         self.created = time.monotonic()
@@ -83,16 +86,27 @@ class WebRtcTransport:
             self.dtls.start(self.dtls_role)
 
     def on_binding(self, addr: Address, use_candidate: bool) -> None:
-        self.last_consent = time.monotonic()
+        self.last_consent = now = time.monotonic()
         if addr not in self.addresses:
-            self.addresses.add(addr)
             self.node.by_addr[addr] = self
+            if len(self.addresses) >= MAX_ADDRESSES:
+                self._forget_oldest_address()
+        self.addresses[addr] = now
         if use_candidate or self.remote_addr is None:
             self.remote_addr = addr
         if self.state == "new":
             self.state = "connecting"
             if self.dtls.remote_fingerprints:  # else set_remote starts it, with the right role
                 self.dtls.start(self.dtls_role)
+
+    def _forget_oldest_address(self) -> None:
+        """Make room for a new address: the one heard from longest ago goes, never the one in use."""
+        spare = [(seen, a) for a, seen in self.addresses.items() if a != self.remote_addr]
+        if spare:
+            _, oldest = min(spare)
+            del self.addresses[oldest]
+            if self.node.by_addr.get(oldest) is self:
+                del self.node.by_addr[oldest]
 
     def _send_dtls(self, data: bytes) -> None:
         if self.remote_addr is not None:

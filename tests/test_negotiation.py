@@ -29,6 +29,7 @@ from sfu.negotiation import (
 from sfu.node import Node
 from sfu.producer import CodecSpec, Producer, ProducerSpec, StreamSpec
 from sfu.sdp import Rid, SessionDescription, parse, serialize
+from sfu.transport import MAX_ADDRESSES
 
 SERVER_FP = ":".join(["5A"] * 32)
 CANDIDATE = "1 1 udp 2130706431 192.0.2.10 8701 typ host"
@@ -928,3 +929,27 @@ def test_subscriber_answers_that_turn_a_codec_down_are_seen() -> None:
     answer.media[1].codecs = [c for c in answer.media[1].codecs if c.payload_type != 96]
     kept = answered_codecs(answer)
     assert 111 in kept["0"] and 96 not in kept.get("1", set()) and "2" not in kept
+
+
+def test_a_fingerprint_kelian_cannot_check_is_refused_at_once() -> None:
+    """md5 used to be accepted here and to fail only at the DTLS handshake, seconds later."""
+    md5_value = ":".join(["AB"] * 16)
+    md5 = CHROME_OFFER.replace(f"a=fingerprint:sha-256 {CHROME_FP}", f"a=fingerprint:md5 {md5_value}")
+    with pytest.raises(NegotiationError, match=r"in md5; kelian checks sha-256, sha-384, sha-512"):
+        publish(md5)
+    both = md5.replace("a=setup:actpass", f"a=fingerprint:sha-256 {CHROME_FP}\r\na=setup:actpass")
+    _, _, _, transport = publish(both)
+    assert transport.remote[0][0] == [("md5", md5_value), ("sha-256", CHROME_FP)]
+
+
+def test_a_transport_answers_only_its_freshest_few_addresses() -> None:
+    node = Node(host="127.0.0.1", port=40000)
+    transport = node.create_transport()
+    transport.on_binding(("192.0.2.1", 5000), use_candidate=True)
+    for port in range(3000):  # a hostile client's checks from thousands of source ports
+        transport.on_binding(("192.0.2.1", 10000 + port), use_candidate=False)
+    assert len(transport.addresses) == MAX_ADDRESSES
+    assert ("192.0.2.1", 5000) in transport.addresses, "the address in use is never dropped"
+    assert [a for a in node.by_addr if node.by_addr[a] is transport] == list(transport.addresses)
+    transport.close()
+    assert not node.by_addr
