@@ -84,6 +84,14 @@ class KelianCollector(Collector):
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
+        refused = CounterMetricFamily(
+            "kelian_refused",
+            "What the server's bounds refused, by reason (docs/security.md)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.rooms.refusals.items()):
+            refused.add_metric([reason], count)
+        yield refused
 
 
 def registry(node: Node, rooms: Rooms) -> CollectorRegistry:

@@ -36,6 +36,7 @@ from sfu.producer import Producer
 from sfu.router import Router
 from sfu.transport import WebRtcTransport
 
+from .limits import RoomLimits
 from .room_monitor import RoomMonitor
 from .tokens import Claims
 
@@ -145,10 +146,12 @@ class Room:
         on_empty: Callable[[Room], None],
         options: RoomOptions | None = None,
         max_audio_streams: int = 0,
+        limits: RoomLimits | None = None,
     ) -> None:
         self.name = name
         self.node = node
         self.max_audio_streams = max_audio_streams  # loudest audio tracks each subscriber gets; 0: all
+        self.limits = limits or RoomLimits()
         self.options = options or RoomOptions(empty_timeout=0.0)
         self.created_at = time.time()
         self.closed = False  # closing or closed by close(): joins are refused
@@ -263,8 +266,17 @@ class Room:
                 transport.close("publish offer refused")
                 participant.publisher = None
             raise SignalingError("bad_sdp", str(exc)) from None
-        participant.publisher = transport
         wanted = {spec.mid: spec for spec in specs}
+        limit = self.limits.max_tracks
+        if limit is not None and len(wanted) > limit:
+            if fresh:
+                transport.close("publish offer refused")
+            self.limits.refusals["too_many_tracks"] += 1
+            raise SignalingError(
+                "too_many_tracks",
+                f"one participant may publish at most {limit} tracks, the offer has {len(wanted)}",
+            )
+        participant.publisher = transport
         for mid, producer in list(participant.producers.items()):
             if mid not in wanted or wanted[mid].codec != producer.codec:
                 producer.close()
@@ -522,13 +534,15 @@ class Room:
         """Refuse a join the room cannot take; a join that goes ahead stops the empty-room timer."""
         if self.closed:
             raise SignalingError("room_closed", f"room {self.name} has been closed")
-        limit = self.options.max_participants
-        if limit is not None:
+        limits = [n for n in (self.options.max_participants, self.limits.max_participants) if n is not None]
+        if limits and len(self.participants) >= min(limits):
+            limit = min(limits)
             # a session replacing its own identity (a reconnecting box) frees its place as it takes it
             staying = sum(
                 1 for p in self.participants.values() if not (p.identity == identity and p.kind == kind)
             )
             if staying >= limit:
+                self.limits.refusals["room_full"] += 1
                 raise SignalingError("room_full", f"room {self.name} is full ({limit} participants)")
         self._cancel_expiry()
 
@@ -582,22 +596,28 @@ class Rooms:
     """The rooms of this node: created on first join and closed when the last participant leaves, or
     created ahead by the admin API and closed when empty for their ``empty_timeout``."""
 
-    def __init__(self, node: Node, max_audio_streams: int = 0) -> None:
+    def __init__(self, node: Node, max_audio_streams: int = 0, limits: RoomLimits | None = None) -> None:
         self.node = node
         self.max_audio_streams = max_audio_streams
+        self.limits = limits or RoomLimits()
+        self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
         self.rooms: dict[str, Room] = {}
 
     def get(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.node, self._empty, None, self.max_audio_streams)
+            room = self.rooms[name] = Room(
+                name, self.node, self._empty, None, self.max_audio_streams, self.limits
+            )
         return room
 
     def create(self, name: str, options: RoomOptions) -> Room:
         """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""
         if name in self.rooms:
             raise SignalingError("exists", f"room {name} already exists")
-        room = self.rooms[name] = Room(name, self.node, self._empty, options, self.max_audio_streams)
+        room = self.rooms[name] = Room(
+            name, self.node, self._empty, options, self.max_audio_streams, self.limits
+        )
         if options.empty_timeout > 0:
             room._emptied()
         return room

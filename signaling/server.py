@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import resource
 import weakref
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from sfu.node import Node
 
 from . import admin, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
+from .limits import ConnectionGate, RoomLimits
 from .room import Rooms
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
-    rooms = Rooms(node, config.max_audio_streams)
+    limits = RoomLimits(max_participants=config.max_participants, max_tracks=config.max_tracks)
+    rooms = Rooms(node, config.max_audio_streams, limits)
     app[appkeys.CONFIG] = config
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
@@ -91,12 +95,48 @@ async def start(config: Config) -> tuple[web.AppRunner, Node]:
     )
     await node.start()
     logs.quiet_bad_requests()
-    runner = web.AppRunner(create_app(config, node), access_log=None)
+    app = create_app(config, node)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
+    total = min(config.max_connections, _descriptor_budget())
+    gate = ConnectionGate(total, config.max_connections_per_address, app[appkeys.ROOMS].refusals)
+    site = GatedSite(runner, config.http_host, config.http_port, gate)
     await site.start()
     log.info("signaling on http://%s:%d", config.http_host, config.http_port)
     return runner, node
+
+
+class GatedSite(web.BaseSite):
+    """aiohttp's TCPSite with the ConnectionGate in front of its protocol factory."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, gate: ConnectionGate) -> None:
+        super().__init__(runner)
+        self._host, self._port, self._gate = host, port, gate
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None  # set up by runner.setup()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._gate.wrap(server), self._host, self._port, backlog=self._backlog
+        )
+
+
+def _descriptor_budget(reserve: int = 512) -> int:
+    """Connections the process can hold: its file-descriptor limit (raised to the hard limit) less a
+    reserve for media sockets, files and the event loop, so a flood never takes the last one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return max(16, soft - reserve)
 
 
 async def stop(runner: web.AppRunner, node: Node) -> None:

@@ -7,16 +7,20 @@ A malformed message earns an error event and nothing else: the connection and th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import Any
 
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import appkeys, text
+from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES, Refusals, TokenBucket
 from .room import Participant, Room, Rooms, SignalingError
+from .text import for_log
 from .tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,72 @@ class Codec:
                 await ws.close(code=4000, message=str(message.get("reason", "")).encode()[:120])
 
 
+class Outbox:
+    """What the server has to say to one socket, sent in order by one task of its own.
+
+    Nobody waits on a socket: a broadcast to a room only queues. A client that stops reading (its
+    TCP window full) would otherwise hold every broadcast, and with it every join, of its room. One
+    whose queue passes `limit` messages, or whose one message takes longer than `timeout` to go out,
+    is cut off (its session may still resume from a new socket, as after any network drop).
+    """
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        codec: Codec,
+        transport: asyncio.BaseTransport | None,
+        limit: int,
+        timeout: float,
+        refusals: Refusals,
+    ) -> None:
+        self.ws = ws
+        self.codec = codec
+        self.transport = transport
+        self.limit = limit
+        self.timeout = timeout
+        self.refusals = refusals
+        self.queue: deque[dict[str, Any]] = deque()
+        self.ready = asyncio.Event()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def put(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if len(self.queue) >= self.limit:
+            self._cut(f"{self.limit} messages waiting to be read")
+            return
+        self.queue.append(message)
+        self.ready.set()
+
+    async def _run(self) -> None:
+        while not self.closed:
+            if not self.queue:
+                self.ready.clear()
+                await self.ready.wait()
+                continue
+            message = self.queue.popleft()
+            try:
+                await asyncio.wait_for(self.codec.send(self.ws, message), self.timeout)
+            except TimeoutError:
+                self._cut(f"a message took over {self.timeout:g} s to go out")
+            except Exception:  # an encoding bug must not end the writer: drop that message
+                log.exception("could not send a %s message", for_log(message.get("type")))
+
+    def _cut(self, why: str) -> None:
+        self.closed = True
+        self.queue.clear()
+        self.ready.set()
+        self.refusals["slow_client"] += 1
+        log.warning("disconnected a client that does not read: %s", why)
+        if self.transport is not None:
+            self.transport.abort()  # type: ignore[attr-defined]  # TCP: a close frame would wait too
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+
 def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
     value = message.get(key)
     if not isinstance(value, str) or not value or len(value) > limit:
@@ -89,14 +159,51 @@ class Session:
 
     def __init__(self, rooms: Rooms, request: web.Request, ws: web.WebSocketResponse, codec: Codec) -> None:
         self.rooms = rooms
-        self.config = request.app[appkeys.CONFIG]
+        self.config = config = request.app[appkeys.CONFIG]
         self.ws = ws
         self.request = request  # its transport is what a network cut takes away (tests abort it)
         self.codec = codec
         self.participant: Participant | None = None
+        self.outbox = Outbox(
+            ws, codec, request.transport, config.send_queue, config.send_timeout, rooms.refusals
+        )
+        self.messages = TokenBucket(config.message_rate, config.message_burst)
+        self.publishes = TokenBucket(PUBLISH_RATE, PUBLISH_BURST)
+        self.strikes = 0  # messages refused in a row for their rate
+        self._deadline: asyncio.TimerHandle | None = None
+        self.expect_join()
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.codec.send(self.ws, message)
+        """Queue a message for this socket (Outbox); it never waits on the client."""
+        self.outbox.put(message)
+
+    def expect_join(self) -> None:
+        """A socket that has not joined within the join timeout is closed: it holds a connection
+        and a file descriptor, and only a client that means to join needs one."""
+        self._deadline = asyncio.get_running_loop().call_later(self.config.join_timeout, self._join_timeout)
+
+    def _join_timeout(self) -> None:
+        if self.participant is None and not self.ws.closed:
+            self.rooms.refusals["join_timeout"] += 1
+            self.outbox.put({"type": "error", "code": "join_timeout", "message": "no join in time"})
+            self.outbox.put({"type": "disconnected", "reason": "join_timeout"})
+
+    def admit(self, request_id: object) -> bool:
+        """Whether a message may be handled (its rate). A refused request is answered with
+        rate_limited (so an SDK's request does not hang), a refused event only the first time in a
+        row; past RATE_LIMIT_STRIKES refusals in a row the client is cut off."""
+        if self.messages.take():
+            self.strikes = 0
+            return True
+        self.strikes += 1
+        self.rooms.refusals["rate_limited"] += 1
+        if self.strikes == 1 or request_id is not None:
+            message = f"more than {self.config.message_rate:g} messages a second: slow down"
+            error = {"type": "error", "code": "rate_limited", "message": message}
+            self.outbox.put(error | ({"id": request_id} if request_id is not None else {}))
+        if self.strikes >= RATE_LIMIT_STRIKES:
+            self.outbox.put({"type": "disconnected", "reason": "rate_limited"})
+        return False
 
     async def handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -112,6 +219,9 @@ class Session:
                 self.participant = None
                 raise SignalingError("not_joined", 'send "join" with a token first')
             room = participant.room
+            if kind in ("publish", "unpublish") and not self.publishes.take():
+                self.rooms.refusals["rate_limited"] += 1
+                raise SignalingError("rate_limited", f"more than {PUBLISH_RATE:g} publish changes a second")
             if kind == "publish":
                 sources = message.get("sources") or {}
                 if not isinstance(sources, dict) or not all(
@@ -166,6 +276,7 @@ class Session:
             elif kind == "leave":
                 await room.leave(participant)
                 self.participant = None
+                self.expect_join()
                 reply = {"type": "left"}
             else:
                 raise SignalingError("unknown_type", f"unknown message type {kind!r}")
@@ -203,6 +314,8 @@ class Session:
             participant = await room.join(claims, self.send)
             participant.channel = self
         self.participant = participant
+        if self._deadline is not None:
+            self._deadline.cancel()
         return {
             "type": "joined",
             "participant": participant.info(),
@@ -226,6 +339,9 @@ class Session:
 
     async def close(self) -> None:
         """The socket is gone without a "leave": keep the participant for a while, it may resume."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.outbox.close()
         participant, self.participant = self.participant, None
         if participant is not None and participant.channel is self and not participant.closed:
             participant.room.detach(participant, RECONNECT_GRACE)
@@ -247,6 +363,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             try:
                 message = codec.decode(msg)
                 request_id = message.get("id")
+                if not session.admit(request_id):
+                    continue
                 await session.handle(message)
             except SignalingError as exc:
                 error = {"type": "error", "code": exc.code, "message": exc.message}

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest_asyncio
 from aiohttp import web
@@ -54,10 +55,15 @@ async def kelian() -> AsyncIterator[Server]:
 
 @asynccontextmanager
 async def running_server(
-    host: str, media_host: str | None = None, media_port: int = 0, announced: str | None = None
+    host: str,
+    media_host: str | None = None,
+    media_port: int = 0,
+    announced: str | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Server]:
     """A server with HTTP (and media, unless `media_host` says otherwise) on `host`: loopback, or an
-    address in a test's own namespace. `announced` puts another address in its ICE candidate."""
+    address in a test's own namespace. `announced` puts another address in its ICE candidate;
+    `settings` are other Config fields (limits, say)."""
     config = Config(
         http_host=host,
         http_port=free_tcp_port(),
@@ -66,6 +72,7 @@ async def running_server(
         announced_address=announced,
         api_key=API_KEY,
         api_secret=API_SECRET,
+        **settings,
     )
     runner, node = await server.start(config)
     try:
