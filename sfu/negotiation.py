@@ -46,6 +46,7 @@ class SubscriberSlot:
     feedback: list[str] | None = None
     fmtp: dict[str, str] | None = None
     rtcp_rsize: bool = True  # reduced-size RTCP (RFC 5506): ours to offer, the player's to ask for
+    rejected: bool = False  # offered with port 0, outside the BUNDLE group, so its place can be recycled
 
 
 def parse_sdp(text: str) -> SessionDescription:
@@ -273,6 +274,8 @@ def subscriber_section(slot: SubscriberSlot, transport: WebRtcTransport, setup: 
     section.rtcp_rsize = slot.rtcp_rsize
     if slot.ssrc is None:
         section.direction = "inactive"
+        if slot.rejected:
+            section.port, section.candidates, section.end_of_candidates = 0, [], False
         return section
     section.direction = "sendonly"
     section.msid = f"{slot.stream_id} {slot.track_id}"

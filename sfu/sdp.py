@@ -15,11 +15,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-# Bounds on what is parsed, from a client or from a server. A subscriber is offered every track of its
-# room: a dual-teacher lesson of 60 classrooms, each with a camera and a microphone, is 122 m-sections
-# and about 70 kB for every box (the first limits, 64 and 64 kB, refused it). The signaling channel
-# allows 256 kB messages, which this leaves room for with the JSON escaping.
-MAX_SDP_BYTES = 192 * 1024
+# The one set of bounds on SDP, everywhere it enters (the WebSocket, WHIP and WHEP use these). A
+# subscriber connection has one m-section per track it receives at once (sections are recycled), so
+# the largest lesson is a lecturer watching 120 classrooms' cameras and microphones: 240 sections.
+# 256 of them are about 246 kB in the server's offer (ICE, DTLS, RTX and SSRC lines in each) and
+# less in a browser's answer. The signaling channel allows 320 KiB messages: this and JSON's escapes.
+MAX_SDP_BYTES = 256 * 1024
 MAX_MEDIA_SECTIONS = 256
 DEFAULT_CONNECTION = "IN IP4 0.0.0.0"
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")

@@ -126,7 +126,7 @@ def _whip_whep(kind: str) -> dict[str, dict[str, Any]]:
             },
             "403": {"description": "The token is for another room or its role may not do this."},
             "409": {"description": "The room is closing, or (WHEP) nothing is being published."},
-            "413": {"description": "The offer is larger than 64 KiB."},
+            "413": {"description": "The offer is larger than 256 KiB."},
             "415": {"description": "The body is not application/sdp."},
             "503": {
                 "description": "The room is full: try again after Retry-After seconds.",

@@ -34,6 +34,7 @@ from sfu.negotiation import (
 from sfu.node import Node
 from sfu.producer import Producer
 from sfu.router import Router
+from sfu.sdp import MAX_MEDIA_SECTIONS
 from sfu.transport import WebRtcTransport
 
 from .limits import RoomLimits
@@ -75,9 +76,19 @@ class RoomOptions:
 
 @dataclass
 class Subscription:
+    """One m-section of a participant's subscriber connection, and the Consumer behind it.
+
+    When the Consumer goes, the section is offered rejected (port 0) and, once the participant has
+    answered that offer, its place is free for the next track of the same kind under a new mid
+    (JSEP m-section recycling, RFC 8829 section 5.2.2): the offer stays as long as the tracks
+    received at once, not as long as every track ever published. The first section is never
+    rejected: it carries the BUNDLE transport.
+    """
+
     slot: SubscriberSlot
     consumer: Consumer | None
     producer_id: str
+    free: bool = False  # rejected in an answered offer: the next subscription may take its place
 
 
 @dataclass
@@ -94,6 +105,7 @@ class Participant:
     subscriptions: list[Subscription] = field(default_factory=list)
     offer_pending: bool = False  # an offer is out and unanswered
     offered: list[Subscription] = field(default_factory=list)  # what that offer carried
+    next_mid: int = 0  # subscriber mids are never used twice, even for a recycled section
     renegotiate: bool = False  # the room changed while the offer was out
     closed: bool = False
     connected: bool = True  # its signaling channel is up (False during the reconnect grace period)
@@ -355,9 +367,23 @@ class Room:
     def _subscribe(self, participant: Participant, producer: Producer, owner: Participant) -> None:
         if any(s.producer_id == producer.id for s in participant.subscriptions):
             return
+        if len(participant.subscriptions) >= MAX_MEDIA_SECTIONS and not any(
+            s.free and s.slot.kind == producer.kind for s in participant.subscriptions
+        ):
+            # an offer past the SDP bounds would be refused by the client or by us: say so instead
+            self.limits.refusals["too_many_subscriptions"] += 1
+            message = {
+                "type": "error",
+                "code": "too_many_tracks",
+                "message": f"this connection receives at most {MAX_MEDIA_SECTIONS} tracks at once;"
+                f" {producer.kind} track {producer.id} of {owner.identity} is not sent",
+            }
+            self._spawn(participant.notify(message))
+            return
         transport = participant.subscriber or self._new_transport(participant, "subscriber")
         participant.subscriber = transport
-        mid = str(len(participant.subscriptions))
+        mid = str(participant.next_mid)
+        participant.next_mid += 1
         consumer = self.router.consume(transport, producer, mid)
         consumer.pause()  # until the answer that announces its SSRC is in
         slot = SubscriberSlot(
@@ -372,13 +398,20 @@ class Room:
             cname=owner.sid,
         )
         subscription = Subscription(slot, consumer, producer.id)
-        participant.subscriptions.append(subscription)
+        subscriptions = participant.subscriptions
+        place = next((i for i, s in enumerate(subscriptions) if s.free and s.slot.kind == slot.kind), None)
+        if place is None:
+            subscriptions.append(subscription)
+        else:
+            subscriptions[place] = subscription
         consumer.on_close.append(lambda c: self._consumer_closed(participant, subscription))
         participant.renegotiate = True
 
     def _consumer_closed(self, participant: Participant, subscription: Subscription) -> None:
         subscription.consumer = None
         subscription.slot.ssrc = subscription.slot.rtx_ssrc = None
+        first = participant.subscriptions[:1] == [subscription]
+        subscription.slot.rejected = not first  # offered with port 0 from now on
         if not participant.closed:
             participant.renegotiate = True
             self._spawn(self.negotiate(participant))
@@ -408,6 +441,9 @@ class Room:
         except NegotiationError as exc:
             raise SignalingError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
+        for subscription in participant.offered:
+            if subscription.slot.rejected:
+                subscription.free = True  # the participant has seen it rejected: its place may be reused
         with_rtx = answered_rtx(answered)
         kept = answered_codecs(answered)
         if answered_transport_cc(answered):

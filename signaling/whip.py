@@ -18,6 +18,7 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 
 from sfu.negotiation import NegotiationError
+from sfu.sdp import MAX_SDP_BYTES
 
 from . import admin, appkeys
 from .room import Participant, Rooms, SignalingError
@@ -25,7 +26,7 @@ from .tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
 
-MAX_OFFER = 64 * 1024
+MAX_OFFER = MAX_SDP_BYTES
 RETRY_AFTER_FULL = 10  # seconds an encoder waits before trying a full room again
 CHALLENGE = 'Bearer realm="kelian"'
 CORS = {
@@ -77,10 +78,10 @@ async def _offer(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise SignalingError("unsupported_media_type", "the body must be an application/sdp offer")
     if request.content_length is not None and request.content_length > MAX_OFFER:
-        raise SignalingError("too_large", "the offer is larger than 64 KiB")
+        raise SignalingError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
     body = await request.content.read(MAX_OFFER + 1)
     if len(body) > MAX_OFFER:
-        raise SignalingError("too_large", "the offer is larger than 64 KiB")
+        raise SignalingError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

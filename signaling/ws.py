@@ -17,6 +17,8 @@ from typing import Any
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from sfu.sdp import MAX_SDP_BYTES
+
 from . import appkeys, text
 from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES, Refusals, TokenBucket
 from .room import Participant, Room, Rooms, SignalingError
@@ -27,8 +29,8 @@ log = logging.getLogger(__name__)
 
 SUBPROTOCOL_JSON = "kelian.v1.json"
 SUBPROTOCOL_MSGPACK = "kelian.v1.msgpack"
-MAX_MESSAGE = 256 * 1024
-MAX_SDP = 64 * 1024
+MAX_MESSAGE = 320 * 1024  # an SDP of MAX_SDP_BYTES and its JSON escapes
+MAX_SDP = MAX_SDP_BYTES
 # How long a participant whose WebSocket dropped keeps its place and media, waiting to resume.
 RECONNECT_GRACE = 20.0
 SOURCES = ("camera", "microphone", "screen")

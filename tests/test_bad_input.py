@@ -71,7 +71,7 @@ async def test_whip_content_type_and_size(kelian: Server) -> None:
     token = kelian.token("obs", "lecturer")
     status, _ = await whip(kelian, (await sendonly_offer()).encode(), token, ctype="text/plain")
     assert status == 415
-    status, _ = await whip(kelian, b"v=0\r\n" + b"a=x\r\n" * 20000, token)
+    status, _ = await whip(kelian, b"v=0\r\n" + b"a=x\r\n" * 60000, token)
     assert status == 413
 
 

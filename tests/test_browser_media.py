@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from aiortc import RTCPeerConnection
 from browser import JOIN, frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
 from kelian_server import Server, eventually
 from playwright.async_api import Browser, Page
@@ -227,5 +228,39 @@ async def test_chromium_repairs_loss_with_rtx_from_the_cache(browser: Browser, k
         stats = await page.evaluate(INBOUND_VIDEO)
         assert consumer.retransmissions > 0 and stats["nacks"] > 0
         assert stats["repaired"] > 0, "Chromium took the RTX packets as repairs"
+    finally:
+        await teacher.close()
+
+
+async def test_a_browser_gets_a_track_in_a_recycled_section(browser: Browser, kelian: Server) -> None:
+    """Video tracks that come and go free their sections; Chromium takes the next track in one of
+    them (a new mid in an old place, RFC 8829 5.2.2) and decodes it."""
+    page = await joined_page(browser, kelian, "viewer", "viewer", publish=False)
+    room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
+    (viewer,) = room.find("viewer")
+    pc = RTCPeerConnection()
+    pc.addTransceiver(video_track(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    await pc.close()
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {kelian.token('cam', 'student')}"}
+    async with aiohttp.ClientSession() as http:
+        for _ in range(10):
+            async with http.post(f"{kelian.url}/whip/lesson", data=offer, headers=headers) as r:
+                assert r.status == 201, await r.text()
+                location = r.headers["Location"]
+            assert await eventually(lambda: not viewer.offer_pending and bool(viewer.subscriptions))
+            async with http.delete(kelian.url + location, headers=headers) as r:
+                assert r.status == 200
+            assert await eventually(lambda: not viewer.offer_pending and not viewer.renegotiate)
+    recycled = [s.slot.mid for s in viewer.subscriptions]
+    assert len(recycled) <= 2, recycled
+    teacher = kelian.client("teacher", "lecturer")
+    await teacher.connect()
+    try:
+        await teacher.publish(video_track())
+        await wait_frames_decoded(page, 20)
+        (live,) = [s for s in viewer.subscriptions if s.consumer is not None]
+        assert int(live.slot.mid) >= 10 and len(viewer.subscriptions) <= 2, "in a recycled place"
     finally:
         await teacher.close()

@@ -675,8 +675,8 @@ MALFORMED = [
     (MINIMAL + AUDIO + "b=AS:lots\r\n", "b=AS bandwidth must be"),
     (MINIMAL + "b=AS\r\n", "b=AS bandwidth must be"),
     (MINIMAL + "a=group:\r\n", "a=group needs semantics"),
-    ("v=0\r\n" + "a=x\r\n" * 50_000, "larger than 196608 bytes"),
-    ("v=0\r\ns=" + "\u00e9" * 120_000 + "\r\n", "larger than 196608 bytes"),  # 120k chars, 240k bytes
+    ("v=0\r\n" + "a=x\r\n" * 60_000, "larger than 262144 bytes"),
+    ("v=0\r\ns=" + "\u00e9" * 140_000 + "\r\n", "larger than 262144 bytes"),  # 140k chars, 280k bytes
     ("\x00\x01\xff\xfe\x89PNG\r\n\x1a\n", "control character"),
     (bytes(range(256)).decode("latin-1"), "control character"),
     (MINIMAL + "a=foo\x07bar\r\n", "control character"),
