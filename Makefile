@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-all bench capacity lint format screenshots clean distclean
+.PHONY: install serve test test-all fuzz bench capacity lint format screenshots clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	KELIAN_SLOW=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fuzz tests with a long random search instead of CI's fixed examples (FUZZ_EXAMPLES per test).
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	KELIAN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/test_fuzz.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -451,11 +451,11 @@ def _normalizer(
     def normalize(packet: bytes) -> bytes:
         buf = bytearray(packet)
         buf[1] = (buf[1] & 0x80) | router_pt
-        if ext_table is not None:
-            remap_extension_ids(buf, ext_table)
         try:
+            if ext_table is not None:
+                remap_extension_ids(buf, ext_table)
             stream.twcc_at = insert_extension_slot(buf, TWCC_SLOT)
-        except RtpError:
+        except RtpError:  # libsrtp refuses such headers first; this is for what gets past it anyway
             stream.twcc_at = -1
         stream.sent_at = monotonic()
         return bytes(buf)

@@ -118,6 +118,8 @@ def remap_extension_ids(buf: bytearray | memoryview, table: bytes) -> None:
     if not buf[0] & 0x10:
         return
     start = RTP_HEADER_SIZE + 4 * (buf[0] & 0x0F)
+    if start + 4 > len(buf):
+        raise RtpError("truncated header extension")
     profile, words = _HH.unpack_from(buf, start)
     pos = start + 4
     end = min(pos + 4 * words, len(buf))

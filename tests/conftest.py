@@ -9,11 +9,26 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from browser import browser  # noqa: F401  (fixture)
 from helpers import free_tcp_port, require_system, wait_for_redis
 from kelian_server import kelian  # noqa: F401  (fixture)
 from netns import netns  # noqa: F401  (fixture)
+
+# Fuzz tests (tests/test_fuzz.py) are deterministic by default, so CI cannot fail at random:
+# derandomized, a fixed number of examples, no example database. KELIAN_FUZZ_EXAMPLES=100000 runs a
+# long random search by hand (`make fuzz`).
+_FUZZ_EXAMPLES = int(os.environ.get("KELIAN_FUZZ_EXAMPLES", "0") or 0)
+hypothesis.settings.register_profile(
+    "kelian",
+    derandomize=not _FUZZ_EXAMPLES,
+    max_examples=_FUZZ_EXAMPLES or 300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.data_too_large],
+)
+hypothesis.settings.load_profile("kelian")
 
 
 def pytest_configure(config: pytest.Config) -> None:
