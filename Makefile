@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-all fuzz bench capacity lint format screenshots clean distclean
+.PHONY: install serve test test-all fuzz bench capacity soak lint format screenshots clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -42,6 +42,11 @@ capacity: $(STAMP)
 # The pictures in the README, taken by the browser tests themselves (needs chromium).
 screenshots: $(STAMP)
 	KELIAN_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_web_app.py
+
+# Half an hour of a live lesson with participants coming and going; fails if memory grows (SOAK_ARGS).
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -81,7 +81,9 @@ def _check_transport(desc: SessionDescription, transport: WebRtcTransport) -> li
     return sections
 
 
-def _base_section(kind: str, mid: str, transport: WebRtcTransport, setup: str, port: int = 9) -> MediaSection:
+def _base_section(
+    kind: str, mid: str | None, transport: WebRtcTransport, setup: str, port: int = 9
+) -> MediaSection:
     node = transport.node
     return MediaSection(
         kind=kind,
@@ -123,7 +125,7 @@ def _rejected(m: MediaSection, accepted: bool, transport: WebRtcTransport, setup
     offer itself rejected, or that are not RTP (data channels), get port 0.
     """
     keep = m.port != 0 and m.kind in ("audio", "video")
-    section = _base_section(m.kind, m.mid or "", transport, setup, port=9 if keep else 0)
+    section = _base_section(m.kind, m.mid, transport, setup, port=9 if keep else 0)  # no mid: none
     section.protocol = m.protocol
     section.formats = list(m.formats[:1])
     section.codecs = list(m.codecs[:1])

@@ -240,7 +240,7 @@ class WebRtcTransport:
                 elif p.fmt == artp.RTCP_PSFB_FIR and len(p.fci) >= 4:
                     target = self.consumers.get(int.from_bytes(p.fci[0:4], "big"))
                 elif p.fmt == artp.RTCP_PSFB_APP and p.fci[:4] == b"REMB":
-                    with contextlib.suppress(ValueError):
+                    with contextlib.suppress(ValueError, struct.error):  # a short FCI: aiortc's struct.error
                         self.remb_bitrate = artp.unpack_remb_fci(p.fci)[0]
                     continue
                 else:

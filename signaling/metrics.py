@@ -6,6 +6,8 @@ would take a lock per packet. This collector sums those ints when /metrics is sc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import ProcessCollector
@@ -26,6 +28,10 @@ class KelianCollector(Collector):
         node = self.node
         transports = list(node.transports.values())
         yield GaugeMetricFamily("kelian_rooms", "Rooms open on this node", value=len(self.rooms.rooms))
+        with contextlib.suppress(RuntimeError):  # collected outside the event loop: no tasks to count
+            yield GaugeMetricFamily(
+                "kelian_tasks", "asyncio tasks of the process", value=len(asyncio.all_tasks())
+            )
         yield GaugeMetricFamily(
             "kelian_participants",
             "Participants in rooms on this node",

@@ -490,3 +490,18 @@ def test_http_bodies_are_never_a_500(path: str, body: str | bytes) -> None:
 
     status = target.call(post())
     assert status < 500, (path, body)
+
+
+def test_what_the_long_search_found() -> None:
+    """Examples `make fuzz` found, kept so that they never come back."""
+    short_remb = bytes.fromhex("8fce000500000001 00000000") + b"REMB" + bytes.fromhex("020abcde0000aaaa")
+    target = media()
+
+    async def feed() -> None:
+        target.subscriber.on_rtcp(short_remb)  # aiortc's REMB parser raised struct.error
+
+    run(feed())
+    assert target.node.errors == 0
+    no_mid = GSTREAMER_OFFER.replace("a=mid:audio1\r\n", "")  # a rejected section without a mid
+    text_, _ = answer_publish(no_mid, FakeTransport())  # type: ignore[arg-type]
+    assert "a=mid:\r\n" not in text_ and parse(text_).media[1].mid is None
