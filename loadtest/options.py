@@ -20,11 +20,12 @@ plus ``--duration`` seconds (see loadtest.capacity).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
+
+from signaling.config import is_loopback
 
 __all__ = ["LAYOUTS", "PRESETS", "OptionError", "Participant", "Plan", "add_arguments", "plan_from_args"]
 
@@ -295,15 +296,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--server-pid", type=_count(1), help="the server's process id, for its CPU and memory")
     add("--api-key", help="API key to mint tokens with (KELIAN_API_KEY)")
     add("--api-secret", help="API secret to mint tokens with (KELIAN_API_SECRET)")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 CAPACITY_DEFAULTS = {"start": 10, "step": 10, "max_subscribers": 1000}

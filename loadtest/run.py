@@ -147,15 +147,17 @@ def _wait_showing(
 ) -> None:
     """Sleep until `end`, printing a status line about once a second to `status` (if any): overwritten
     in place on a terminal (and ended there if this is the `last` wait of the run), one line each
-    otherwise."""
+    otherwise. The workers' progress is read either way: a pipe nobody reads fills in about four
+    and a half minutes, and a worker whose send then blocks stops all its peers (`--quiet` runs
+    longer than that once lost every subscriber to consent expiry)."""
     tty = status is not None and status.isatty()
     shown = False
     while (left := end - time.time()) > 0:
         time.sleep(min(STATUS_EVERY, left))
-        if status is None:
-            continue
         for worker in workers:
             worker.drain()
+        if status is None:
+            continue
         line = status_line(time.time() - start, plan.duration, plan.subscribers, workers)
         status.write(f"\r{line}\033[K" if tty else line + "\n")
         status.flush()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from .tokens import MAX_TTL_SECONDS, MIN_SECRET_LENGTH
 
-__all__ = ["ENV_PREFIX", "Config", "ConfigError", "first_non_loopback_ipv4"]
+__all__ = ["ENV_PREFIX", "Config", "ConfigError", "first_non_loopback_ipv4", "is_loopback"]
 
 ENV_PREFIX = "KELIAN_"
 
@@ -162,7 +162,7 @@ class Config:
         )
         if config.dev_credentials and not config.dev_on_network:
             for what, host in (("--http-host", config.http_host), ("--media-host", config.media_host)):
-                if not _is_loopback(host):
+                if not is_loopback(host):
                     raise ConfigError(
                         f"{what} {host} is not a loopback address, and without KELIAN_API_KEY and"
                         " KELIAN_API_SECRET this is a development server: anyone who reaches it could mint"
@@ -196,7 +196,8 @@ def first_non_loopback_ipv4() -> str:
     return "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only ("localhost", 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

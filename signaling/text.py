@@ -45,11 +45,7 @@ def display_name(value: Any, what: str = "name", limit: int = MAX_DISPLAY_NAME) 
     """A name people read: 1 to `limit` characters, no control characters or lone surrogates."""
     if not isinstance(value, str) or not value:
         raise TextError(f"{what} must be a non-empty string")
-    if len(value) > limit:
-        raise TextError(f"{what} must be at most {limit} characters, got {len(value)}")
-    if bad := _BAD_NAME.search(value):
-        raise TextError(f"{what} {_show(value)} contains {_describe(bad.group())}, which is not allowed")
-    return value
+    return _checked(value, what, limit, _BAD_NAME)
 
 
 def free_text(value: Any, what: str, limit: int) -> str:
@@ -57,10 +53,14 @@ def free_text(value: Any, what: str, limit: int) -> str:
     characters and lone surrogates not."""
     if not isinstance(value, str):
         raise TextError(f"{what} must be a string, got {type(value).__name__}")
+    return _checked(value, what, limit, _BAD_TEXT)
+
+
+def _checked(value: str, what: str, limit: int, bad: re.Pattern[str]) -> str:
     if len(value) > limit:
         raise TextError(f"{what} must be at most {limit} characters, got {len(value)}")
-    if bad := _BAD_TEXT.search(value):
-        raise TextError(f"{what} contains {_describe(bad.group())}, which is not allowed")
+    if found := bad.search(value):
+        raise TextError(f"{what} {_show(value)} contains {_describe(found.group())}, which is not allowed")
     return value
 
 

@@ -223,3 +223,21 @@ async def test_silent_peer_is_closed_after_consent_expires(kelian: Server) -> No
     sock.close()
     assert transport.state == "closed"
     assert "consent" in transport.close_reason
+
+
+async def test_quick_join_mints_no_admin_and_checks_its_names(kelian: Server) -> None:
+    kelian.config.dev_credentials = True
+    async with aiohttp.ClientSession() as http:
+        for body, status, hint in (
+            ({"room": "r", "name": "eve", "role": "admin"}, 400, "only the roles"),
+            ({"room": "r", "name": "eve", "role": "recorder"}, 400, "only the roles"),
+            ({"room": "r\ud800", "name": "eve"}, 400, "surrogate"),
+            ({"room": "r", "name": "a/b"}, 400, "'/'"),
+            ({"room": "r", "name": "Li"}, 200, ""),
+        ):
+            async with http.post(f"{kelian.url}/dev/token", json=body) as r:
+                assert r.status == status, (body, await r.text())
+                assert hint in await r.text()
+    kelian.config.dev_credentials = False
+    async with aiohttp.ClientSession() as http, http.post(f"{kelian.url}/dev/token", json={}) as r:
+        assert r.status == 404, "only a development server mints"

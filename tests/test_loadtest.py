@@ -321,3 +321,21 @@ async def test_a_server_not_found_on_this_machine_is_measured_from_its_metrics(
     server = report["server"]
     assert server["pid"] is None and server["source"] == "/metrics"
     assert server["cpu_percent"] > 0 and server["rss_mb"] > 0 and server["forwarded_packets"] > 0
+
+
+def test_a_quiet_run_still_reads_its_workers_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's progress pipe that nobody read filled after about four and a half minutes of a
+    --quiet run; the worker blocked on it and every subscriber it carried went silent."""
+
+    class Worker:
+        drained = 0
+
+        def drain(self) -> None:
+            self.drained += 1
+
+    clock = [0.0]
+    monkeypatch.setattr(loadtest_run.time, "time", lambda: clock[0])
+    monkeypatch.setattr(loadtest_run.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    worker = Worker()
+    loadtest_run._wait_showing(10.0, None, 0.0, [worker], None)  # type: ignore[arg-type,list-item]
+    assert worker.drained >= 9

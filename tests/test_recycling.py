@@ -26,6 +26,17 @@ async def whip_offer() -> str:
     return sdp
 
 
+async def microphones(kelian: Server, count: int) -> None:
+    """`count` WHIP sessions in the room, a microphone each (no media flows: the tracks exist)."""
+    offer = await whip_offer()
+    async with aiohttp.ClientSession() as http:
+        for i in range(count):
+            token = kelian.token(f"mic-{i}")
+            headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+            async with http.post(f"{kelian.url}/whip/lesson", data=offer, headers=headers) as r:
+                assert r.status == 201, await r.text()
+
+
 async def test_tracks_that_come_and_go_do_not_grow_the_subscribers_offer(kelian: Server) -> None:
     viewer = kelian.client("viewer", "viewer")
     await viewer.connect()
@@ -70,15 +81,7 @@ async def test_tracks_that_come_and_go_do_not_grow_the_subscribers_offer(kelian:
 async def test_seventy_tracks_fit_the_one_set_of_sdp_bounds(kelian: Server) -> None:
     """The Python client's answer for 70 tracks is about 87 kB: the WebSocket's old 64 KiB bound
     refused it while the parser allowed 192 KiB, and the viewer silently got nothing new."""
-    offer = await whip_offer()
-    async with aiohttp.ClientSession() as http:
-        for i in range(70):
-            headers = {
-                "Content-Type": "application/sdp",
-                "Authorization": f"Bearer {kelian.token(f'mic-{i}')}",
-            }
-            async with http.post(f"{kelian.url}/whip/lesson", data=offer, headers=headers) as r:
-                assert r.status == 201, await r.text()
+    await microphones(kelian, 70)
     viewer = kelian.client("viewer", "viewer")
     await viewer.connect()
     try:
@@ -94,18 +97,10 @@ async def test_past_the_section_bound_a_subscriber_is_told(
     kelian: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("signaling.room.MAX_MEDIA_SECTIONS", 3)
-    offer = await whip_offer()
     viewer = kelian.client("viewer", "viewer")
     await viewer.connect()
     try:
-        async with aiohttp.ClientSession() as http:
-            for i in range(4):
-                headers = {
-                    "Content-Type": "application/sdp",
-                    "Authorization": f"Bearer {kelian.token(f'mic-{i}')}",
-                }
-                async with http.post(f"{kelian.url}/whip/lesson", data=offer, headers=headers) as r:
-                    assert r.status == 201
+        await microphones(kelian, 4)
         assert await eventually(lambda: any(e["type"] == "error" for e in viewer.events))
         errors = [e for e in viewer.events if e["type"] == "error"]
         assert errors[0]["code"] == "too_many_tracks" and "at most 3 tracks" in errors[0]["message"]
