@@ -30,10 +30,10 @@ from typing import Any
 
 import aiohttp
 
+from classroom.tokens import mint
 from loadtest import run as loadtest_run
 from loadtest.peer import Peer
 from loadtest.procstat import cpu_seconds, rss_bytes
-from signaling.tokens import mint
 
 from . import suite
 

@@ -31,11 +31,11 @@ from typing import Any
 
 import aiohttp
 
+from classroom.tokens import mint
 from loadtest import run as loadtest_run
 from loadtest.options import Plan, add_arguments, plan_from_args
 from loadtest.report import percentile
 from signaling.client import Client, RemoteTrack, use_loopback_candidates
-from signaling.tokens import mint
 
 RESULTS_DIR = Path(__file__).parent / "results"  # benchmarks/plot.py draws a file of it
 API_KEY, API_SECRET = "APIbench", "bench-secret-bench-secret-bench-secret"

@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TextIO
 
-from signaling.tokens import mint
+from classroom.tokens import mint
 
 from .options import LAYOUTS, Participant, Plan, is_loopback
 from .procstat import CpuClock, listening_pid, metrics_clock, rss_bytes, server_metric

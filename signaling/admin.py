@@ -28,11 +28,15 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 
+from classroom import text
+from classroom.errors import ClassroomError
+from classroom.participant import Participant
+from classroom.room import Room, RoomOptions
+from classroom.rooms import Rooms
+from classroom.tokens import Role, mint
 from sfu.codecs import codec_names
 
-from . import appkeys, text
-from .room import Participant, Room, RoomOptions, Rooms, SignalingError
-from .tokens import Role, mint
+from . import appkeys
 
 PREFIX = "/api/v1"
 REALM = 'Basic realm="kelian"'
@@ -266,7 +270,7 @@ async def create_room(request: web.Request) -> web.Response:
     options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed)
     try:
         room = _rooms(request).create(name, options)
-    except SignalingError:
+    except ClassroomError:
         raise ApiError(409, "room_exists", f"room {name!r} already exists") from None
     location = f"{PREFIX}/rooms/{quote(name, safe='')}"
     return web.json_response(room.info(detail=True), status=201, headers={hdrs.LOCATION: location})
@@ -324,7 +328,7 @@ async def mute_track(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"participant {sessions[0].identity!r} has no track {track_id!r}")
     try:
         info = await room.set_muted(producer, muted)
-    except SignalingError as exc:  # unpublished between the lookup and the mute
+    except ClassroomError as exc:  # unpublished between the lookup and the mute
         raise ApiError(404, "not_found", exc.message) from None
     return web.json_response(info)
 

@@ -7,10 +7,10 @@ import weakref
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from classroom.rooms import Rooms
 from sfu.node import Node
 
 from .config import Config
-from .room import Rooms
 
 CONFIG = web.AppKey("config", Config)
 NODE = web.AppKey("node", Node)

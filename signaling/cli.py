@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
+from classroom.tokens import Role, mint
 from signaling.config import Config, ConfigError
 from signaling.logs import setup_logging
-from signaling.tokens import Role, mint
 
 __all__ = ["build_parser", "main"]
 

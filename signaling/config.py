@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .tokens import MAX_TTL_SECONDS, MIN_SECRET_LENGTH
+from classroom.tokens import MAX_TTL_SECONDS, MIN_SECRET_LENGTH
 
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "first_non_loopback_ipv4", "is_loopback"]
 

@@ -13,8 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import appkeys, text
-from .tokens import Role, mint
+from classroom import text
+from classroom.tokens import Role, mint
+
+from . import appkeys
 
 MAX_NAME = 64
 ROLES = frozenset(r.value for r in Role) - {Role.ADMIN.value, Role.RECORDER.value}

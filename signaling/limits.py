@@ -14,10 +14,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .text import for_log
+from classroom.limits import Refusals
+from classroom.text import for_log
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,6 @@ PUBLISH_BURST = 20  # ...after this many at once
 # A client that keeps sending after being told it is rate-limited is disconnected: after this many
 # refused messages without a pause.
 RATE_LIMIT_STRIKES = 1_000
-
-
-class Refusals(Counter[str]):
-    """How many times each bound said no, by reason; exported as kelian_refused_total{reason}."""
-
-
-@dataclass(frozen=True)
-class RoomLimits:
-    """The server's bounds on every room (Config); a room created with max_participants may set fewer."""
-
-    max_participants: int | None = None
-    max_tracks: int | None = None  # published by one participant at once
-    refusals: Refusals = field(default_factory=Refusals, compare=False)
 
 
 class TokenBucket:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from aiohttp import http_exceptions
 
-from .text import for_log
+from classroom.text import for_log
 
 __all__ = ["JsonFormatter", "RepeatFilter", "TextFormatter", "quiet_bad_requests", "setup_logging"]
 

@@ -14,9 +14,8 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from classroom.rooms import Rooms
 from sfu.node import Node
-
-from .room import Rooms
 
 
 class KelianCollector(Collector):

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .tokens import Grants, Role
+from classroom.tokens import Grants, Role
 
 __all__ = ["DOCUMENT", "routes"]
 

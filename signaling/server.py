@@ -13,12 +13,13 @@ from pathlib import Path
 from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from classroom.limits import RoomLimits
+from classroom.rooms import Rooms
 from sfu.node import Node
 
 from . import admin, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
-from .limits import ConnectionGate, RoomLimits
-from .room import Rooms
+from .limits import ConnectionGate
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"

@@ -17,12 +17,14 @@ from urllib.parse import quote
 
 from aiohttp import hdrs, web
 
+from classroom.errors import ClassroomError
+from classroom.participant import Participant
+from classroom.rooms import Rooms
+from classroom.tokens import Claims, TokenError, verify
 from sfu.negotiation import NegotiationError
 from sfu.sdp import MAX_SDP_BYTES
 
 from . import admin, appkeys
-from .room import Participant, Rooms, SignalingError
-from .tokens import Claims, TokenError, verify
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ CORS = {
     "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After, WWW-Authenticate",
     "Access-Control-Max-Age": "86400",
 }
-# SignalingError codes -> HTTP status; anything else is 409 (the room's state refuses it now).
+# ClassroomError codes -> HTTP status; anything else is 409 (the room's state refuses it now).
 STATUS = {
     "forbidden": 403,
     "bad_sdp": 400,
@@ -76,19 +78,19 @@ def _claims(request: web.Request, room: str) -> Claims:
 
 async def _offer(request: web.Request) -> str:
     if request.content_type != "application/sdp":
-        raise SignalingError("unsupported_media_type", "the body must be an application/sdp offer")
+        raise ClassroomError("unsupported_media_type", "the body must be an application/sdp offer")
     if request.content_length is not None and request.content_length > MAX_OFFER:
-        raise SignalingError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
+        raise ClassroomError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
     body = await request.content.read(MAX_OFFER + 1)
     if len(body) > MAX_OFFER:
-        raise SignalingError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
+        raise ClassroomError("too_large", f"the offer is larger than {MAX_OFFER // 1024} KiB")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise SignalingError("bad_sdp", "the offer is not UTF-8 text") from None
+        raise ClassroomError("bad_sdp", "the offer is not UTF-8 text") from None
 
 
-def _refused(exc: SignalingError) -> web.Response:
+def _refused(exc: ClassroomError) -> web.Response:
     status = STATUS.get(exc.code, 409)
     headers = {"Retry-After": str(RETRY_AFTER_FULL)} if status == 503 else None
     return _error(status, exc.message, headers)
@@ -124,12 +126,12 @@ async def _start(request: web.Request, kind: str) -> web.Response:
         return _error(403, f"role {claims.role} may not {verb}")
     try:
         offer = await _offer(request)
-    except SignalingError as exc:
+    except ClassroomError as exc:
         return _refused(exc)
     room = rooms.get(room_name)
     try:
         participant = await room.join(claims, None, kind=kind)
-    except SignalingError as exc:  # room_full, or room_closed while it is being closed
+    except ClassroomError as exc:  # room_full, or room_closed while it is being closed
         return _refused(exc)
     participant.resource = secrets.token_urlsafe(18)
     try:
@@ -137,10 +139,10 @@ async def _start(request: web.Request, kind: str) -> web.Response:
             answer = await room.publish(participant, offer)
         else:
             answer = room.play(participant, offer, request.query.get("participant"))
-    except (SignalingError, NegotiationError) as exc:
+    except (ClassroomError, NegotiationError) as exc:
         await room.leave(participant, reason="offer refused")
         if isinstance(exc, NegotiationError):
-            exc = SignalingError("bad_sdp", str(exc))
+            exc = ClassroomError("bad_sdp", str(exc))
         return _refused(exc)
     log.info("%s session %s in room %s for %s", kind, participant.sid, room_name, claims.identity)
     location = resource_path(kind, room_name, participant.resource)

@@ -17,13 +17,18 @@ from typing import Any
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from classroom import text
+from classroom.errors import ClassroomError
+from classroom.limits import Refusals
+from classroom.participant import Participant
+from classroom.room import Room
+from classroom.rooms import Rooms
+from classroom.text import for_log
+from classroom.tokens import Claims, TokenError, verify
 from sfu.sdp import MAX_SDP_BYTES
 
-from . import appkeys, text
-from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES, Refusals, TokenBucket
-from .room import Participant, Room, Rooms, SignalingError
-from .text import for_log
-from .tokens import Claims, TokenError, verify
+from . import appkeys
+from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +50,20 @@ class Codec:
     def decode(self, msg: Any) -> dict[str, Any]:
         if self.binary:
             if msg.type != WSMsgType.BINARY:
-                raise SignalingError("bad_message", "this connection speaks msgpack: send binary frames")
+                raise ClassroomError("bad_message", "this connection speaks msgpack: send binary frames")
             try:
                 data = msgpack.unpackb(msg.data, raw=False, strict_map_key=True)
             except (ValueError, msgpack.UnpackException, TypeError) as exc:
-                raise SignalingError("bad_message", f"not msgpack: {exc}") from None
+                raise ClassroomError("bad_message", f"not msgpack: {exc}") from None
         else:
             if msg.type != WSMsgType.TEXT:
-                raise SignalingError("bad_message", "this connection speaks JSON: send text frames")
+                raise ClassroomError("bad_message", "this connection speaks JSON: send text frames")
             try:
                 data = text.parse_json(msg.data)
             except ValueError as exc:
-                raise SignalingError("bad_message", f"not JSON: {exc}") from None
+                raise ClassroomError("bad_message", f"not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-            raise SignalingError("bad_message", 'a message is an object with a string "type"')
+            raise ClassroomError("bad_message", 'a message is an object with a string "type"')
         return data
 
     async def send(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
@@ -146,7 +151,7 @@ class Outbox:
 def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
     value = message.get(key)
     if not isinstance(value, str) or not value or len(value) > limit:
-        raise SignalingError(
+        raise ClassroomError(
             "bad_message", f'"{key}" must be a non-empty string of at most {limit} characters'
         )
     return value
@@ -219,17 +224,17 @@ class Session:
             participant = self.participant
             if participant is None or participant.closed or participant.channel is not self:
                 self.participant = None
-                raise SignalingError("not_joined", 'send "join" with a token first')
+                raise ClassroomError("not_joined", 'send "join" with a token first')
             room = participant.room
             if kind in ("publish", "unpublish") and not self.publishes.take():
                 self.rooms.refusals["rate_limited"] += 1
-                raise SignalingError("rate_limited", f"more than {PUBLISH_RATE:g} publish changes a second")
+                raise ClassroomError("rate_limited", f"more than {PUBLISH_RATE:g} publish changes a second")
             if kind == "publish":
                 sources = message.get("sources") or {}
                 if not isinstance(sources, dict) or not all(
                     isinstance(k, str) and v in SOURCES for k, v in sources.items()
                 ):
-                    raise SignalingError("bad_message", '"sources" maps mids to camera, microphone or screen')
+                    raise ClassroomError("bad_message", '"sources" maps mids to camera, microphone or screen')
                 answer = await room.publish(participant, _string(message, "sdp", MAX_SDP), sources)
                 reply = {"type": "answer", "sdp": answer, "tracks": participant.info()["tracks"]}
             elif kind == "answer":
@@ -238,24 +243,24 @@ class Session:
             elif kind == "mute":
                 muted = message.get("muted")
                 if not isinstance(muted, bool):
-                    raise SignalingError("bad_message", '"muted" must be true or false')
+                    raise ClassroomError("bad_message", '"muted" must be true or false')
                 track = _string(message, "track")
                 # one's own tracks; a moderator (lecturer, tutor) also anyone else's in the room
                 owner = None if participant.claims.grants.moderate else participant.identity
                 producer = room.find_track(track, owner)
                 if producer is None:
                     whose = "in this room" if owner is None else "published by you"
-                    raise SignalingError("not_found", f"no track {track!r} {whose}")
+                    raise ClassroomError("not_found", f"no track {track!r} {whose}")
                 await room.set_muted(producer, muted, by=participant.sid)
                 reply = {"type": "muted", "track": track, "muted": muted}
             elif kind == "remove":
                 if not participant.claims.grants.moderate:
-                    raise SignalingError("forbidden", f"role {participant.claims.role} may not remove anyone")
+                    raise ClassroomError("forbidden", f"role {participant.claims.role} may not remove anyone")
                 identity = _string(message, "identity")
                 if identity == participant.identity:
-                    raise SignalingError("bad_message", 'to leave, send "leave"')
+                    raise ClassroomError("bad_message", 'to leave, send "leave"')
                 if not await room.remove(identity):
-                    raise SignalingError("not_found", f"nobody called {identity!r} is in this room")
+                    raise ClassroomError("not_found", f"nobody called {identity!r} is in this room")
                 reply = {"type": "removed", "identity": identity}
             elif kind == "track_settings":
                 track = _string(message, "track")
@@ -265,7 +270,7 @@ class Session:
                     message.get("enabled", True),
                 )
                 if not (_dimension(width) and _dimension(height) and isinstance(enabled, bool)):
-                    raise SignalingError(
+                    raise ClassroomError(
                         "bad_message",
                         '"width" and "height" are whole pixels (0: any), "enabled" true or false',
                     )
@@ -281,7 +286,7 @@ class Session:
                 self.expect_join()
                 reply = {"type": "left"}
             else:
-                raise SignalingError("unknown_type", f"unknown message type {kind!r}")
+                raise ClassroomError("unknown_type", f"unknown message type {kind!r}")
         if reply is not None:
             if request_id is not None:
                 reply["id"] = request_id
@@ -294,7 +299,7 @@ class Session:
 
     async def join(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.participant is not None:
-            raise SignalingError("already_joined", "this connection has joined already")
+            raise ClassroomError("already_joined", "this connection has joined already")
         token = _string(message, "token", 8192)
         try:
             claims = verify(
@@ -306,7 +311,7 @@ class Session:
             )
         except TokenError as exc:
             code = "forbidden" if exc.status == 403 else "unauthorized"
-            raise SignalingError(code, exc.message) from None
+            raise ClassroomError(code, exc.message) from None
         room = self.rooms.get(claims.room)
         resumed = self._resumable(room, claims, message.get("resume"))
         if resumed is not None:
@@ -368,7 +373,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if not session.admit(request_id):
                     continue
                 await session.handle(message)
-            except SignalingError as exc:
+            except ClassroomError as exc:
                 error = {"type": "error", "code": exc.code, "message": exc.message}
                 if request_id is not None:
                     error["id"] = request_id

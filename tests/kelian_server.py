@@ -15,12 +15,12 @@ from aiohttp import web
 from aiortc.mediastreams import MediaStreamTrack
 from helpers import free_tcp_port
 
+from classroom.tokens import mint
 from sfu.node import Node
 from signaling import appkeys, server
 from signaling.client import Client, RemoteTrack, use_loopback_candidates
 from signaling.config import Config
 from signaling.media import video_track
-from signaling.tokens import mint
 
 API_KEY = "APItest"
 API_SECRET = "test-secret-test-secret-test-secret"

@@ -14,11 +14,13 @@ import pytest
 from aiohttp import web
 from kelian_server import API_KEY, API_SECRET, Server, eventually, lesson
 
+from classroom.participant import Participant
+from classroom.room import Room
+from classroom.rooms import Rooms
+from classroom.tokens import verify
 from sfu.consumer import Consumer
 from signaling.client import Client, ClientError
 from signaling.media import video_track
-from signaling.room import Participant, Room, Rooms
-from signaling.tokens import verify
 
 API = "/api/v1"
 

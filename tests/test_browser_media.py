@@ -16,8 +16,8 @@ from browser import JOIN, frames_decoded, is_not_black, new_page, screenshot, wa
 from kelian_server import Server, eventually
 from playwright.async_api import Browser, Page
 
+from classroom.participant import Participant
 from signaling.media import audio_track, video_track
-from signaling.room import Participant
 
 VIDEO_SIZE = """(() => {
   const v = document.getElementById("remote");

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import signaling
+from classroom.tokens import Role, verify
 from signaling.cli import main
 from signaling.config import Config
 from signaling.logs import setup_logging
-from signaling.tokens import Role, verify
 
 KEY = "APIclitest"
 SECRET = "cli-test-secret-long-enough-for-hs256-0123456789"

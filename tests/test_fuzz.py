@@ -1,5 +1,5 @@
 """Fuzzing everything that parses untrusted bytes: none of it may raise anything but kelian's own
-error types (SdpError, NegotiationError, RtpError, FeedbackError, IceError, SignalingError,
+error types (SdpError, NegotiationError, RtpError, FeedbackError, IceError, ClassroomError,
 TokenError), and nothing may reach the media port's catch-all.
 
 Deterministic in CI (tests/conftest.py: derandomized, 300 examples a test); `make fuzz` runs a long
@@ -38,6 +38,9 @@ from test_negotiation import (
 )
 from test_sdp import CHROME_OFFER, FIREFOX_OFFER, OBS_OFFER
 
+from classroom import text
+from classroom.errors import ClassroomError
+from classroom.tokens import TokenError, verify
 from sfu import rtp, twcc
 from sfu.ice import IceError, parse_binding_request
 from sfu.negotiation import NegotiationError, answer_publish
@@ -46,10 +49,8 @@ from sfu.producer import Producer
 from sfu.router import Router
 from sfu.sdp import SdpError, parse, serialize
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext
-from signaling import server, text
+from signaling import server
 from signaling.config import Config
-from signaling.room import SignalingError
-from signaling.tokens import TokenError, verify
 from signaling.ws import Codec
 
 T = TypeVar("T")
@@ -359,13 +360,13 @@ class Frame:
 def test_websocket_frames_decode_or_raise_signaling_error(data: str | bytes) -> None:
     for binary in (False, True):
         frame = Frame(WSMsgType.BINARY if isinstance(data, bytes) else WSMsgType.TEXT, data)
-        with contextlib.suppress(SignalingError):
+        with contextlib.suppress(ClassroomError):
             Codec(binary).decode(frame)
     packed = None
     with contextlib.suppress(ValueError, TypeError, OverflowError):  # msgpack cannot pack every value
         packed = msgpack.packb(json.loads(data) if isinstance(data, str) else data)
     if packed is not None:
-        with contextlib.suppress(SignalingError):
+        with contextlib.suppress(ClassroomError):
             Codec(True).decode(Frame(WSMsgType.BINARY, packed))
 
 

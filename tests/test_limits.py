@@ -19,8 +19,9 @@ from aiortc import RTCPeerConnection
 from kelian_server import Server, eventually, running_server
 from test_operations import scrape
 
+from classroom.limits import Refusals
 from signaling.client import ClientError
-from signaling.limits import ConnectionGate, Refusals, TokenBucket
+from signaling.limits import ConnectionGate, TokenBucket
 from signaling.media import audio_track, video_track
 
 

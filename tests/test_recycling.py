@@ -96,7 +96,7 @@ async def test_seventy_tracks_fit_the_one_set_of_sdp_bounds(kelian: Server) -> N
 async def test_past_the_section_bound_a_subscriber_is_told(
     kelian: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("signaling.room.MAX_MEDIA_SECTIONS", 3)
+    monkeypatch.setattr("classroom.room.MAX_MEDIA_SECTIONS", 3)
     viewer = kelian.client("viewer", "viewer")
     await viewer.connect()
     try:

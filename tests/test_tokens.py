@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from signaling.tokens import LEEWAY_SECONDS, Claims, Grants, Role, TokenError, mint, verify
+from classroom.tokens import LEEWAY_SECONDS, Claims, Grants, Role, TokenError, mint, verify
 
 KEY = "APItestkey"
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"

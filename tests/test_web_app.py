@@ -23,7 +23,7 @@ from browser import (
 )
 from kelian_server import Server
 
-from signaling.room import RoomOptions
+from classroom.room import RoomOptions
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, WebSocketRoute

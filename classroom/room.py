@@ -1,19 +1,12 @@
-"""Rooms and participants: who is in a lesson, what they publish, what they receive.
-
-A participant has up to two Transports, as mediasoup-client and LiveKit clients do: one it publishes
-on (it offers, the server answers) and one it receives on (the server offers whenever the room's
-tracks change, it answers). WHIP and WHEP sessions are participants with only one of the two and
-no signaling channel.
-"""
+"""A room: one live lesson, its participants, what they publish and what each of them receives."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,22 +30,13 @@ from sfu.router import Router
 from sfu.sdp import MAX_MEDIA_SECTIONS
 from sfu.transport import WebRtcTransport
 
+from .errors import ClassroomError
 from .limits import RoomLimits
-from .room_monitor import RoomMonitor
+from .monitor import RoomMonitor
+from .participant import Participant, Send, Subscription, track_info
 from .tokens import Claims
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class SignalingError(Exception):
-    """A request that cannot be served; `code` goes into the error event or HTTP status mapping."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -72,82 +56,6 @@ class RoomOptions:
     # The codecs publishers may send (names as in SDP: "opus", "VP8", "H264"); None: every codec the
     # router forwards. A school whose classroom TVs decode only H.264 sets ("H264", "opus").
     codecs: tuple[str, ...] | None = None
-
-
-@dataclass
-class Subscription:
-    """One m-section of a participant's subscriber connection, and the Consumer behind it.
-
-    When the Consumer goes, the section is offered rejected (port 0) and, once the participant has
-    answered that offer, its place is free for the next track of the same kind under a new mid
-    (JSEP m-section recycling, RFC 8829 section 5.2.2): the offer stays as long as the tracks
-    received at once, not as long as every track ever published. The first section is never
-    rejected: it carries the BUNDLE transport.
-    """
-
-    slot: SubscriberSlot
-    consumer: Consumer | None
-    producer_id: str
-    free: bool = False  # rejected in an answered offer: the next subscription may take its place
-
-
-@dataclass
-class Participant:
-    room: Room
-    claims: Claims
-    send: Send | None  # None for WHIP/WHEP sessions
-    kind: str = "websocket"  # websocket | whip | whep
-    sid: str = field(default_factory=lambda: f"PS_{secrets.token_urlsafe(9)}")  # unique, not guessable
-    resource: str | None = None  # the secret last part of a WHIP/WHEP session's URL
-    publisher: WebRtcTransport | None = None
-    subscriber: WebRtcTransport | None = None
-    producers: dict[str, Producer] = field(default_factory=dict)  # by mid on the publisher transport
-    subscriptions: list[Subscription] = field(default_factory=list)
-    offer_pending: bool = False  # an offer is out and unanswered
-    offered: list[Subscription] = field(default_factory=list)  # what that offer carried
-    next_mid: int = 0  # subscriber mids are never used twice, even for a recycled section
-    renegotiate: bool = False  # the room changed while the offer was out
-    closed: bool = False
-    connected: bool = True  # its signaling channel is up (False during the reconnect grace period)
-    channel: object | None = None  # the signaling connection that owns it now
-    quality: str = "excellent"  # excellent | good | poor | lost, kept by the RoomMonitor
-    grace: asyncio.TimerHandle | None = None  # leaves the room when this fires, unless resumed
-
-    @property
-    def identity(self) -> str:
-        return self.claims.identity
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "sid": self.sid,
-            "identity": self.identity,
-            "name": self.claims.name or self.identity,
-            "role": str(self.claims.role),
-            "kind": self.kind,
-            "tracks": [track_info(p, self) for p in self.producers.values()],
-            "quality": self.quality,
-        }
-
-    async def notify(self, message: dict[str, Any]) -> None:
-        if self.send is None or self.closed or not self.connected:
-            return
-        try:
-            await self.send(message)
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("participant %s unreachable: %s", self.sid, exc)
-
-
-def track_info(producer: Producer, owner: Participant) -> dict[str, Any]:
-    return {
-        "id": producer.id,
-        "participant": owner.sid,
-        "identity": owner.identity,
-        "kind": producer.kind,
-        "source": producer.source,
-        "codec": producer.codec.name,
-        "layers": [s.rid for s in producer.streams if s.rid],
-        "muted": producer.paused,
-    }
 
 
 class Room:
@@ -266,9 +174,9 @@ class Room:
     ) -> str:
         """Answer a publish offer; Producers appear for new sending sections, vanish for dropped ones."""
         if participant.closed:  # removed by a moderator or the admin API while this was on its way
-            raise SignalingError("not_joined", "you are no longer in the room")
+            raise ClassroomError("not_joined", "you are no longer in the room")
         if not participant.claims.grants.publish:
-            raise SignalingError("forbidden", f"role {participant.claims.role} may not publish")
+            raise ClassroomError("forbidden", f"role {participant.claims.role} may not publish")
         fresh = participant.publisher is None
         transport = participant.publisher or self._new_transport(participant, "publisher")
         try:
@@ -277,14 +185,14 @@ class Room:
             if fresh:
                 transport.close("publish offer refused")
                 participant.publisher = None
-            raise SignalingError("bad_sdp", str(exc)) from None
+            raise ClassroomError("bad_sdp", str(exc)) from None
         wanted = {spec.mid: spec for spec in specs}
         limit = self.limits.max_tracks
         if limit is not None and len(wanted) > limit:
             if fresh:
                 transport.close("publish offer refused")
             self.limits.refusals["too_many_tracks"] += 1
-            raise SignalingError(
+            raise ClassroomError(
                 "too_many_tracks",
                 f"one participant may publish at most {limit} tracks, the offer has {len(wanted)}",
             )
@@ -323,7 +231,7 @@ class Room:
         """The size a subscriber shows a track at (adaptive stream): its Consumer picks the layer."""
         subscription = next((s for s in participant.subscriptions if s.producer_id == track_id), None)
         if subscription is None or subscription.consumer is None:
-            raise SignalingError("not_found", f"you do not receive a track {track_id!r}")
+            raise ClassroomError("not_found", f"you do not receive a track {track_id!r}")
         consumer = subscription.consumer
         consumer.set_view(width, height, enabled)
         if consumer.transport.state == "connected" and len(consumer.producer.streams) > 1:
@@ -338,7 +246,7 @@ class Room:
     def unpublish(self, participant: Participant, track_id: str) -> None:
         producer = next((p for p in participant.producers.values() if p.id == track_id), None)
         if producer is None:
-            raise SignalingError("not_found", f"no track {track_id!r} published by you")
+            raise ClassroomError("not_found", f"no track {track_id!r} published by you")
         producer.close()
 
     def producers(self, identity: str | None = None) -> list[Producer]:
@@ -435,11 +343,11 @@ class Room:
         """The participant's answer to our last subscriber offer."""
         transport = participant.subscriber
         if transport is None or not participant.offer_pending:
-            raise SignalingError("unexpected", "no subscriber offer is waiting for an answer")
+            raise ClassroomError("unexpected", "no subscriber offer is waiting for an answer")
         try:
             answered = accept_answer(sdp, transport, [s.slot.mid for s in participant.offered])
         except NegotiationError as exc:
-            raise SignalingError("bad_sdp", str(exc)) from None
+            raise ClassroomError("bad_sdp", str(exc)) from None
         participant.offer_pending = False
         for subscription in participant.offered:
             if subscription.slot.rejected:
@@ -482,7 +390,7 @@ class Room:
         producers = [p for p in self.producers(identity) if self.owner_of(p) is not participant]
         if not producers:
             who = f"participant {identity!r}" if identity else "anyone"
-            raise SignalingError("nothing_to_play", f"nothing is being published by {who} in this room")
+            raise ClassroomError("nothing_to_play", f"nothing is being published by {who} in this room")
         transport = participant.subscriber = self._new_transport(participant, "subscriber")
         try:
             return answer_subscribe_offer(
@@ -492,7 +400,7 @@ class Room:
                 lambda mid, producer: self.router.consume(transport, producer, mid),
             )
         except NegotiationError as exc:
-            raise SignalingError("bad_sdp", str(exc)) from None
+            raise ClassroomError("bad_sdp", str(exc)) from None
 
     # -- administration (the admin API and moderators) ------------------------------------------------
 
@@ -555,7 +463,7 @@ class Room:
         """
         owner = self.owner_of(producer)
         if owner is None:
-            raise SignalingError("not_found", f"track {producer.id} is not published in room {self.name}")
+            raise ClassroomError("not_found", f"track {producer.id} is not published in room {self.name}")
         changed = producer.paused != muted
         if muted:
             producer.pause()
@@ -569,7 +477,7 @@ class Room:
     def _admit(self, identity: str, kind: str) -> None:
         """Refuse a join the room cannot take; a join that goes ahead stops the empty-room timer."""
         if self.closed:
-            raise SignalingError("room_closed", f"room {self.name} has been closed")
+            raise ClassroomError("room_closed", f"room {self.name} has been closed")
         limits = [n for n in (self.options.max_participants, self.limits.max_participants) if n is not None]
         if limits and len(self.participants) >= min(limits):
             limit = min(limits)
@@ -579,7 +487,7 @@ class Room:
             )
             if staying >= limit:
                 self.limits.refusals["room_full"] += 1
-                raise SignalingError("room_full", f"room {self.name} is full ({limit} participants)")
+                raise ClassroomError("room_full", f"room {self.name} is full ({limit} participants)")
         self._cancel_expiry()
 
     def _emptied(self) -> None:
@@ -626,49 +534,3 @@ class Room:
         else:
             message = {"type": "transport_closed", "transport": role, "reason": transport.close_reason}
             self._spawn(participant.notify(message))
-
-
-class Rooms:
-    """The rooms of this node: created on first join and closed when the last participant leaves, or
-    created ahead by the admin API and closed when empty for their ``empty_timeout``."""
-
-    def __init__(self, node: Node, max_audio_streams: int = 0, limits: RoomLimits | None = None) -> None:
-        self.node = node
-        self.max_audio_streams = max_audio_streams
-        self.limits = limits or RoomLimits()
-        self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
-        self.rooms: dict[str, Room] = {}
-
-    def get(self, name: str) -> Room:
-        room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = Room(
-                name, self.node, self._empty, None, self.max_audio_streams, self.limits
-            )
-        return room
-
-    def create(self, name: str, options: RoomOptions) -> Room:
-        """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""
-        if name in self.rooms:
-            raise SignalingError("exists", f"room {name} already exists")
-        room = self.rooms[name] = Room(
-            name, self.node, self._empty, options, self.max_audio_streams, self.limits
-        )
-        if options.empty_timeout > 0:
-            room._emptied()
-        return room
-
-    def _empty(self, room: Room) -> None:
-        if self.rooms.get(room.name) is room and not room.participants:
-            del self.rooms[room.name]
-            self.node.close_router(room.name)
-
-    def find_resource(self, resource: str) -> Participant | None:
-        """The WHIP/WHEP session whose URL ends in ``resource`` (compared in constant time)."""
-        key = resource.encode("utf-8", "surrogatepass")
-        for room in self.rooms.values():
-            for participant in room.participants.values():
-                secret = participant.resource
-                if secret is not None and secrets.compare_digest(secret.encode(), key):
-                    return participant
-        return None

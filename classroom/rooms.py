@@ -1,0 +1,58 @@
+"""The rooms of this node."""
+
+from __future__ import annotations
+
+import secrets
+
+from sfu.node import Node
+
+from .errors import ClassroomError
+from .limits import RoomLimits
+from .participant import Participant
+from .room import Room, RoomOptions
+
+
+class Rooms:
+    """The rooms of this node: created on first join and closed when the last participant leaves, or
+    created ahead by the admin API and closed when empty for their ``empty_timeout``."""
+
+    def __init__(self, node: Node, max_audio_streams: int = 0, limits: RoomLimits | None = None) -> None:
+        self.node = node
+        self.max_audio_streams = max_audio_streams
+        self.limits = limits or RoomLimits()
+        self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
+        self.rooms: dict[str, Room] = {}
+
+    def get(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(
+                name, self.node, self._empty, None, self.max_audio_streams, self.limits
+            )
+        return room
+
+    def create(self, name: str, options: RoomOptions) -> Room:
+        """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""
+        if name in self.rooms:
+            raise ClassroomError("exists", f"room {name} already exists")
+        room = self.rooms[name] = Room(
+            name, self.node, self._empty, options, self.max_audio_streams, self.limits
+        )
+        if options.empty_timeout > 0:
+            room._emptied()
+        return room
+
+    def _empty(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room and not room.participants:
+            del self.rooms[room.name]
+            self.node.close_router(room.name)
+
+    def find_resource(self, resource: str) -> Participant | None:
+        """The WHIP/WHEP session whose URL ends in ``resource`` (compared in constant time)."""
+        key = resource.encode("utf-8", "surrogatepass")
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                secret = participant.resource
+                if secret is not None and secrets.compare_digest(secret.encode(), key):
+                    return participant
+        return None
