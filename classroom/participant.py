@@ -20,7 +20,7 @@ from sfu.negotiation import SubscriberSlot
 from sfu.producer import Producer
 from sfu.transport import WebRtcTransport
 
-from .tokens import Claims
+from .tokens import Claims, Grants, Role
 
 if TYPE_CHECKING:
     from .room import Room
@@ -72,6 +72,15 @@ class Participant:
     @property
     def identity(self) -> str:
         return self.claims.identity
+
+    @property
+    def role(self) -> Role:
+        return self.claims.role
+
+    @property
+    def grants(self) -> Grants:
+        """What it may do now (classroom.permissions); its token's grants are the ceiling."""
+        return self.claims.grants
 
     def info(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ from .errors import ClassroomError
 from .limits import RoomLimits
 from .monitor import RoomMonitor
 from .participant import Participant, Send, Subscription, track_info
+from .permissions import Action, allowed, authorize
 from .tokens import Claims
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ class Room:
         """Answer a publish offer; Producers appear for new sending sections, vanish for dropped ones."""
         if participant.closed:  # removed by a moderator or the admin API while this was on its way
             raise ClassroomError("not_joined", "you are no longer in the room")
-        if not participant.claims.grants.publish:
-            raise ClassroomError("forbidden", f"role {participant.claims.role} may not publish")
+        authorize(participant, Action.PUBLISH)
         fresh = participant.publisher is None
         transport = participant.publisher or self._new_transport(participant, "publisher")
         try:
@@ -214,7 +214,7 @@ class Room:
         for producer in added:
             await self.broadcast({"type": "track_published", "track": track_info(producer, participant)})
             for other in list(self.participants.values()):
-                if other is not participant and other.send is not None and other.claims.grants.subscribe:
+                if other is not participant and other.send is not None and allowed(other, Action.SUBSCRIBE):
                     self._subscribe(other, producer, participant)
         for other in list(self.participants.values()):
             await self.negotiate(other)
@@ -264,7 +264,7 @@ class Room:
 
     def subscribe_all(self, participant: Participant) -> None:
         """Consumers for everything already published, for a participant that just joined."""
-        if not participant.claims.grants.subscribe:
+        if not allowed(participant, Action.SUBSCRIBE):
             return
         for owner in list(self.participants.values()):
             if owner is participant:

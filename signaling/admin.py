@@ -50,33 +50,23 @@ DEFAULT_TTL = 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """A request the API refuses; becomes the JSON error body with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def error_response(status: int, code: str, message: str, headers: LooseHeaders | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message)
+def _unauthorized(message: str) -> ClassroomError:
+    return ClassroomError("unauthorized", message)
 
 
-def _bad(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
+def _bad(message: str) -> ClassroomError:
+    return ClassroomError("invalid_request", message)
 
 
 # -- authentication -----------------------------------------------------------------------------------
 
 
 def authenticate(request: web.Request) -> None:
-    """Check Basic credentials against the API key and secret; raise a 401 ApiError if they do not match.
+    """Check Basic credentials against the API key and secret; "unauthorized" if they do not match.
 
     Both comparisons always run, on bytes (compare_digest refuses non-ASCII str), so the time taken does
     not tell which of the two was wrong.
@@ -119,7 +109,7 @@ def _admin(handler: Handler) -> Handler:
         try:
             authenticate(request)
             return await handler(request)
-        except ApiError as exc:
+        except ClassroomError as exc:
             headers = {hdrs.WWW_AUTHENTICATE: REALM} if exc.status == 401 else None
             return error_response(exc.status, exc.code, exc.message, headers)
 
@@ -230,7 +220,7 @@ def _room(request: web.Request) -> Room:
     name = request.match_info["room"]
     room = _rooms(request).rooms.get(name)
     if room is None or room.closed:
-        raise ApiError(404, "not_found", f"no room {name!r}")
+        raise ClassroomError("not_found", f"no room {name!r}")
     return room
 
 
@@ -238,7 +228,7 @@ def _sessions(request: web.Request, room: Room) -> list[Participant]:
     identity = request.match_info["identity"]
     sessions = room.find(identity)
     if not sessions:
-        raise ApiError(404, "not_found", f"no participant {identity!r} in room {room.name!r}")
+        raise ClassroomError("not_found", f"no participant {identity!r} in room {room.name!r}")
     return sessions
 
 
@@ -271,7 +261,7 @@ async def create_room(request: web.Request) -> web.Response:
     try:
         room = _rooms(request).create(name, options)
     except ClassroomError:
-        raise ApiError(409, "room_exists", f"room {name!r} already exists") from None
+        raise ClassroomError("room_exists", f"room {name!r} already exists") from None
     location = f"{PREFIX}/rooms/{quote(name, safe='')}"
     return web.json_response(room.info(detail=True), status=201, headers={hdrs.LOCATION: location})
 
@@ -325,11 +315,11 @@ async def mute_track(request: web.Request) -> web.Response:
     track_id = request.match_info["track"]
     producer = room.find_track(track_id, sessions[0].identity)
     if producer is None:
-        raise ApiError(404, "not_found", f"participant {sessions[0].identity!r} has no track {track_id!r}")
+        raise ClassroomError("not_found", f"participant {sessions[0].identity!r} has no track {track_id!r}")
     try:
         info = await room.set_muted(producer, muted)
     except ClassroomError as exc:  # unpublished between the lookup and the mute
-        raise ApiError(404, "not_found", exc.message) from None
+        raise ClassroomError("not_found", exc.message) from None
     return web.json_response(info)
 
 

@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 
 from classroom.errors import ClassroomError
 from classroom.participant import Participant
+from classroom.permissions import Action, allowed, authorize
 from classroom.rooms import Rooms
 from classroom.tokens import Claims, TokenError, verify
 from sfu.negotiation import NegotiationError
@@ -37,14 +38,6 @@ CORS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After, WWW-Authenticate",
     "Access-Control-Max-Age": "86400",
-}
-# ClassroomError codes -> HTTP status; anything else is 409 (the room's state refuses it now).
-STATUS = {
-    "forbidden": 403,
-    "bad_sdp": 400,
-    "unsupported_media_type": 415,
-    "too_large": 413,
-    "room_full": 503,
 }
 
 
@@ -91,9 +84,8 @@ async def _offer(request: web.Request) -> str:
 
 
 def _refused(exc: ClassroomError) -> web.Response:
-    status = STATUS.get(exc.code, 409)
-    headers = {"Retry-After": str(RETRY_AFTER_FULL)} if status == 503 else None
-    return _error(status, exc.message, headers)
+    headers = {"Retry-After": str(RETRY_AFTER_FULL)} if exc.status == 503 else None
+    return _error(exc.status, exc.message, headers)
 
 
 def resource_path(kind: str, room: str, resource: str) -> str:
@@ -120,10 +112,10 @@ async def _start(request: web.Request, kind: str) -> web.Response:
         claims = _claims(request, room_name)
     except TokenError as exc:
         return _unauthorized(request, exc)
-    grant = claims.grants.publish if kind == "whip" else claims.grants.subscribe
-    if not grant:
-        verb = "publish" if kind == "whip" else "subscribe"
-        return _error(403, f"role {claims.role} may not {verb}")
+    try:
+        authorize(claims, Action.PUBLISH if kind == "whip" else Action.SUBSCRIBE)
+    except ClassroomError as exc:
+        return _refused(exc)
     try:
         offer = await _offer(request)
     except ClassroomError as exc:
@@ -158,14 +150,14 @@ def _may_end(request: web.Request, room: str, session: Participant | None) -> we
     if header.lower().startswith("basic "):
         try:
             admin.authenticate(request)
-        except admin.ApiError as exc:
+        except ClassroomError as exc:
             return _error(401, exc.message, {"WWW-Authenticate": admin.REALM})
         return None
     try:
         claims = _claims(request, room)
     except TokenError as exc:
         return _unauthorized(request, exc, f"{CHALLENGE}, {admin.REALM}")
-    if session is None or claims.identity == session.identity or claims.grants.moderate:
+    if session is None or allowed(claims, Action.END_SESSION, session.identity):
         return None
     return _error(403, "only the session's own identity, a moderator of the room or the admin API may end it")
 

@@ -21,6 +21,7 @@ from classroom import text
 from classroom.errors import ClassroomError
 from classroom.limits import Refusals
 from classroom.participant import Participant
+from classroom.permissions import Action, allowed, authorize
 from classroom.room import Room
 from classroom.rooms import Rooms
 from classroom.text import for_log
@@ -246,16 +247,15 @@ class Session:
                     raise ClassroomError("bad_message", '"muted" must be true or false')
                 track = _string(message, "track")
                 # one's own tracks; a moderator (lecturer, tutor) also anyone else's in the room
-                owner = None if participant.claims.grants.moderate else participant.identity
-                producer = room.find_track(track, owner)
+                moderator = allowed(participant, Action.MUTE)
+                producer = room.find_track(track, None if moderator else participant.identity)
                 if producer is None:
-                    whose = "in this room" if owner is None else "published by you"
+                    whose = "in this room" if moderator else "published by you"
                     raise ClassroomError("not_found", f"no track {track!r} {whose}")
                 await room.set_muted(producer, muted, by=participant.sid)
                 reply = {"type": "muted", "track": track, "muted": muted}
             elif kind == "remove":
-                if not participant.claims.grants.moderate:
-                    raise ClassroomError("forbidden", f"role {participant.claims.role} may not remove anyone")
+                authorize(participant, Action.REMOVE)
                 identity = _string(message, "identity")
                 if identity == participant.identity:
                     raise ClassroomError("bad_message", 'to leave, send "leave"')
