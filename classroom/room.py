@@ -375,7 +375,7 @@ class Room:
         tile that never starts."""
         producer = consumer.producer
         owner = self.owner_of(producer)
-        consumer.close()
+        self.router.close_consumer(consumer)
         if owner is not None:
             message = {
                 "type": "track_unsupported",

@@ -250,6 +250,17 @@ class Consumer:
             if not self.synced:  # the subscriber shows nothing until this stream's keyframe
                 stream.expect_keyframe()
 
+    def move_to(self, producer: Producer) -> None:
+        """Take `producer` as the source (Router.reassign): attached to its best stream, switching
+        at that stream's keyframe, the current source flowing until then."""
+        old = self.producer
+        if self in old.consumers:
+            old.consumers.remove(self)
+        self.producer = producer
+        producer.consumers.append(self)
+        if not self.paused:
+            self.attach(producer.best_stream())
+
     def select(self, stream: RtpStream) -> None:
         """simulcast.allocate chose `stream`: switch at its next keyframe unless already on the way."""
         if stream is (self.target or self.stream) or self.paused or self.producer.paused:

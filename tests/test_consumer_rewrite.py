@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 # benchmarks/ is not an installed package: make the repository root importable when pytest runs
 # from its entry-point script (python -m pytest already has it on sys.path).
 _ROOT = str(Path(__file__).resolve().parents[1])
@@ -26,6 +28,7 @@ from sfu import codecs  # noqa: E402
 from sfu.codecs import TRANSPORT_CC_ID  # noqa: E402
 from sfu.consumer import Consumer  # noqa: E402
 from sfu.producer import CodecSpec, Producer, ProducerSpec, RtpStream, StreamSpec  # noqa: E402
+from sfu.router import Router  # noqa: E402
 from sfu.rtp import extensions, rewrite_vp8_picture  # noqa: E402
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext  # noqa: E402
 from sfu.twcc import SendHistory  # noqa: E402
@@ -688,3 +691,35 @@ def test_a_subscriber_with_its_own_extension_ids_gets_them_on_the_wire() -> None
         assert found[3] == b"\x01", "video orientation moved from 13 to the player's 3"
         assert 4 in found, "the transport-wide sequence number under the player's 4"
         assert set(found) == {2, 3, 4, 12}, "the unknown element hidden under an id it never offered"
+
+
+# --- the Router moves a Consumer to another Producer ------------------------------------------------
+
+
+def test_reassign_continues_the_stream_from_the_new_producers_keyframe() -> None:
+    """A standby camera takes over (source failover, stage change): the subscriber sees one stream."""
+    router = Router("lesson")
+    main, standby = producer_with(None), producer_with(None)
+    consumer, transport = subscribe(main)
+    main.streams[0].receive(vp8(10, 0, 0xAAAA, key=True))
+    main.streams[0].receive(vp8(11, 3000, 0xAAAA))
+    router.reassign(consumer, standby)
+    assert consumer.producer is standby and consumer in standby.consumers and consumer not in main.consumers
+    main.streams[0].receive(vp8(12, 6000, 0xAAAA))  # the old source flows until the new keyframe
+    standby.streams[0].receive(vp8(500, 777_000, 0xBBBB))  # not a keyframe: not yet
+    standby.streams[0].receive(vp8(501, 780_000, 0xBBBB, key=True))
+    standby.streams[0].receive(vp8(502, 783_000, 0xBBBB))
+    main.streams[0].receive(vp8(13, 9000, 0xAAAA))  # no longer forwarded
+    sent = transport.out
+    assert [s.packet[8:12] for s in sent] == [b"\x00\x00\xaa\xaa"] * 3 + [b"\x00\x00\xbb\xbb"] * 2
+    assert diffs([s.seq for s in sent], 16) == [1, 1, 1, 1], "one sequence, across the sources"
+    assert diffs([s.ts for s in sent], 32)[-1] == 3000 and {s.ssrc for s in sent} == {consumer.ssrc}
+    main.close()
+    assert not consumer.closed, "the old source's end no longer ends it"
+
+
+def test_reassign_keeps_kind_and_codec() -> None:
+    router = Router("lesson")
+    consumer, _ = subscribe(producer_with(None))
+    with pytest.raises(ValueError, match="cannot feed a VP8 video Consumer from opus audio"):
+        router.reassign(consumer, producer_with(None, codec=OPUS))
