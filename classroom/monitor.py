@@ -99,12 +99,14 @@ class RoomMonitor:
 
     async def update_quality(self) -> None:
         updates: list[dict[str, Any]] = []
+        changed: dict[str, Participant] = {}
         live: set[int] = set()
         for participant in list(self.room.participants.values()):
             loss, rtt, alive = self._measure(participant, live)
             quality = rate_link(loss, rtt, alive)
             if quality != participant.quality:
                 participant.quality = quality
+                changed[participant.sid] = participant
                 updates.append(
                     {
                         "sid": participant.sid,
@@ -118,8 +120,16 @@ class RoomMonitor:
                 )
         for gone in set(self._counts) - live:
             del self._counts[gone]
-        if updates:
-            await self.room.broadcast({"type": "connection_quality", "updates": updates})
+        room = self.room
+        for target in list(room.participants.values()) if updates else []:
+            # each hears of the links of those it hears of (a live room's viewers: the presenters')
+            mine = [
+                u
+                for u in updates
+                if u["sid"] == target.sid or room.kind.sees(room, target, changed[u["sid"]])
+            ]
+            if mine and target.send is not None:
+                await target.notify({"type": "connection_quality", "updates": mine})
 
     def _measure(self, participant: Participant, live: set[int]) -> tuple[float, float | None, bool]:
         """Worst loss over the last interval on either direction, worst RTT, and whether media flows."""

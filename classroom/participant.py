@@ -62,6 +62,7 @@ class Participant:
     offer_pending: bool = False  # an offer is out and unanswered
     offered: list[Subscription] = field(default_factory=list)  # what that offer carried
     next_mid: int = 0  # subscriber mids are never used twice, even for a recycled section
+    declined: set[str] = field(default_factory=set)  # track ids and participant sids it turned down
     renegotiate: bool = False  # the room changed while the offer was out
     closed: bool = False
     connected: bool = True  # its signaling channel is up (False during the reconnect grace period)

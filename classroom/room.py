@@ -30,7 +30,9 @@ from sfu.router import Router
 from sfu.sdp import MAX_MEDIA_SECTIONS
 from sfu.transport import WebRtcTransport
 
+from . import kinds
 from .errors import ClassroomError
+from .kinds import DEFAULT as DEFAULT_KIND
 from .limits import RoomLimits
 from .monitor import RoomMonitor
 from .participant import Participant, Send, Subscription, track_info
@@ -38,6 +40,7 @@ from .permissions import Action, allowed, authorize
 from .tokens import Claims
 
 log = logging.getLogger(__name__)
+COUNT_EVERY = 1.0  # seconds between participant_count events, at most
 
 
 @dataclass
@@ -57,6 +60,7 @@ class RoomOptions:
     # The codecs publishers may send (names as in SDP: "opus", "VP8", "H264"); None: every codec the
     # router forwards. A school whose classroom TVs decode only H.264 sets ("H264", "opus").
     codecs: tuple[str, ...] | None = None
+    kind: str = DEFAULT_KIND  # fusion, dual_teacher or live (classroom.kinds)
 
 
 class Room:
@@ -74,6 +78,8 @@ class Room:
         self.max_audio_streams = max_audio_streams  # loudest audio tracks each subscriber gets; 0: all
         self.limits = limits or RoomLimits()
         self.options = options or RoomOptions(empty_timeout=0.0)
+        self.kind = kinds.kind(self.options.kind)
+        self.stage: set[str] = set()  # identities on stage: every participant watches them
         self.created_at = time.time()
         self.closed = False  # closing or closed by close(): joins are refused
         self._expiry: asyncio.TimerHandle | None = None  # closes an empty created room
@@ -82,6 +88,8 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self._tasks: set[asyncio.Task[None]] = set()
+        self._count_timer: asyncio.TimerHandle | None = None
+        self._count_sent = 0
         self.monitor = RoomMonitor(self)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -109,8 +117,11 @@ class Room:
                 self._emptied()
         self.monitor.start()
         await self.broadcast(
-            {"type": "participant_joined", "participant": participant.info()}, skip=participant
+            {"type": "participant_joined", "participant": participant.info()},
+            skip=participant,
+            about=participant,
         )
+        self._count_changed()
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
@@ -123,22 +134,56 @@ class Room:
         for transport in (participant.publisher, participant.subscriber):
             if transport is not None:
                 transport.close(reason)
-        await self.broadcast({"type": "participant_left", "sid": participant.sid, "reason": reason})
+        message = {"type": "participant_left", "sid": participant.sid, "reason": reason}
+        await self.broadcast(message, about=participant)
+        self._count_changed()
         if not self.participants:
             self.monitor.stop()
             self._emptied()
 
-    async def broadcast(self, message: dict[str, Any], skip: Participant | None = None) -> None:
-        targets = [p for p in self.participants.values() if p is not skip and p.send is not None]
-        await asyncio.gather(*(p.notify(message) for p in targets))
+    async def broadcast(
+        self, message: dict[str, Any], skip: Participant | None = None, about: Participant | None = None
+    ) -> None:
+        """To every participant with a channel but `skip`; with `about`, only to those who hear of
+        that participant (the kind's presence rule) and to itself. Sending only queues (signaling/ws
+        Outbox): nobody waits on anybody's socket."""
+        for target in list(self.participants.values()):
+            if target is skip or target.send is None:
+                continue
+            if about is None or target is about or self.kind.sees(self, target, about):
+                await target.notify(message)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The room as a joining client sees it. ``max_audio_streams`` tells it that only the loudest
-        few voices reach it (0: all), so that silence from a quiet publisher is not taken for a fault."""
+    def visible(self, viewer: Participant) -> list[Participant]:
+        """The participants `viewer` hears of, itself first."""
+        return [viewer] + [
+            p for p in self.participants.values() if p is not viewer and self.kind.sees(self, viewer, p)
+        ]
+
+    def _count_changed(self) -> None:
+        """Tell everyone how many take part, at most once a second: in a live room the viewers hear of
+        each other only as this count."""
+        if self._count_timer is None and not self.closed:
+            self._count_timer = asyncio.get_running_loop().call_later(COUNT_EVERY, self._send_count)
+
+    def _send_count(self) -> None:
+        self._count_timer = None
+        count = len(self.participants)
+        if count != self._count_sent and self.participants:
+            self._count_sent = count
+            self._spawn(self.broadcast({"type": "participant_count", "count": count}))
+
+    def snapshot(self, viewer: Participant | None = None) -> dict[str, Any]:
+        """The room as a joining client sees it: the participants it hears of (all, without a
+        viewer), how many take part in all, and the kind. ``max_audio_streams`` tells it that only
+        the loudest few voices reach it (0: all), so that silence from a quiet publisher is not taken
+        for a fault."""
+        shown = self.participants.values() if viewer is None else self.visible(viewer)
         return {
             "name": self.name,
+            "kind": self.kind.name,
             "max_audio_streams": self.max_audio_streams,
-            "participants": [p.info() for p in self.participants.values()],
+            "participants": [p.info() for p in shown],
+            "participant_count": len(self.participants),
         }
 
     def detach(self, participant: Participant, grace: float) -> None:
@@ -212,13 +257,92 @@ class Room:
             producer.on_layers.append(functools.partial(self._layers_changed, participant))
             added.append(producer)
         for producer in added:
-            await self.broadcast({"type": "track_published", "track": track_info(producer, participant)})
-            for other in list(self.participants.values()):
-                if other is not participant and other.send is not None and allowed(other, Action.SUBSCRIBE):
-                    self._subscribe(other, producer, participant)
+            message = {"type": "track_published", "track": track_info(producer, participant)}
+            await self.broadcast(message, about=participant)
+            watchers = [
+                other
+                for other in self.participants.values()
+                if other is not participant
+                and other.send is not None
+                and self.watching(other, producer, participant)
+            ]
+            for other in watchers:
+                self._subscribe(other, producer, participant)
         for other in list(self.participants.values()):
             await self.negotiate(other)
         return answer
+
+    def watching(self, viewer: Participant, producer: Producer, owner: Participant | None = None) -> bool:
+        """Whether `viewer` receives `producer` (of `owner`, if the caller knows it): it may receive
+        media, its lesson's kind lets it watch the owner, and it has not turned the track (or its
+        owner) down."""
+        owner = owner or self.owner_of(producer)
+        return (
+            owner is not None
+            and allowed(viewer, Action.SUBSCRIBE)
+            and self.kind.watches(self, viewer, owner)
+            and producer.id not in viewer.declined
+            and owner.sid not in viewer.declined
+        )
+
+    def reconcile(self, viewer: Participant) -> None:
+        """Make `viewer`'s subscriptions what `watching` says now (after the stage or a role changed):
+        tracks it now watches are added, tracks it no longer watches end; the next offer says so."""
+        wanted = {
+            producer.id: (producer, owner)
+            for owner in self.participants.values()
+            if owner is not viewer
+            for producer in owner.producers.values()
+            if self.watching(viewer, producer, owner)
+        }
+        for subscription in viewer.subscriptions:
+            if subscription.consumer is not None and subscription.producer_id not in wanted:
+                self.router.close_consumer(subscription.consumer)
+        for producer, owner in wanted.values():
+            self._subscribe(viewer, producer, owner)
+
+    async def set_stage(self, identity: str, on: bool) -> None:
+        """Bring a participant on stage (everyone watches it) or send it back; everyone is told."""
+        if (identity in self.stage) == on:
+            return
+        (self.stage.add if on else self.stage.discard)(identity)
+        for viewer in list(self.participants.values()):
+            if viewer.send is not None:
+                self.reconcile(viewer)
+        await self.broadcast({"type": "stage", "identity": identity, "on": on, "stage": sorted(self.stage)})
+        for viewer in list(self.participants.values()):
+            await self.negotiate(viewer)
+
+    async def set_subscribed(self, participant: Participant, target: str, subscribed: bool) -> list[str]:
+        """Subscribe to or turn down a track, or every track of a participant (`target` is a track
+        id or a participant sid), as LiveKit's selective subscription; the tracks it names."""
+        owner = self.participants.get(target)
+        producers = list(owner.producers.values()) if owner is not None else []
+        if owner is None:
+            producer = self.find_track(target)
+            if producer is None:
+                raise ClassroomError("not_found", f"no track or participant {target!r} in this room")
+            producers, owner = [producer], self.owner_of(producer)
+        assert owner is not None
+        if subscribed:
+            participant.declined.discard(target)
+            if not self.kind.watches(self, participant, owner) or not allowed(participant, Action.SUBSCRIBE):
+                raise ClassroomError(
+                    "forbidden", f"this {self.kind.name} lesson does not let you watch {target!r}"
+                )
+            for producer in producers:
+                participant.declined.discard(producer.id)
+                if self.watching(participant, producer):
+                    self._subscribe(participant, producer, owner)
+            await self.negotiate(participant)
+        else:
+            participant.declined.add(target)
+            for subscription in participant.subscriptions:
+                if subscription.consumer is not None and subscription.producer_id in {
+                    p.id for p in producers
+                }:
+                    self.router.close_consumer(subscription.consumer)  # its section goes, then is reused
+        return [p.id for p in producers]
 
     def _layers_changed(self, owner: Participant, producer: Producer) -> None:
         """Tell the publisher which simulcast layers anyone watches; it stops encoding the others."""
@@ -241,7 +365,7 @@ class Room:
         owner.producers.pop(producer.mid, None)
         if not owner.closed or self.participants:
             message = {"type": "track_unpublished", "track": track_info(producer, owner)}
-            self._spawn(self.broadcast(message))
+            self._spawn(self.broadcast(message, about=owner))
 
     def unpublish(self, participant: Participant, track_id: str) -> None:
         producer = next((p for p in participant.producers.values() if p.id == track_id), None)
@@ -270,10 +394,11 @@ class Room:
             if owner is participant:
                 continue
             for producer in owner.producers.values():
-                self._subscribe(participant, producer, owner)
+                if self.watching(participant, producer, owner):
+                    self._subscribe(participant, producer, owner)
 
     def _subscribe(self, participant: Participant, producer: Producer, owner: Participant) -> None:
-        if any(s.producer_id == producer.id for s in participant.subscriptions):
+        if any(s.producer_id == producer.id and s.consumer is not None for s in participant.subscriptions):
             return
         if len(participant.subscriptions) >= MAX_MEDIA_SECTIONS and not any(
             s.free and s.slot.kind == producer.kind for s in participant.subscriptions
@@ -414,6 +539,7 @@ class Room:
             "max_participants": self.options.max_participants,
             "empty_timeout": int(timeout) if float(timeout).is_integer() else timeout,
             "metadata": dict(self.options.metadata),
+            "kind": self.kind.name,
             "created_at": int(self.created_at),
             "tracks": len(self.producers()),
             "codecs": list(self.options.codecs) if self.options.codecs is not None else None,
@@ -471,7 +597,7 @@ class Room:
             producer.resume()
         info = track_info(producer, owner)
         if changed:
-            await self.broadcast({"type": "track_muted", "track": info, "by": by})
+            await self.broadcast({"type": "track_muted", "track": info, "by": by}, about=owner)
         return info
 
     def _admit(self, identity: str, kind: str) -> None:

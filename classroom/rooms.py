@@ -7,6 +7,7 @@ import secrets
 from sfu.node import Node
 
 from .errors import ClassroomError
+from .kinds import DEFAULT as DEFAULT_KIND
 from .limits import RoomLimits
 from .participant import Participant
 from .room import Room, RoomOptions
@@ -23,12 +24,14 @@ class Rooms:
         self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
         self.rooms: dict[str, Room] = {}
 
-    def get(self, name: str) -> Room:
+    def get(self, name: str, kind: str | None = None) -> Room:
+        """The room `name`, made now if it does not exist (by a first join, of the `kind` its token
+        names, fusion by default; a room that exists keeps the kind it has)."""
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(
-                name, self.node, self._empty, None, self.max_audio_streams, self.limits
-            )
+            options = RoomOptions(empty_timeout=0.0, kind=kind or DEFAULT_KIND)
+            room = Room(name, self.node, self._empty, options, self.max_audio_streams, self.limits)
+            self.rooms[name] = room
         return room
 
     def create(self, name: str, options: RoomOptions) -> Room:

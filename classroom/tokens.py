@@ -40,6 +40,8 @@ _MAX_NUMERIC_DATE = 2**53
 # HS256 wants a key as long as its hash (RFC 7518 section 3.2); shorter secrets are refused outside
 # development mode.
 MIN_SECRET_LENGTH = 32
+# The room kinds (classroom/kinds.py), named here too because a token may name one.
+KINDS = ("fusion", "dual_teacher", "live")
 
 
 class Role(StrEnum):
@@ -118,6 +120,8 @@ class Claims:
     role: Role
     grants: Grants
     expires_at: float
+    kind: str | None = None  # the room kind a room created by this join gets (classroom.kinds)
+    classroom: str | None = None  # a tutor's classroom: the identity of its classroom box
 
 
 def mint(
@@ -131,8 +135,13 @@ def mint(
     ttl: int = 3600,
     grants: Grants | Mapping[str, bool] | None = None,
     now: float | None = None,
+    kind: str | None = None,
+    classroom: str | None = None,
 ) -> str:
     """Sign a token for one participant in one room.
+
+    ``kind`` is the room kind a room created by this join gets (fusion when absent); ``classroom``
+    binds a tutor to one classroom, named by its box's identity.
 
     ``grants`` may be a full :class:`Grants` or a mapping of only the grants to change; missing keys keep
     the role's default. Asking for more than the role allows raises ValueError rather than being quietly
@@ -145,6 +154,10 @@ def mint(
     text.name(identity, "identity")
     if name is not None:
         text.display_name(name, "name")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown room kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if classroom is not None:
+        text.name(classroom, "classroom")
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl must be 1 to {MAX_TTL_SECONDS} seconds, got {ttl}")
     try:
@@ -176,8 +189,9 @@ def mint(
         "nbf": issued,
         "exp": issued + int(ttl),
     }
-    if name is not None:
-        payload["name"] = name
+    for claim, value in (("name", name), ("kind", kind), ("classroom", classroom)):
+        if value is not None:
+            payload[claim] = value
     return jwt.encode(payload, api_secret, algorithm=ALGORITHM)
 
 
@@ -248,14 +262,18 @@ def verify(
     except ValueError:
         raise TokenError(f"token has an unknown role {payload['role']!r}") from None
 
-    name = payload.get("name")
+    name, kind, classroom = payload.get("name"), payload.get("kind"), payload.get("classroom")
     try:
         token_room = text.name(payload["room"], "the token's room")
         identity = text.name(payload["sub"], "the token's identity ('sub')")
         if name is not None:
             text.display_name(name, "the token's name")
+        if classroom is not None:
+            text.name(classroom, "the token's classroom")
     except text.TextError as exc:
         raise TokenError(str(exc)) from None
+    if kind is not None and kind not in KINDS:
+        raise TokenError(f"token has an unknown room kind {kind!r}; expected one of {', '.join(KINDS)}")
 
     defaults = Grants.for_role(role)
     raw_grants = payload.get("grants")
@@ -278,6 +296,8 @@ def verify(
         role=role,
         grants=effective,
         expires_at=float(exp),
+        kind=kind,
+        classroom=classroom,
     )
 
 

@@ -28,7 +28,7 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 
-from classroom import text
+from classroom import kinds, text
 from classroom.errors import ClassroomError
 from classroom.participant import Participant
 from classroom.room import Room, RoomOptions
@@ -246,7 +246,9 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     """Set a room up ahead of its lesson, with a size limit and the school's metadata."""
     body = await _json_object(
-        request, {"name", "max_participants", "empty_timeout", "metadata", "codecs"}, required={"name"}
+        request,
+        {"name", "max_participants", "empty_timeout", "metadata", "codecs", "kind"},
+        required={"name"},
     )
     name = _name(body["name"], "name")
     max_participants = body.get("max_participants")
@@ -257,7 +259,10 @@ async def create_room(request: web.Request) -> web.Response:
     )
     metadata = _metadata(body.get("metadata", {}))
     allowed = _codecs(body.get("codecs"))
-    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed)
+    kind = body.get("kind", kinds.DEFAULT)
+    if kind not in kinds.BY_NAME:
+        raise _bad(f"kind must be one of {', '.join(kinds.BY_NAME)}, got {kind!r}")
+    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed, kind)
     try:
         room = _rooms(request).create(name, options)
     except ClassroomError:

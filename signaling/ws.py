@@ -277,6 +277,12 @@ class Session:
                 room.set_view(participant, track, width, height, enabled)
                 reply = {"type": "track_settings", "track": track, "width": width, "height": height}
                 reply["enabled"] = enabled
+            elif kind in ("subscribe", "unsubscribe"):
+                target = message.get("track") or message.get("participant")
+                if not isinstance(target, str) or not target or len(target) > 1024:
+                    raise ClassroomError("bad_message", f'"{kind}" names a "track" id or a "participant" sid')
+                tracks = await room.set_subscribed(participant, target, kind == "subscribe")
+                reply = {"type": f"{kind}d", "tracks": tracks}
             elif kind == "unpublish":
                 room.unpublish(participant, _string(message, "track"))
                 reply = {"type": "unpublished", "track": message["track"]}
@@ -312,7 +318,7 @@ class Session:
         except TokenError as exc:
             code = "forbidden" if exc.status == 403 else "unauthorized"
             raise ClassroomError(code, exc.message) from None
-        room = self.rooms.get(claims.room)
+        room = self.rooms.get(claims.room, claims.kind)
         resumed = self._resumable(room, claims, message.get("resume"))
         if resumed is not None:
             await room.resume(resumed, self.send, self)
@@ -327,7 +333,7 @@ class Session:
             "type": "joined",
             "participant": participant.info(),
             "grants": participant.claims.grants.to_dict(),  # a resumed session keeps its own
-            "room": room.snapshot(),
+            "room": room.snapshot(participant),
             "resumed": resumed is not None,
         }
 
