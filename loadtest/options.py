@@ -41,6 +41,8 @@ CAMERA_DEFAULTS = {"simulcast": (1280, 720, 1_500_000), "single": (640, 360, 1_0
 BOX_CAMERA = (("", 320, 180, 150_000),)
 MAX_SIZE = (3840, 2160)
 LayerSpec = tuple[str, int, int, int]  # rid, width, height, bit/s: a loadtest.clips.Layer
+# the kind of room each preset's lesson is (the tokens name it, the server makes the room so)
+ROOM_KINDS = {"live": "live", "fusion": "fusion", "dual-teacher": "dual_teacher"}
 # a preset fills in what the command line leaves unset; flags given explicitly win
 DEFAULTS: dict[str, object] = {
     "publishers": 1,
@@ -114,6 +116,11 @@ class Plan:
     server_pid: int | None = None
     preset: str | None = None
     quiet: bool = False  # no live status line
+
+    @property
+    def kind(self) -> str:
+        """The room kind the run's tokens name (classroom/kinds.py): each preset is its lesson."""
+        return ROOM_KINDS[self.preset or "live"]
     steps: tuple[Plan, ...] = ()  # --find-capacity: the runs to step through, growing
 
     @property

@@ -106,7 +106,8 @@ class Worker:
 def _peer(plan: Plan, p: Participant) -> dict[str, Any]:
     """A participant as a worker takes it (see loadtest.worker), with its token."""
     ttl = int(plan.duration) + TOKEN_TTL_MARGIN
-    token = mint(plan.api_key, plan.api_secret, room=plan.room, identity=p.identity, role=p.role, ttl=ttl)
+    who = {"identity": p.identity, "role": p.role, "ttl": ttl, "kind": plan.kind}
+    token = mint(plan.api_key, plan.api_secret, room=plan.room, **who)  # type: ignore[arg-type]
     layers = [list(layer) for layer in plan.layers(p)]
     return {"identity": p.identity, "token": token, "camera": p.camera, "layers": layers, "audio": p.audio}
 

@@ -49,10 +49,11 @@ EVERYONE = ("lecturer", "box0", "box1")
         # fusion: everyone sees and hears the two others, at grid3 (426x240): the half layer
         (FUSION, {(who, kind): 2 for who in EVERYONE for kind in ("video", "audio")},
          dict.fromkeys(EVERYONE, "640x360")),
-        # dual-teacher: a box's camera goes to the lecturer only (the other box turns it off); the
-        # lecturer's layer at speaker size is the estimate's to choose within 3 s, the boxes' is 180p
-        (DUAL_TEACHER, {(who, "audio"): 2 for who in EVERYONE} | {(who, "video"): 1 for who in EVERYONE}
-         | {("lecturer", "video"): 2}, {"box0": "320x180", "box1": "320x180"}),
+        # dual-teacher (a dual_teacher room): a box's camera and microphone go to the lecturer only, the
+        # lecturer's to both boxes; the lecturer's layer at speaker size is the estimate's to choose
+        # within 3 s, the boxes' is 180p
+        (DUAL_TEACHER, {(who, kind): 1 for who in EVERYONE for kind in ("video", "audio")}
+         | {("lecturer", "video"): 2, ("lecturer", "audio"): 2}, {"box0": "320x180", "box1": "320x180"}),
     ],
     ids=["fusion", "dual-teacher"],
 )  # fmt: skip
