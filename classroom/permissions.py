@@ -20,6 +20,7 @@ class Action(StrEnum):
     MUTE = "mute"  # a track: one's own, or anyone's for a moderator
     REMOVE = "remove"  # send a participant away
     END_SESSION = "end_session"  # DELETE a WHIP/WHEP session: one's own, or anyone's for a moderator
+    STAGE = "stage"  # bring a participant on stage or send it back: the lecturer's
 
 
 class Subject(Protocol):
@@ -41,6 +42,7 @@ _VERBS = {
     Action.MUTE: "mute others' tracks",
     Action.REMOVE: "remove anyone",
     Action.END_SESSION: "end another participant's session",
+    Action.STAGE: "bring anyone on stage",
 }
 
 
@@ -53,6 +55,8 @@ def allowed(who: Subject | None, action: Action, owner: str | None = None) -> bo
         return grants.publish
     if action is Action.SUBSCRIBE:
         return grants.subscribe
+    if action is Action.STAGE:  # the lecture's, not a tutor's: a tutor moderates its own classroom
+        return grants.moderate and who.role in (Role.LECTURER, Role.ADMIN)
     if owner is not None and owner == who.identity and action is not Action.REMOVE:
         return True  # one's own track or session
     return grants.moderate

@@ -41,6 +41,7 @@ from .tokens import Claims
 
 log = logging.getLogger(__name__)
 COUNT_EVERY = 1.0  # seconds between participant_count events, at most
+MAX_STAGE = 4  # on stage at once: every participant receives each of them
 
 
 @dataclass
@@ -303,8 +304,14 @@ class Room:
 
     async def set_stage(self, identity: str, on: bool) -> None:
         """Bring a participant on stage (everyone watches it) or send it back; everyone is told."""
+        if on and not self.find(identity):
+            raise ClassroomError("not_found", f"nobody called {identity!r} is in this room")
         if (identity in self.stage) == on:
             return
+        if on and len(self.stage) >= MAX_STAGE:
+            raise ClassroomError(
+                "stage_full", f"at most {MAX_STAGE} may be on stage at once: send one back first"
+            )
         (self.stage.add if on else self.stage.discard)(identity)
         for viewer in list(self.participants.values()):
             if viewer.send is not None:

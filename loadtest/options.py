@@ -121,6 +121,7 @@ class Plan:
     def kind(self) -> str:
         """The room kind the run's tokens name (classroom/kinds.py): each preset is its lesson."""
         return ROOM_KINDS[self.preset or "live"]
+
     steps: tuple[Plan, ...] = ()  # --find-capacity: the runs to step through, growing
 
     @property

@@ -328,6 +328,19 @@ async def mute_track(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
+@_admin
+async def stage(request: web.Request) -> web.Response:
+    """Bring a participant on stage (every participant watches it) or send it back."""
+    room = _room(request)
+    body = await _json_object(request, {"identity", "on"}, required={"identity", "on"})
+    identity = _name(body["identity"], "identity")
+    on = body["on"]
+    if not isinstance(on, bool):
+        raise _bad(f"on must be true or false, got {on!r}")
+    await room.set_stage(identity, on)
+    return web.json_response({"stage": sorted(room.stage)})
+
+
 # -- tokens -------------------------------------------------------------------------------------------
 
 
@@ -335,7 +348,9 @@ async def mute_track(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     """Mint a join token, for school systems that would rather not sign JWTs themselves."""
     body = await _json_object(
-        request, {"room", "identity", "role", "name", "ttl", "grants"}, required={"room", "identity", "role"}
+        request,
+        {"room", "identity", "role", "name", "ttl", "grants", "kind", "classroom"},
+        required={"room", "identity", "role"},
     )
     room = _name(body["room"], "room")
     identity = _name(body["identity"], "identity")
@@ -365,6 +380,8 @@ async def create_token(request: web.Request) -> web.Response:
             ttl=ttl,
             grants=grants,
             now=now,
+            kind=body.get("kind"),
+            classroom=body.get("classroom"),
         )
     except ValueError as exc:
         raise _bad(str(exc)) from None
@@ -384,5 +401,6 @@ def routes() -> list[web.RouteDef]:
         web.get(participant, get_participant, allow_head=False),
         web.delete(participant, remove_participant),
         web.post(participant + "/tracks/{track}/mute", mute_track),
+        web.post(PREFIX + "/rooms/{room}/stage", stage),
         web.post(PREFIX + "/tokens", create_token),
     ]

@@ -229,6 +229,12 @@ SCHEMAS: dict[str, Any] = {
                 ),
             },
             "metadata": _ref("Metadata"),
+            "kind": {
+                "type": "string",
+                "enum": ["fusion", "dual_teacher", "live"],
+                "default": "fusion",
+                "description": "The kind of lesson: who watches whom (docs/protocol.md, Room kinds).",
+            },
             "codecs": {
                 "type": ["array", "null"],
                 "items": {"type": "string", "enum": ["opus", "VP8", "H264"]},
@@ -268,6 +274,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "integer", "description": "Unix seconds."},
             "tracks": {"type": "integer", "description": "Tracks being published."},
             "codecs": {"type": ["array", "null"], "items": {"type": "string"}},
+            "kind": {"type": "string", "enum": ["fusion", "dual_teacher", "live"]},
         },
     },
     "RoomList": {
@@ -328,6 +335,12 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string", "maxLength": 256, "description": "Display name."},
             "ttl": {"type": "integer", "minimum": 1, "default": 3600, "description": "Seconds."},
             "grants": _ref("Grants"),
+            "kind": {
+                "type": "string",
+                "enum": ["fusion", "dual_teacher", "live"],
+                "description": "The kind a room created by this token's join gets.",
+            },
+            "classroom": {"type": "string", "description": "A tutor's classroom: its box's identity."},
         },
     },
     "Token": {
@@ -373,6 +386,7 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+STRING = {"type": "string"}
 PATHS: dict[str, dict[str, Any]] = {
     "/": {
         "get": {
@@ -535,6 +549,31 @@ PATHS: dict[str, dict[str, Any]] = {
             },
             parameters=[ROOM, IDENTITY, _path_param("track", "Track id, e.g. TR_12.")],
             requestBody=_body(_ref("Mute")),
+        ),
+    },
+    "/api/v1/rooms/{room}/stage": {
+        "post": _admin(
+            "Bring a participant on stage, or send it back",
+            "Every participant of the room watches whoever is on stage (at most four at once); everyone"
+            " gets a `stage` event.",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"stage": {"type": "array", "items": STRING}}},
+                    "Who is on stage now.",
+                ),
+                "400": BAD_REQUEST,
+                "404": _error("No such room or participant."),
+                "409": _error("Four are on stage already (`stage_full`)."),
+            },
+            parameters=[ROOM],
+            requestBody=_body(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["identity", "on"],
+                    "properties": {"identity": {"type": "string"}, "on": {"type": "boolean"}},
+                }
+            ),
         ),
     },
     "/api/v1/tokens": {

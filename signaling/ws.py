@@ -277,6 +277,16 @@ class Session:
                 room.set_view(participant, track, width, height, enabled)
                 reply = {"type": "track_settings", "track": track, "width": width, "height": height}
                 reply["enabled"] = enabled
+            elif kind == "stage":
+                authorize(participant, Action.STAGE)
+                on = message.get("on")
+                if not isinstance(on, bool):
+                    raise ClassroomError(
+                        "bad_message", '"on" must be true (bring on stage) or false (send back)'
+                    )
+                identity = _string(message, "identity")
+                await room.set_stage(identity, on)
+                reply = {"type": "staged", "identity": identity, "on": on, "stage": sorted(room.stage)}
             elif kind in ("subscribe", "unsubscribe"):
                 target = message.get("track") or message.get("participant")
                 if not isinstance(target, str) or not target or len(target) > 1024:

@@ -224,3 +224,33 @@ async def test_the_kind_of_a_room_created_ahead(kelian: Server) -> None:
     room = kelian.rooms.rooms["lecture"]
     assert room.kind.name == "live" and room.info()["kind"] == "live"
     await asyncio.sleep(0)
+
+
+async def test_only_the_lecturer_and_the_admin_api_move_the_stage(
+    kelian: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("classroom.room.MAX_STAGE", 2)
+    async with peers(kelian, *DUAL, kind="dual_teacher") as (lecturer, box1, _box2, _box3, tutor):
+        for refused in (tutor, box1):
+            with pytest.raises(Exception, match="may not bring anyone on stage"):
+                await refused.request({"type": "stage", "identity": "box-2", "on": True})
+        reply = await lecturer.request({"type": "stage", "identity": "box-2", "on": True})
+        assert reply == {
+            "type": "staged",
+            "identity": "box-2",
+            "on": True,
+            "stage": ["box-2"],
+            "id": reply["id"],
+        }
+        with pytest.raises(Exception, match="nobody called 'box-9'"):
+            await lecturer.request({"type": "stage", "identity": "box-9", "on": True})
+        basic = {"Authorization": "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()}
+        async with aiohttp.ClientSession() as http:
+            url = f"{kelian.url}/api/v1/rooms/lesson/stage"
+            async with http.post(url, json={"identity": "box-3", "on": True}, headers=basic) as r:
+                assert r.status == 200 and (await r.json()) == {"stage": ["box-2", "box-3"]}
+            async with http.post(url, json={"identity": "box-1", "on": True}, headers=basic) as r:
+                assert r.status == 409 and (await r.json())["error"]["code"] == "stage_full"
+        assert await eventually(
+            lambda: [e["stage"] for e in events(box1, "stage")][-1:] == [["box-2", "box-3"]]
+        )

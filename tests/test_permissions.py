@@ -33,6 +33,7 @@ def test_each_role(role: Role, publish: bool, subscribe: bool, moderate: bool) -
         assert allowed(who, action, owner="someone-else") is moderate
     assert allowed(who, Action.MUTE, owner="me") and allowed(who, Action.END_SESSION, owner="me")
     assert allowed(who, Action.REMOVE, owner="me") is moderate, "leaving is not removing oneself"
+    assert allowed(who, Action.STAGE) is (role in (Role.LECTURER, Role.ADMIN)), "the lecture's stage"
 
 
 def test_the_admin_api_may_do_everything() -> None:
