@@ -312,12 +312,25 @@ class Room:
             raise ClassroomError(
                 "stage_full", f"at most {MAX_STAGE} may be on stage at once: send one back first"
             )
+        subjects = self.find(identity)
+        viewers = [p for p in self.participants.values() if p.send is not None]
+        saw = {(v.sid, s.sid) for v in viewers for s in subjects if self.kind.sees(self, v, s)}
         (self.stage.add if on else self.stage.discard)(identity)
-        for viewer in list(self.participants.values()):
-            if viewer.send is not None:
-                self.reconcile(viewer)
+        for viewer in viewers:
+            self.reconcile(viewer)
         await self.broadcast({"type": "stage", "identity": identity, "on": on, "stage": sorted(self.stage)})
-        for viewer in list(self.participants.values()):
+        for viewer in viewers:  # who comes into view, or goes out of it, with the stage
+            for subject in subjects:
+                if viewer is subject or ((viewer.sid, subject.sid) in saw) == self.kind.sees(
+                    self, viewer, subject
+                ):
+                    continue
+                if on:
+                    await viewer.notify({"type": "participant_joined", "participant": subject.info()})
+                else:
+                    message = {"type": "participant_left", "sid": subject.sid, "reason": "off_stage"}
+                    await viewer.notify(message)
+        for viewer in viewers:
             await self.negotiate(viewer)
 
     async def set_subscribed(self, participant: Participant, target: str, subscribed: bool) -> list[str]:

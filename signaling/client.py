@@ -184,6 +184,16 @@ class Client:
         message = {"type": "track_settings", "track": track_id, "width": width, "height": height}
         await self.request(message | {"enabled": enabled})
 
+    async def subscribe(self, target: str, subscribed: bool = True) -> list[str]:
+        """Receive (or stop receiving) a track by id, or every track of a participant by sid."""
+        key = "participant" if target.startswith("PS_") else "track"
+        reply = await self.request({"type": "subscribe" if subscribed else "unsubscribe", key: target})
+        return list(reply["tracks"])
+
+    async def set_stage(self, identity: str, on: bool) -> list[str]:
+        """The lecturer: bring `identity` on stage, or send it back; who is on stage now."""
+        return list((await self.request({"type": "stage", "identity": identity, "on": on}))["stage"])
+
     async def close(self) -> None:
         if self._channel is not None:
             if not self._channel.closed:

@@ -17,6 +17,7 @@ from kelian_server import Server, eventually
 from playwright.async_api import Browser, Page
 
 from classroom.participant import Participant
+from signaling.client import Client
 from signaling.media import audio_track, video_track
 
 VIDEO_SIZE = """(() => {
@@ -264,3 +265,51 @@ async def test_a_browser_gets_a_track_in_a_recycled_section(browser: Browser, ke
         assert int(live.slot.mid) >= 10 and len(viewer.subscriptions) <= 2, "in a recycled place"
     finally:
         await teacher.close()
+
+
+STAGED_FRAMES = """async () => {
+  let frames = 0;
+  const room = window.kelianRoom;
+  const box = [...room.participants.values()].find((p) => p.identity === "box-2");
+  const info = box && [...box.tracks.values()].find((t) => t.kind === "video");
+  if (!info || !info.track) return 0;
+  (await room.subscriberPc.getStats(info.track)).forEach((s) => {
+    if (s.type === "inbound-rtp") frames += s.framesDecoded || 0;
+  });
+  return frames;
+}"""
+
+
+async def test_a_classroom_on_stage_reaches_the_other_classrooms_pages(
+    browser: Browser, kelian: Server
+) -> None:
+    """Dual-teacher: box-1's page shows the lecturer; the lecturer brings box-2 on stage, and box-1's
+    page decodes box-2's camera; sent back, box-1 stops receiving it."""
+    lecturer = Client(kelian.url, kelian.token("lecturer", "lecturer", kind="dual_teacher"))
+    await lecturer.connect()
+    try:
+        await lecturer.publish(video_track())
+        pages = []
+        for box in ("box-1", "box-2"):
+            page = await new_page(browser, label=box)
+            await page.goto(kelian.url)
+            await page.evaluate(JOIN, [kelian.token(box, "classroom", kind="dual_teacher"), True])
+            pages.append(page)
+        await wait_frames_decoded(pages[0], 10)  # the lecture
+        assert await pages[0].evaluate(STAGED_FRAMES) == 0, "a classroom does not watch another"
+        assert await lecturer.set_stage("box-2", True) == ["box-2"]
+        for _ in range(150):  # bounded: 15 s
+            if await pages[0].evaluate(STAGED_FRAMES) > 10:
+                break
+            await asyncio.sleep(0.1)
+        assert await pages[0].evaluate(STAGED_FRAMES) > 10, "box-2 on stage plays on box-1's page"
+        assert await pages[0].evaluate("window.kelianRoom.stage") == ["box-2"]
+        await lecturer.set_stage("box-2", False)
+        room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
+        (box1,) = room.find("box-1")
+        box2_tracks = {p.id for p in room.find("box-2")[0].producers.values()}
+        assert await eventually(
+            lambda: not any(s.consumer and s.producer_id in box2_tracks for s in box1.subscriptions)
+        )
+    finally:
+        await lecturer.close()

@@ -186,6 +186,8 @@ export class Room extends Emitter {
     this.publisherPc = null;
     this.subscriberPc = null;
     this.activeSpeakers = [];
+    this.participantCount = 0; // everyone in the room; in a live room more than `participants` shows
+    this.stage = []; // identities on stage
     this.localTracks = new Map(); // source -> {track, transceiver, trackId, muted, simulcast}
     this.signal = null;
     this.remoteMids = {}; // subscriber mid -> track id, from the server's last offer
@@ -242,6 +244,8 @@ export class Room extends Emitter {
       throw err;
     }
     this.local = { ...joined.participant, grants: joined.grants };
+    this.kind = joined.room.kind; // fusion, dual_teacher or live: who watches whom
+    this.participantCount = joined.room.participant_count ?? joined.room.participants.length;
     this.#syncParticipants(joined.room.participants);
     return joined;
   }
@@ -390,6 +394,14 @@ export class Room extends Emitter {
         break;
       case "layers":
         this.#applyLayers(message.track, message.active);
+        break;
+      case "participant_count":
+        this.participantCount = message.count;
+        this.emit("participant_count", message.count);
+        break;
+      case "stage":
+        this.stage = message.stage;
+        this.emit("stage", message.stage, message.identity, message.on);
         break;
       case "track_unsupported": {
         // This browser turned the track's codec down: the server sends nothing for it.
@@ -646,6 +658,18 @@ export class Room extends Emitter {
   /** Moderators: send a participant away (every session of that identity). */
   async removeParticipant(identity) {
     await this.signal.request({ type: "remove", identity });
+  }
+
+  /** The lecturer: bring a participant on stage (everyone watches it) or send it back. */
+  async setStage(identity, on) {
+    return (await this.signal.request({ type: "stage", identity, on })).stage;
+  }
+
+  /** Receive (or stop receiving) a track, by its id, or every track of a participant, by its sid:
+   *  what the room's kind lets this participant watch, narrowed to what its layout shows. */
+  async subscribe(target, subscribed = true) {
+    const key = this.participants.has(target) ? "participant" : "track";
+    await this.signal.request({ type: subscribed ? "subscribe" : "unsubscribe", [key]: target });
   }
 
   // -- adaptive stream ----------------------------------------------------------------------------------
