@@ -49,6 +49,7 @@ ERRORS: dict[str, ErrorCode] = {
     "invalid_request": ErrorCode(400, "admin API: a body or field it cannot take"),
     "method_not_allowed": ErrorCode(405, "a method the path does not take"),
     "room_full": ErrorCode(503, "the room has as many participants as it may"),
+    "room_locked": ErrorCode(403, "the room is locked: only those already in it may come back"),
     "stage_full": ErrorCode(409, "as many participants are on stage as may be"),
     "too_many_tracks": ErrorCode(409, "more tracks than one participant may publish or receive"),
     "rate_limited": ErrorCode(429, "more requests than the session's rate"),

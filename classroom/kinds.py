@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from .permissions import MODERATORS, in_reach
 from .tokens import KINDS, Role
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from .room import Room
 
 DEFAULT = "fusion"
-MODERATORS = frozenset({Role.LECTURER, Role.TUTOR, Role.ADMIN})
 
 
 class RoomKind:
@@ -66,7 +66,7 @@ class DualTeacher(RoomKind):
         return _tutor_of(viewer, owner)
 
     def sees(self, room: Room, viewer: Participant, other: Participant) -> bool:
-        return self.watches(room, viewer, other) or (viewer.role in MODERATORS and _in_reach(viewer, other))
+        return self.watches(room, viewer, other) or (viewer.role in MODERATORS and in_reach(viewer, other))
 
 
 class Live(RoomKind):
@@ -81,14 +81,9 @@ class Live(RoomKind):
         return self.watches(room, viewer, other) or viewer.role in MODERATORS
 
 
-def _tutor_of(tutor: Participant, box: Participant) -> bool:
-    """A tutor watches its own classroom's box (its token names the box's identity)."""
-    return tutor.role is Role.TUTOR and tutor.claims.classroom == box.identity
-
-
-def _in_reach(moderator: Participant, other: Participant) -> bool:
-    """Whom a moderator hears of: a lecturer everyone, a tutor its own classroom."""
-    return moderator.role is not Role.TUTOR or _tutor_of(moderator, other)
+def _tutor_of(tutor: Participant, other: Participant) -> bool:
+    """A tutor watches its own classroom: the box its token names, and that classroom's students."""
+    return tutor.role is Role.TUTOR and in_reach(tutor, other)
 
 
 BY_NAME: dict[str, RoomKind] = {kind.name: kind for kind in (Fusion(), DualTeacher(), Live())}

@@ -69,6 +69,11 @@ class Participant:
     channel: object | None = None  # the signaling connection that owns it now
     quality: str = "excellent"  # excellent | good | poor | lost, kept by the RoomMonitor
     grace: asyncio.TimerHandle | None = None  # leaves the room when this fires, unless resumed
+    # What it may do now: its token's grants narrowed by the lesson (classroom.moderation).
+    grants: Grants = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.grants = self.room.moderation.grants_of(self.claims)
 
     @property
     def identity(self) -> str:
@@ -79,15 +84,20 @@ class Participant:
         return self.claims.role
 
     @property
-    def grants(self) -> Grants:
-        """What it may do now (classroom.permissions); its token's grants are the ceiling."""
-        return self.claims.grants
+    def name(self) -> str:
+        return self.claims.name or self.identity
+
+    @property
+    def classroom(self) -> str | None:
+        """Its token's classroom (a tutor's, a student's); classroom.permissions.classroom_of says
+        which classroom it belongs to."""
+        return self.claims.classroom
 
     def info(self) -> dict[str, Any]:
         return {
             "sid": self.sid,
             "identity": self.identity,
-            "name": self.claims.name or self.identity,
+            "name": self.name,
             "role": str(self.claims.role),
             "kind": self.kind,
             "tracks": [track_info(p, self) for p in self.producers.values()],

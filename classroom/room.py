@@ -31,9 +31,11 @@ from sfu.sdp import MAX_MEDIA_SECTIONS
 from sfu.transport import WebRtcTransport
 
 from . import kinds
+from .chat import Chat
 from .errors import ClassroomError
 from .kinds import DEFAULT as DEFAULT_KIND
 from .limits import RoomLimits
+from .moderation import Moderation
 from .monitor import RoomMonitor
 from .participant import Participant, Send, Subscription, track_info
 from .permissions import Action, allowed, authorize
@@ -62,6 +64,8 @@ class RoomOptions:
     # router forwards. A school whose classroom TVs decode only H.264 sets ("H264", "opus").
     codecs: tuple[str, ...] | None = None
     kind: str = DEFAULT_KIND  # fusion, dual_teacher or live (classroom.kinds)
+    # Students and viewers wait until a moderator admits them (classroom.moderation).
+    waiting_room: bool = False
 
 
 class Room:
@@ -92,6 +96,8 @@ class Room:
         self._count_timer: asyncio.TimerHandle | None = None
         self._count_sent = 0
         self.monitor = RoomMonitor(self)
+        self.moderation = Moderation(self)
+        self.chat = Chat(self)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -102,7 +108,7 @@ class Room:
     # -- membership ----------------------------------------------------------------------------------
 
     async def join(self, claims: Claims, send: Send | None, kind: str = "websocket") -> Participant:
-        self._admit(claims.identity, kind)
+        self._admit(claims, kind)
         participant = Participant(self, claims, send, kind)
         self._joining += 1  # replacing the only participant must not close the room under us
         try:
@@ -112,6 +118,7 @@ class Room:
                     await other.notify({"type": "disconnected", "reason": "replaced"})
                     await self.leave(other, reason="the same identity joined again")
             self.participants[participant.sid] = participant
+            self.moderation.joined(participant)
         finally:
             self._joining -= 1
             if not self.participants:  # cancelled before it took its place
@@ -137,6 +144,7 @@ class Room:
                 transport.close(reason)
         message = {"type": "participant_left", "sid": participant.sid, "reason": reason}
         await self.broadcast(message, about=participant)
+        await self.moderation.left(participant, reason)
         self._count_changed()
         if not self.participants:
             self.monitor.stop()
@@ -185,7 +193,15 @@ class Room:
             "max_audio_streams": self.max_audio_streams,
             "participants": [p.info() for p in shown],
             "participant_count": len(self.participants),
+            "stage": sorted(self.stage),
+            "locked": self.moderation.locked,
+            "waiting_room": self.options.waiting_room,
         }
+
+    def lesson(self, participant: Participant) -> dict[str, Any]:
+        """What a joining or resuming participant learns of the lesson beyond who is in it: its hand,
+        its invitation, the hands and the waiting room if it moderates, chat and questions."""
+        return self.moderation.state(participant) | self.chat.history(participant)
 
     def detach(self, participant: Participant, grace: float) -> None:
         """Its signaling channel dropped: keep its media running for `grace` seconds so the client can
@@ -222,6 +238,8 @@ class Room:
         """Answer a publish offer; Producers appear for new sending sections, vanish for dropped ones."""
         if participant.closed:  # removed by a moderator or the admin API while this was on its way
             raise ClassroomError("not_joined", "you are no longer in the room")
+        if not allowed(participant, Action.PUBLISH) and participant.claims.grants.publish:
+            raise ClassroomError("forbidden", "you may publish when a teacher invites you: raise your hand")
         authorize(participant, Action.PUBLISH)
         fresh = participant.publisher is None
         transport = participant.publisher or self._new_transport(participant, "publisher")
@@ -302,16 +320,22 @@ class Room:
         for producer, owner in wanted.values():
             self._subscribe(viewer, producer, owner)
 
-    async def set_stage(self, identity: str, on: bool) -> None:
-        """Bring a participant on stage (everyone watches it) or send it back; everyone is told."""
-        if on and not self.find(identity):
+    def check_stage(self, identity: str) -> None:
+        """Refuse bringing `identity` on stage unless it is here and the stage has room."""
+        if not self.find(identity):
             raise ClassroomError("not_found", f"nobody called {identity!r} is in this room")
-        if (identity in self.stage) == on:
-            return
-        if on and len(self.stage) >= MAX_STAGE:
+        if identity not in self.stage and len(self.stage) >= MAX_STAGE:
             raise ClassroomError(
                 "stage_full", f"at most {MAX_STAGE} may be on stage at once: send one back first"
             )
+
+    async def set_stage(self, identity: str, on: bool) -> None:
+        """Bring a participant on stage (everyone watches it) or send it back; everyone is told.
+        Moderation.stage is the entry point: it also changes what the participant may do."""
+        if on:
+            self.check_stage(identity)
+        if (identity in self.stage) == on:
+            return
         subjects = self.find(identity)
         viewers = [p for p in self.participants.values() if p.send is not None]
         saw = {(v.sid, s.sid) for v in viewers for s in subjects if self.kind.sees(self, v, s)}
@@ -563,6 +587,9 @@ class Room:
             "created_at": int(self.created_at),
             "tracks": len(self.producers()),
             "codecs": list(self.options.codecs) if self.options.codecs is not None else None,
+            "stage": sorted(self.stage),
+            "locked": self.moderation.locked,
+            "waiting_room": self.options.waiting_room,
         }
 
     def find(self, identity: str) -> list[Participant]:
@@ -589,6 +616,7 @@ class Room:
             return
         self.closed = True
         self._cancel_expiry()
+        await self.moderation.turn_away_all(reason)
         await self._disconnect(list(self.participants.values()), reason)
         if not self.participants:
             self._emptied()
@@ -620,10 +648,16 @@ class Room:
             await self.broadcast({"type": "track_muted", "track": info, "by": by}, about=owner)
         return info
 
-    def _admit(self, identity: str, kind: str) -> None:
-        """Refuse a join the room cannot take; a join that goes ahead stops the empty-room timer."""
+    def check_join(self, claims: Claims) -> None:
+        """Refuse a join (or a wait in the waiting room) of a closed or locked room."""
         if self.closed:
             raise ClassroomError("room_closed", f"room {self.name} has been closed")
+        self.moderation.check_lock(claims)
+
+    def _admit(self, claims: Claims, kind: str) -> None:
+        """Refuse a join the room cannot take; a join that goes ahead stops the empty-room timer."""
+        self.check_join(claims)
+        identity = claims.identity
         limits = [n for n in (self.options.max_participants, self.limits.max_participants) if n is not None]
         if limits and len(self.participants) >= min(limits):
             limit = min(limits)
@@ -652,6 +686,7 @@ class Room:
         self._expiry = None
         if not self.participants and not self._joining:
             self.closed = True
+            self._spawn(self.moderation.turn_away_all("room_closed"))
             self._on_empty(self)
 
     def _cancel_expiry(self) -> None:

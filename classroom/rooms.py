@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 from sfu.node import Node
 
@@ -10,7 +11,9 @@ from .errors import ClassroomError
 from .kinds import DEFAULT as DEFAULT_KIND
 from .limits import RoomLimits
 from .participant import Participant
+from .permissions import start
 from .room import Room, RoomOptions
+from .tokens import Claims
 
 
 class Rooms:
@@ -33,6 +36,13 @@ class Rooms:
             room = Room(name, self.node, self._empty, options, self.max_audio_streams, self.limits)
             self.rooms[name] = room
         return room
+
+    def standing(self, claims: Claims) -> Claims:
+        """The claims of a session about to join, with the grants it would have now (an invited
+        student publishes; one not invited does not), without making the room."""
+        room = self.rooms.get(claims.room)
+        grants = room.moderation.grants_of(claims) if room else claims.grants.narrow(start(claims.role))
+        return replace(claims, grants=grants)
 
     def create(self, name: str, options: RoomOptions) -> Room:
         """A room set up ahead of its lesson (the admin API); it waits ``empty_timeout`` for someone."""

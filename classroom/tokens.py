@@ -87,10 +87,11 @@ _ROLE_DEFAULTS: dict[Role, Grants] = {
     Role.LECTURER: Grants(publish=True, subscribe=True, publish_data=True, moderate=True),
     Role.TUTOR: Grants(publish=True, subscribe=True, publish_data=True, moderate=True),
     Role.CLASSROOM: Grants(publish=True, subscribe=True, publish_data=True),
-    # Students may publish by grant so that an invited student needs no new token; whether they may
-    # publish right now ("when invited") is room state that signaling will enforce on top of this.
+    # Students and viewers may publish by grant so that one invited to speak or on stage needs no new
+    # token; they publish only when invited (classroom.permissions.start), and a school that never
+    # wants a viewer heard mints its token without publish.
     Role.STUDENT: Grants(publish=True, subscribe=True, publish_data=True),
-    Role.VIEWER: Grants(subscribe=True, publish_data=True),
+    Role.VIEWER: Grants(publish=True, subscribe=True, publish_data=True),
     Role.RECORDER: Grants(subscribe=True),
     Role.ADMIN: Grants(publish=True, subscribe=True, publish_data=True, moderate=True, admin=True),
 }
@@ -121,7 +122,7 @@ class Claims:
     grants: Grants
     expires_at: float
     kind: str | None = None  # the room kind a room created by this join gets (classroom.kinds)
-    classroom: str | None = None  # a tutor's classroom: the identity of its classroom box
+    classroom: str | None = None  # a tutor's or a student's classroom: the identity of its box
 
 
 def mint(

@@ -125,6 +125,12 @@ class Peer:
             self._session = aiohttp.ClientSession()
         self._channel = await Channel.open(self._session, self.url, self._dispatch, timeout=timeout)
         joined = await self.request({"type": "join", "token": self.token}, timeout)
+        if joined.get("type") == "joined":  # else "waiting_room": a "joined" event follows admission
+            self._joined(joined)
+        self._clock = asyncio.create_task(self._run_clock())
+        return joined
+
+    def _joined(self, joined: dict[str, Any]) -> None:
         self.participant = joined.get("participant") or {}
         self.room = joined.get("room") or {}
         self.grants = joined.get("grants") or {}
@@ -132,8 +138,6 @@ class Peer:
             for t in p.get("tracks", []) if isinstance(p, dict) else []:
                 if isinstance(t, dict) and isinstance(t.get("id"), str):
                     self.track_infos[t["id"]] = t
-        self._clock = asyncio.create_task(self._run_clock())
-        return joined
 
     @property
     def sid(self) -> str:
@@ -179,6 +183,10 @@ class Peer:
             which = self.publisher if message.get("transport") == "publisher" else self.subscriber
             if which is not None:
                 which.connection.reason = str(message.get("reason", ""))
+        elif kind == "joined":
+            self._joined(message)
+        elif kind == "permissions" and isinstance(message.get("grants"), dict):
+            self.grants = message["grants"]
         elif kind == "disconnected":
             self.disconnected = str(message.get("reason", ""))
         elif kind == "error":

@@ -58,7 +58,7 @@ def _unauthorized(message: str) -> ClassroomError:
     return ClassroomError("unauthorized", message)
 
 
-def _bad(message: str) -> ClassroomError:
+def invalid(message: str) -> ClassroomError:
     return ClassroomError("invalid_request", message)
 
 
@@ -101,7 +101,7 @@ def _basic_credentials(header: str) -> tuple[bytes, bytes]:
     return user, password
 
 
-def _admin(handler: Handler) -> Handler:
+def endpoint(handler: Handler) -> Handler:
     """Authenticate first (so a stranger cannot even learn which rooms exist), then turn errors to JSON."""
 
     @functools.wraps(handler)
@@ -142,7 +142,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 # -- request parsing ----------------------------------------------------------------------------------
 
 
-async def _json_object(request: web.Request, fields: set[str], required: set[str]) -> dict[str, Any]:
+async def json_object(request: web.Request, fields: set[str], required: set[str]) -> dict[str, Any]:
     """The body as a JSON object with only known fields and every required one.
 
     Unknown fields are refused rather than ignored: a misspelt "max_participant" would otherwise create
@@ -151,47 +151,47 @@ async def _json_object(request: web.Request, fields: set[str], required: set[str
     try:
         body = text.parse_json(await request.read())
     except ValueError as exc:
-        raise _bad(f"the body must be JSON: {exc}") from None
+        raise invalid(f"the body must be JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise _bad("the body must be a JSON object")
+        raise invalid("the body must be a JSON object")
     unknown = sorted(set(body) - fields)
     if unknown:
-        raise _bad(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(fields))}")
+        raise invalid(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(fields))}")
     missing = sorted(required - set(body))
     if missing:
-        raise _bad(f"missing field {missing[0]!r}")
+        raise invalid(f"missing field {missing[0]!r}")
     return body
 
 
-def _name(value: Any, what: str) -> str:
+def name_field(value: Any, what: str) -> str:
     """Room names and identities (text.name: they appear in URL paths and logs)."""
     try:
         return text.name(value, what)
     except text.TextError as exc:
-        raise _bad(str(exc)) from None
+        raise invalid(str(exc)) from None
 
 
 def _integer(value: Any, what: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"{what} must be an integer, got {value!r}")
+        raise invalid(f"{what} must be an integer, got {value!r}")
     if value < minimum:
-        raise _bad(f"{what} must be at least {minimum}, got {value}")
+        raise invalid(f"{what} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise _bad(f"{what} must be at most {maximum}, got {value}")
+        raise invalid(f"{what} must be at most {maximum}, got {value}")
     return value
 
 
 def _metadata(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _bad('metadata must be an object of strings, e.g. {"subject": "maths", "grade": "7"}')
+        raise invalid('metadata must be an object of strings, e.g. {"subject": "maths", "grade": "7"}')
     if len(value) > MAX_METADATA_KEYS:
-        raise _bad(f"metadata may have at most {MAX_METADATA_KEYS} keys, got {len(value)}")
+        raise invalid(f"metadata may have at most {MAX_METADATA_KEYS} keys, got {len(value)}")
     for key, item in value.items():
         try:
             text.display_name(key, "a metadata key", MAX_METADATA_KEY)
             text.free_text(item, f"metadata value of {key!r}", MAX_METADATA_VALUE)
         except text.TextError as exc:
-            raise _bad(str(exc)) from None
+            raise invalid(str(exc)) from None
     return dict(value)
 
 
@@ -201,11 +201,11 @@ def _codecs(value: Any) -> tuple[str, ...] | None:
         return None
     known = {name.lower(): name for name in codec_names()}
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _bad(f'codecs must be a non-empty list of codec names, e.g. ["H264", "opus"]; got {value!r}')
+        raise invalid(f'codecs must be a non-empty list of codec names, e.g. ["H264", "opus"]; got {value!r}')
     names = [known.get(v.lower()) for v in value]
     if None in names:
         unknown = next(v for v, n in zip(value, names, strict=True) if n is None)
-        raise _bad(f"codec {unknown!r} is not one kelian forwards ({', '.join(known.values())})")
+        raise invalid(f"codec {unknown!r} is not one kelian forwards ({', '.join(known.values())})")
     return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
@@ -216,7 +216,7 @@ def _rooms(request: web.Request) -> Rooms:
     return request.app[appkeys.ROOMS]
 
 
-def _room(request: web.Request) -> Room:
+def room_of(request: web.Request) -> Room:
     name = request.match_info["room"]
     room = _rooms(request).rooms.get(name)
     if room is None or room.closed:
@@ -224,7 +224,7 @@ def _room(request: web.Request) -> Room:
     return room
 
 
-def _sessions(request: web.Request, room: Room) -> list[Participant]:
+def sessions_of(request: web.Request, room: Room) -> list[Participant]:
     identity = request.match_info["identity"]
     sessions = room.find(identity)
     if not sessions:
@@ -235,22 +235,22 @@ def _sessions(request: web.Request, room: Room) -> list[Participant]:
 # -- rooms --------------------------------------------------------------------------------------------
 
 
-@_admin
+@endpoint
 async def list_rooms(request: web.Request) -> web.Response:
     """Every open room, including those created by someone joining."""
     rooms = [room.info() for room in _rooms(request).rooms.values() if not room.closed]
     return web.json_response({"rooms": rooms})
 
 
-@_admin
+@endpoint
 async def create_room(request: web.Request) -> web.Response:
     """Set a room up ahead of its lesson, with a size limit and the school's metadata."""
-    body = await _json_object(
+    body = await json_object(
         request,
-        {"name", "max_participants", "empty_timeout", "metadata", "codecs", "kind"},
+        {"name", "max_participants", "empty_timeout", "metadata", "codecs", "kind", "waiting_room"},
         required={"name"},
     )
-    name = _name(body["name"], "name")
+    name = name_field(body["name"], "name")
     max_participants = body.get("max_participants")
     if max_participants is not None:
         max_participants = _integer(max_participants, "max_participants", 1)
@@ -261,8 +261,11 @@ async def create_room(request: web.Request) -> web.Response:
     allowed = _codecs(body.get("codecs"))
     kind = body.get("kind", kinds.DEFAULT)
     if kind not in kinds.BY_NAME:
-        raise _bad(f"kind must be one of {', '.join(kinds.BY_NAME)}, got {kind!r}")
-    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed, kind)
+        raise invalid(f"kind must be one of {', '.join(kinds.BY_NAME)}, got {kind!r}")
+    waiting_room = body.get("waiting_room", False)
+    if not isinstance(waiting_room, bool):
+        raise invalid(f"waiting_room must be true or false, got {waiting_room!r}")
+    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed, kind, waiting_room)
     try:
         room = _rooms(request).create(name, options)
     except ClassroomError:
@@ -271,52 +274,52 @@ async def create_room(request: web.Request) -> web.Response:
     return web.json_response(room.info(detail=True), status=201, headers={hdrs.LOCATION: location})
 
 
-@_admin
+@endpoint
 async def get_room(request: web.Request) -> web.Response:
-    return web.json_response(_room(request).info(detail=True))
+    return web.json_response(room_of(request).info(detail=True))
 
 
-@_admin
+@endpoint
 async def delete_room(request: web.Request) -> web.Response:
     """End the lesson: every participant is told ("room_closed") and removed."""
-    await _room(request).close()
+    await room_of(request).close()
     return web.Response(status=204)
 
 
 # -- participants -------------------------------------------------------------------------------------
 
 
-@_admin
+@endpoint
 async def list_participants(request: web.Request) -> web.Response:
-    room = _room(request)
+    room = room_of(request)
     return web.json_response({"participants": [p.info() for p in room.participants.values()]})
 
 
-@_admin
+@endpoint
 async def get_participant(request: web.Request) -> web.Response:
     """The identity's first session; a box also publishing by WHIP shows both in the room's list."""
-    room = _room(request)
-    return web.json_response(_sessions(request, room)[0].info())
+    room = room_of(request)
+    return web.json_response(sessions_of(request, room)[0].info())
 
 
-@_admin
+@endpoint
 async def remove_participant(request: web.Request) -> web.Response:
     """Every session of the identity is told ("removed") and leaves. Its token stays valid."""
-    room = _room(request)
-    _sessions(request, room)
+    room = room_of(request)
+    sessions_of(request, room)
     await room.remove(request.match_info["identity"])
     return web.Response(status=204)
 
 
-@_admin
+@endpoint
 async def mute_track(request: web.Request) -> web.Response:
     """Stop (or restart) forwarding one track to everyone; the owner's client hears of it too."""
-    room = _room(request)
-    body = await _json_object(request, {"muted"}, required={"muted"})
+    room = room_of(request)
+    body = await json_object(request, {"muted"}, required={"muted"})
     muted = body["muted"]
     if not isinstance(muted, bool):
-        raise _bad(f"muted must be true or false, got {muted!r}")
-    sessions = _sessions(request, room)
+        raise invalid(f"muted must be true or false, got {muted!r}")
+    sessions = sessions_of(request, room)
     track_id = request.match_info["track"]
     producer = room.find_track(track_id, sessions[0].identity)
     if producer is None:
@@ -328,46 +331,33 @@ async def mute_track(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
-@_admin
-async def stage(request: web.Request) -> web.Response:
-    """Bring a participant on stage (every participant watches it) or send it back."""
-    room = _room(request)
-    body = await _json_object(request, {"identity", "on"}, required={"identity", "on"})
-    identity = _name(body["identity"], "identity")
-    on = body["on"]
-    if not isinstance(on, bool):
-        raise _bad(f"on must be true or false, got {on!r}")
-    await room.set_stage(identity, on)
-    return web.json_response({"stage": sorted(room.stage)})
-
-
 # -- tokens -------------------------------------------------------------------------------------------
 
 
-@_admin
+@endpoint
 async def create_token(request: web.Request) -> web.Response:
     """Mint a join token, for school systems that would rather not sign JWTs themselves."""
-    body = await _json_object(
+    body = await json_object(
         request,
         {"room", "identity", "role", "name", "ttl", "grants", "kind", "classroom"},
         required={"room", "identity", "role"},
     )
-    room = _name(body["room"], "room")
-    identity = _name(body["identity"], "identity")
+    room = name_field(body["room"], "room")
+    identity = name_field(body["identity"], "identity")
     role = body["role"]
     if not isinstance(role, str):
-        raise _bad(f"role must be a string, one of {', '.join(r.value for r in Role)}")
+        raise invalid(f"role must be a string, one of {', '.join(r.value for r in Role)}")
     name = body.get("name")
     if name is not None:
         try:
             text.display_name(name, "name")
         except text.TextError as exc:
-            raise _bad(str(exc)) from None
+            raise invalid(str(exc)) from None
     config = request.app[appkeys.CONFIG]
     ttl = _integer(body.get("ttl", DEFAULT_TTL), "ttl", 1, config.max_token_ttl)
     grants = body.get("grants")
     if grants is not None and not isinstance(grants, dict):
-        raise _bad('grants must be an object such as {"publish": false}')
+        raise invalid('grants must be an object such as {"publish": false}')
     now = int(time.time())
     try:
         token = mint(
@@ -384,7 +374,7 @@ async def create_token(request: web.Request) -> web.Response:
             classroom=body.get("classroom"),
         )
     except ValueError as exc:
-        raise _bad(str(exc)) from None
+        raise invalid(str(exc)) from None
     body = {"token": token, "room": room, "identity": identity, "expires_at": now + ttl}
     return web.json_response(body, status=201)
 
@@ -401,6 +391,5 @@ def routes() -> list[web.RouteDef]:
         web.get(participant, get_participant, allow_head=False),
         web.delete(participant, remove_participant),
         web.post(participant + "/tracks/{track}/mute", mute_track),
-        web.post(PREFIX + "/rooms/{room}/stage", stage),
         web.post(PREFIX + "/tokens", create_token),
     ]

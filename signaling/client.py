@@ -50,6 +50,9 @@ class Client:
         self.binary = binary
         self.participant: dict[str, Any] = {}
         self.room: dict[str, Any] = {}
+        self.grants: dict[str, bool] = {}  # what it may do now; moderators change it ("permissions")
+        self.lesson: dict[str, Any] = {}  # hand, invitation, chat and questions when it joined
+        self.joined = asyncio.Event()
         self.events: list[dict[str, Any]] = []
         self.tracks: dict[str, RemoteTrack] = {}
         self.track_added = asyncio.Event()
@@ -71,12 +74,23 @@ class Client:
         )
         self._offer_task = asyncio.create_task(self._answer_offers())
         joined = await self.request({"type": "join", "token": self.token}, timeout=timeout)
+        if joined["type"] == "joined":
+            self._joined(joined)
+        return joined  # or "waiting_room": wait_admitted() waits for a moderator
+
+    async def wait_admitted(self, timeout: float = 10.0) -> None:
+        """In a room with a waiting room: until a moderator admits this client ("joined" follows)."""
+        await asyncio.wait_for(self.joined.wait(), timeout)
+
+    def _joined(self, joined: dict[str, Any]) -> None:
         self.participant = joined["participant"]
         self.room = joined["room"]
+        self.grants = joined["grants"]
+        self.lesson = joined.get("lesson", {})
         for p in self.room.get("participants", []):
             for t in p.get("tracks", []):
                 self._track_infos[t["id"]] = t
-        return joined
+        self.joined.set()
 
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send a message with an id and wait for the reply that carries it back (ClientError if refused)."""
@@ -97,6 +111,10 @@ class Client:
             self._offers.put_nowait(message["sdp"])
         elif kind == "track_published":
             self._track_infos[message["track"]["id"]] = message["track"]
+        elif kind == "joined":  # admitted from the waiting room
+            self._joined(message)
+        elif kind == "permissions":
+            self.grants = message["grants"]
         for callback in self.on_event:
             callback(message)
 
@@ -190,9 +208,63 @@ class Client:
         reply = await self.request({"type": "subscribe" if subscribed else "unsubscribe", key: target})
         return list(reply["tracks"])
 
+    # -- the lesson (docs/protocol.md, "The lesson") ----------------------------------------------
+
     async def set_stage(self, identity: str, on: bool) -> list[str]:
         """The lecturer: bring `identity` on stage, or send it back; who is on stage now."""
         return list((await self.request({"type": "stage", "identity": identity, "on": on}))["stage"])
+
+    async def raise_hand(self) -> int:
+        """Put a hand up; its place in the queue."""
+        return int((await self.request({"type": "raise_hand"}))["position"])
+
+    async def lower_hand(self, identity: str | None = None) -> None:
+        """Lower one's own hand, or (a moderator) someone else's."""
+        await self.request({"type": "lower_hand"} | ({"identity": identity} if identity else {}))
+
+    async def invite(self, identity: str, to: str = "speak") -> None:
+        """A moderator invites `identity` to speak, or (the lecturer) on stage."""
+        await self.request({"type": "invite", "identity": identity, "to": to})
+
+    async def answer_invitation(self, accept: bool) -> dict[str, Any]:
+        return await self.request({"type": "accept_invitation" if accept else "decline_invitation"})
+
+    async def send_back(self, identity: str) -> None:
+        """Off stage, hand down, and back to what its role may do when it joins."""
+        await self.request({"type": "send_back", "identity": identity})
+
+    async def set_permissions(self, identity: str, **changes: bool) -> dict[str, bool]:
+        """Let `identity` publish, subscribe or chat (publish_data), or stop it; its grants now."""
+        reply = await self.request({"type": "set_permissions", "identity": identity} | changes)
+        return dict(reply["grants"])
+
+    async def mute_all(self, kind: str = "audio") -> int:
+        """Mute every microphone (or camera) but the lecturers' (a tutor: its classroom's)."""
+        return int((await self.request({"type": "mute_all", "kind": kind}))["tracks"])
+
+    async def lock(self, locked: bool = True) -> None:
+        await self.request({"type": "lock", "locked": locked})
+
+    async def admit(self, identity: str, admit: bool = True) -> None:
+        """Let `identity` in from the waiting room, or turn it away."""
+        await self.request({"type": "admit" if admit else "deny", "identity": identity})
+
+    async def chat(self, text: str, to: str = "room") -> dict[str, Any]:
+        """Write to the room, one's classroom, or the lecturers; the message as sent."""
+        return dict((await self.request({"type": "chat", "text": text, "to": to}))["message"])
+
+    async def delete_chat(self, message_id: str) -> None:
+        await self.request({"type": "delete_chat", "message": message_id})
+
+    async def ask(self, text: str, to: str = "lecturer") -> dict[str, Any]:
+        """Ask the lecturers (or one's tutor) a question; the question as asked."""
+        return dict((await self.request({"type": "ask", "text": text, "to": to}))["question"])
+
+    async def settle_question(self, question_id: str, action: str, text: str | None = None) -> dict[str, Any]:
+        """A moderator answers ("answer", with an optional text), dismisses or forwards a question."""
+        message = {"type": f"{action}_question", "question": question_id}
+        reply = await self.request(message | ({"text": text} if text is not None else {}))
+        return dict(reply["question"])
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -28,27 +27,6 @@ PUBLISH_BURST = 20  # ...after this many at once
 # A client that keeps sending after being told it is rate-limited is disconnected: after this many
 # refused messages without a pause.
 RATE_LIMIT_STRIKES = 1_000
-
-
-class TokenBucket:
-    """`rate` tokens a second, at most `burst` saved up; each request takes one (or `cost`)."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self, cost: float = 1.0) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
 
 
 class ConnectionGate:

@@ -235,6 +235,11 @@ SCHEMAS: dict[str, Any] = {
                 "default": "fusion",
                 "description": "The kind of lesson: who watches whom (docs/protocol.md, Room kinds).",
             },
+            "waiting_room": {
+                "type": "boolean",
+                "default": False,
+                "description": "Students and viewers wait until a moderator admits them.",
+            },
             "codecs": {
                 "type": ["array", "null"],
                 "items": {"type": "string", "enum": ["opus", "VP8", "H264"]},
@@ -275,6 +280,9 @@ SCHEMAS: dict[str, Any] = {
             "tracks": {"type": "integer", "description": "Tracks being published."},
             "codecs": {"type": ["array", "null"], "items": {"type": "string"}},
             "kind": {"type": "string", "enum": ["fusion", "dual_teacher", "live"]},
+            "stage": {"type": "array", "items": {"type": "string"}, "description": "Identities on stage."},
+            "locked": {"type": "boolean"},
+            "waiting_room": {"type": "boolean"},
         },
     },
     "RoomList": {
@@ -551,31 +559,6 @@ PATHS: dict[str, dict[str, Any]] = {
             requestBody=_body(_ref("Mute")),
         ),
     },
-    "/api/v1/rooms/{room}/stage": {
-        "post": _admin(
-            "Bring a participant on stage, or send it back",
-            "Every participant of the room watches whoever is on stage (at most four at once); everyone"
-            " gets a `stage` event.",
-            {
-                "200": _json(
-                    {"type": "object", "properties": {"stage": {"type": "array", "items": STRING}}},
-                    "Who is on stage now.",
-                ),
-                "400": BAD_REQUEST,
-                "404": _error("No such room or participant."),
-                "409": _error("Four are on stage already (`stage_full`)."),
-            },
-            parameters=[ROOM],
-            requestBody=_body(
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["identity", "on"],
-                    "properties": {"identity": {"type": "string"}, "on": {"type": "boolean"}},
-                }
-            ),
-        ),
-    },
     "/api/v1/tokens": {
         "post": _admin(
             "Mint a join token",
@@ -586,6 +569,162 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+
+def _lesson_paths() -> dict[str, dict[str, Any]]:
+    """The lesson routes (signaling/admin_lesson.py): what a lecturer does over the WebSocket."""
+    room, person = "/api/v1/rooms/{room}", "/api/v1/rooms/{room}/participants/{identity}"
+    missing = _error("No such room, participant, message or question.")
+    boolean, text = {"type": "boolean"}, {"type": "string"}
+
+    def obj(required: list[str], **properties: Any) -> dict[str, Any]:
+        schema = {"type": "object", "additionalProperties": False, "properties": properties}
+        return _body(schema | ({"required": required} if required else {}))
+
+    def op(
+        summary: str, description: str, ok: dict[str, Any], params: list[Any], **extra: Any
+    ) -> dict[str, Any]:
+        return _admin(
+            summary, description, ok | {"400": BAD_REQUEST, "404": missing}, parameters=params, **extra
+        )
+
+    done = {"204": {"description": "Done; the participants concerned get their events."}}
+    listed = {"200": {"description": "The list.", "content": {JSON: {"schema": {"type": "object"}}}}}
+    question = _path_param("question", "Question id, e.g. QU_7.")
+    return {
+        room + "/stage": {
+            "post": op(
+                "Bring a participant on stage, or send it back",
+                "Every participant watches whoever is on stage (at most four at once) and it may publish;"
+                " sent back, it is off stage, its hand down, and back to what its role may do on joining."
+                " Everyone gets a `stage` event.",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"stage": {"type": "array", "items": STRING}}},
+                        "Who is on stage now.",
+                    ),
+                    "409": _error("Four are on stage already (`stage_full`)."),
+                },
+                [ROOM],
+                requestBody=obj(["identity", "on"], identity=text, on=boolean),
+            )
+        },
+        room + "/lock": {
+            "post": op(
+                "Lock or unlock the room",
+                "A locked room refuses joins (`room_locked`) but from its moderators and whoever has been"
+                " in it.",
+                {"200": _json({"type": "object", "properties": {"locked": boolean}}, "The lock now.")},
+                [ROOM],
+                requestBody=obj(["locked"], locked=boolean),
+            )
+        },
+        room + "/mute_all": {
+            "post": op(
+                "Mute everyone but the lecturers",
+                "Every microphone (or, with kind video, camera) is muted, as by `track_muted`.",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"kind": text, "tracks": {"type": "integer"}}},
+                        "How many were muted.",
+                    )
+                },
+                [ROOM],
+                requestBody=obj([], kind={"type": "string", "enum": ["audio", "video"], "default": "audio"}),
+            )
+        },
+        room + "/hands": {"get": op("Raised hands", "The queue, first raised first.", listed, [ROOM])},
+        room + "/hands/{identity}": {
+            "delete": op("Lower a hand", "The participant is told (`hand`).", done, [ROOM, IDENTITY])
+        },
+        person + "/invite": {
+            "post": op(
+                "Invite to speak or on stage",
+                "The participant gets an `invitation` and accepts or declines in its client.",
+                {"202": {"description": "Invited."}},
+                [ROOM, IDENTITY],
+                requestBody=obj([], to={"type": "string", "enum": ["speak", "stage"], "default": "speak"}),
+            )
+        },
+        person + "/send_back": {
+            "post": op(
+                "Send back",
+                "Off stage, hand down, back to what its role may do on joining.",
+                done,
+                [ROOM, IDENTITY],
+            )
+        },
+        person + "/permissions": {
+            "post": op(
+                "Change what a participant may do",
+                "Within its token's grants: a track it may no longer publish ends. It gets a"
+                " `permissions` event.",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"identity": text, "grants": _ref("Grants")}},
+                        "Its grants now.",
+                    )
+                },
+                [ROOM, IDENTITY],
+                requestBody=obj([], publish=boolean, subscribe=boolean, publish_data=boolean),
+            )
+        },
+        room + "/waiting": {
+            "get": op("The waiting room", "Who waits to be admitted, first come first.", listed, [ROOM])
+        },
+        room + "/waiting/{identity}": {
+            "post": op(
+                "Admit or turn away",
+                "Admitted, the client gets `joined`; turned away, `disconnected` with reason `denied`.",
+                done,
+                [ROOM, IDENTITY],
+                requestBody=obj(["admit"], admit=boolean),
+            )
+        },
+        room + "/chat": {
+            "get": op("The chat", "Every message the room keeps (the last 200).", listed, [ROOM]),
+            "post": op(
+                "Write to the room",
+                'A message from the school\'s system (`"from": null`) to everyone.',
+                {"201": {"description": "The message.", "content": {JSON: {"schema": {"type": "object"}}}}},
+                [ROOM],
+                requestBody=obj(["text"], text={"type": "string", "maxLength": 1000}),
+            ),
+        },
+        room + "/chat/{message}": {
+            "delete": op(
+                "Delete a chat message",
+                "Whoever got it gets `chat_deleted`.",
+                done,
+                [ROOM, _path_param("message", "Message id, e.g. CM_3.")],
+            )
+        },
+        room + "/questions": {
+            "get": op("Questions", "Every question the room keeps, with its status.", listed, [ROOM])
+        },
+        room + "/questions/{question}": {
+            "post": op(
+                "Answer, dismiss or forward a question",
+                "The asker and whoever sees the question get a `question` event.",
+                {
+                    "200": {
+                        "description": "The question now.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+                [ROOM, question],
+                requestBody=obj(
+                    ["action"],
+                    action={"type": "string", "enum": ["answer", "dismiss", "forward"]},
+                    text={"type": "string", "maxLength": 1000},
+                ),
+            )
+        },
+    }
+
+
+PATHS.update(_lesson_paths())
+
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

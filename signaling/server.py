@@ -17,7 +17,7 @@ from classroom.limits import RoomLimits
 from classroom.rooms import Rooms
 from sfu.node import Node
 
-from . import admin, appkeys, devtoken, logs, metrics, openapi, whip, ws
+from . import admin, admin_lesson, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
 from .limits import ConnectionGate
 
@@ -77,6 +77,7 @@ def create_app(config: Config, node: Node) -> web.Application:
             web.get("/ws", ws.websocket),
             *whip.routes(),
             *admin.routes(),
+            *admin_lesson.routes(),
             *openapi.routes(),
             *devtoken.routes(),
         ]

@@ -113,7 +113,12 @@ async def _start(request: web.Request, kind: str) -> web.Response:
     except TokenError as exc:
         return _unauthorized(request, exc)
     try:
-        authorize(claims, Action.PUBLISH if kind == "whip" else Action.SUBSCRIBE)
+        authorize(rooms.standing(claims), Action.PUBLISH if kind == "whip" else Action.SUBSCRIBE)
+        existing = rooms.rooms.get(room_name)
+        if existing is not None:  # refuse before reading the offer: closed, locked, or it must wait
+            existing.check_join(claims)
+            if existing.moderation.must_wait(claims):
+                raise ClassroomError("forbidden", "this room admits students and viewers by its waiting room")
     except ClassroomError as exc:
         return _refused(exc)
     try:
@@ -157,7 +162,7 @@ def _may_end(request: web.Request, room: str, session: Participant | None) -> we
         claims = _claims(request, room)
     except TokenError as exc:
         return _unauthorized(request, exc, f"{CHALLENGE}, {admin.REALM}")
-    if session is None or allowed(claims, Action.END_SESSION, session.identity):
+    if session is None or allowed(claims, Action.END_SESSION, session):
         return None
     return _error(403, "only the session's own identity, a moderator of the room or the admin API may end it")
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -19,27 +20,25 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from classroom import text
 from classroom.errors import ClassroomError
-from classroom.limits import Refusals
+from classroom.limits import Refusals, TokenBucket
+from classroom.moderation import Waiter
 from classroom.participant import Participant
-from classroom.permissions import Action, allowed, authorize
 from classroom.room import Room
 from classroom.rooms import Rooms
 from classroom.text import for_log
 from classroom.tokens import Claims, TokenError, verify
-from sfu.sdp import MAX_SDP_BYTES
 
 from . import appkeys
-from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES, TokenBucket
+from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES
+from .messages import HANDLERS, string
 
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL_JSON = "kelian.v1.json"
 SUBPROTOCOL_MSGPACK = "kelian.v1.msgpack"
 MAX_MESSAGE = 320 * 1024  # an SDP of MAX_SDP_BYTES and its JSON escapes
-MAX_SDP = MAX_SDP_BYTES
 # How long a participant whose WebSocket dropped keeps its place and media, waiting to resume.
 RECONNECT_GRACE = 20.0
-SOURCES = ("camera", "microphone", "screen")
 
 
 class Codec:
@@ -149,19 +148,6 @@ class Outbox:
         self.ready.set()
 
 
-def _string(message: dict[str, Any], key: str, limit: int = 1024) -> str:
-    value = message.get(key)
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise ClassroomError(
-            "bad_message", f'"{key}" must be a non-empty string of at most {limit} characters'
-        )
-    return value
-
-
-def _dimension(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 16384
-
-
 class Session:
     """One WebSocket connection, before and after join."""
 
@@ -172,6 +158,7 @@ class Session:
         self.request = request  # its transport is what a network cut takes away (tests abort it)
         self.codec = codec
         self.participant: Participant | None = None
+        self.waiter: Waiter | None = None  # held in a room's waiting room
         self.outbox = Outbox(
             ws, codec, request.transport, config.send_queue, config.send_timeout, rooms.refusals
         )
@@ -221,86 +208,27 @@ class Session:
             reply = {"type": "pong"}
         elif kind == "join":
             reply = await self.join(message)
+        elif kind == "leave" and self.waiter is not None:
+            await self._stop_waiting()
+            reply = {"type": "left"}
         else:
             participant = self.participant
             if participant is None or participant.closed or participant.channel is not self:
                 self.participant = None
+                if self.waiter is not None:
+                    raise ClassroomError("not_joined", "you are in the waiting room: a teacher admits you")
                 raise ClassroomError("not_joined", 'send "join" with a token first')
             room = participant.room
             if kind in ("publish", "unpublish") and not self.publishes.take():
                 self.rooms.refusals["rate_limited"] += 1
                 raise ClassroomError("rate_limited", f"more than {PUBLISH_RATE:g} publish changes a second")
-            if kind == "publish":
-                sources = message.get("sources") or {}
-                if not isinstance(sources, dict) or not all(
-                    isinstance(k, str) and v in SOURCES for k, v in sources.items()
-                ):
-                    raise ClassroomError("bad_message", '"sources" maps mids to camera, microphone or screen')
-                answer = await room.publish(participant, _string(message, "sdp", MAX_SDP), sources)
-                reply = {"type": "answer", "sdp": answer, "tracks": participant.info()["tracks"]}
-            elif kind == "answer":
-                await room.answer(participant, _string(message, "sdp", MAX_SDP))
-                reply = None
-            elif kind == "mute":
-                muted = message.get("muted")
-                if not isinstance(muted, bool):
-                    raise ClassroomError("bad_message", '"muted" must be true or false')
-                track = _string(message, "track")
-                # one's own tracks; a moderator (lecturer, tutor) also anyone else's in the room
-                moderator = allowed(participant, Action.MUTE)
-                producer = room.find_track(track, None if moderator else participant.identity)
-                if producer is None:
-                    whose = "in this room" if moderator else "published by you"
-                    raise ClassroomError("not_found", f"no track {track!r} {whose}")
-                await room.set_muted(producer, muted, by=participant.sid)
-                reply = {"type": "muted", "track": track, "muted": muted}
-            elif kind == "remove":
-                authorize(participant, Action.REMOVE)
-                identity = _string(message, "identity")
-                if identity == participant.identity:
-                    raise ClassroomError("bad_message", 'to leave, send "leave"')
-                if not await room.remove(identity):
-                    raise ClassroomError("not_found", f"nobody called {identity!r} is in this room")
-                reply = {"type": "removed", "identity": identity}
-            elif kind == "track_settings":
-                track = _string(message, "track")
-                width, height, enabled = (
-                    message.get("width", 0),
-                    message.get("height", 0),
-                    message.get("enabled", True),
-                )
-                if not (_dimension(width) and _dimension(height) and isinstance(enabled, bool)):
-                    raise ClassroomError(
-                        "bad_message",
-                        '"width" and "height" are whole pixels (0: any), "enabled" true or false',
-                    )
-                room.set_view(participant, track, width, height, enabled)
-                reply = {"type": "track_settings", "track": track, "width": width, "height": height}
-                reply["enabled"] = enabled
-            elif kind == "stage":
-                authorize(participant, Action.STAGE)
-                on = message.get("on")
-                if not isinstance(on, bool):
-                    raise ClassroomError(
-                        "bad_message", '"on" must be true (bring on stage) or false (send back)'
-                    )
-                identity = _string(message, "identity")
-                await room.set_stage(identity, on)
-                reply = {"type": "staged", "identity": identity, "on": on, "stage": sorted(room.stage)}
-            elif kind in ("subscribe", "unsubscribe"):
-                target = message.get("track") or message.get("participant")
-                if not isinstance(target, str) or not target or len(target) > 1024:
-                    raise ClassroomError("bad_message", f'"{kind}" names a "track" id or a "participant" sid')
-                tracks = await room.set_subscribed(participant, target, kind == "subscribe")
-                reply = {"type": f"{kind}d", "tracks": tracks}
-            elif kind == "unpublish":
-                room.unpublish(participant, _string(message, "track"))
-                reply = {"type": "unpublished", "track": message["track"]}
-            elif kind == "leave":
+            if kind == "leave":
                 await room.leave(participant)
                 self.participant = None
                 self.expect_join()
                 reply = {"type": "left"}
+            elif kind in HANDLERS:
+                reply = await HANDLERS[kind](room, participant, message)
             else:
                 raise ClassroomError("unknown_type", f"unknown message type {kind!r}")
         if reply is not None:
@@ -308,15 +236,22 @@ class Session:
                 reply["id"] = request_id
             await self.send(reply)
         if kind == "join" and self.participant is not None:
-            # only after "joined": the client must know the room before the first subscriber offer
-            if not reply or not reply.get("resumed"):
-                self.participant.room.subscribe_all(self.participant)
-            await self.participant.room.negotiate(self.participant)
+            await self._start_media(resumed=bool(reply and reply.get("resumed")))
+
+    async def _start_media(self, resumed: bool) -> None:
+        """Only after "joined": the client must know the room before the first subscriber offer."""
+        participant = self.participant
+        assert participant is not None
+        if not resumed:
+            participant.room.subscribe_all(participant)
+        await participant.room.negotiate(participant)
 
     async def join(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.participant is not None:
             raise ClassroomError("already_joined", "this connection has joined already")
-        token = _string(message, "token", 8192)
+        if self.waiter is not None:
+            raise ClassroomError("already_joined", "this connection waits in the waiting room")
+        token = string(message, "token", 8192)
         try:
             claims = verify(
                 token,
@@ -333,19 +268,68 @@ class Session:
         if resumed is not None:
             await room.resume(resumed, self.send, self)
             participant = resumed
+        elif room.moderation.must_wait(claims):
+            return await self._wait(room, claims)
         else:
             participant = await room.join(claims, self.send)
             participant.channel = self
+        self._joined(participant)
+        return self._joined_reply(participant, resumed is not None)
+
+    def _joined(self, participant: Participant) -> None:
         self.participant = participant
         if self._deadline is not None:
             self._deadline.cancel()
+
+    @staticmethod
+    def _joined_reply(participant: Participant, resumed: bool) -> dict[str, Any]:
+        room = participant.room
         return {
             "type": "joined",
             "participant": participant.info(),
-            "grants": participant.claims.grants.to_dict(),  # a resumed session keeps its own
+            "grants": participant.grants.to_dict(),  # what it may do now; moderators change it
             "room": room.snapshot(participant),
-            "resumed": resumed is not None,
+            "lesson": room.lesson(participant),
+            "resumed": resumed,
         }
+
+    async def _wait(self, room: Room, claims: Claims) -> dict[str, Any]:
+        """Hold the join in the room's waiting room; "joined" follows when a moderator admits it."""
+        room.check_join(claims)
+        waiter = Waiter(claims, int(time.time() * 1000), self._admitted, self._turned_away)
+        position = await room.moderation.wait(waiter)
+        self.waiter = waiter
+        if self._deadline is not None:
+            self._deadline.cancel()
+        return {"type": "waiting_room", "room": room.name, "position": position}
+
+    async def _admitted(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None or self.ws.closed:
+            return
+        room = self.rooms.get(waiter.claims.room)
+        try:
+            participant = await room.join(waiter.claims, self.send)
+        except ClassroomError as exc:
+            self.outbox.put({"type": "error", "code": exc.code, "message": exc.message})
+            self.outbox.put({"type": "disconnected", "reason": exc.code})
+            return
+        participant.channel = self
+        self._joined(participant)
+        await self.send(self._joined_reply(participant, False))
+        await self._start_media(resumed=False)
+
+    async def _turned_away(self, reason: str) -> None:
+        self.waiter = None
+        self.outbox.put({"type": "disconnected", "reason": reason})
+
+    async def _stop_waiting(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            room = self.rooms.rooms.get(waiter.claims.room)
+            if room is not None:
+                await room.moderation.stop_waiting(waiter)
+            self.expect_join()
 
     @staticmethod
     def _resumable(room: Room, claims: Claims, sid: object) -> Participant | None:
@@ -365,6 +349,7 @@ class Session:
         if self._deadline is not None:
             self._deadline.cancel()
         self.outbox.close()
+        await self._stop_waiting()
         participant, self.participant = self.participant, None
         if participant is not None and participant.channel is self and not participant.closed:
             participant.room.detach(participant, RECONNECT_GRACE)

@@ -33,11 +33,11 @@ class Server:
     node: Node
     runner: web.AppRunner
 
-    def token(self, identity: str, role: str = "student", room: str = "lesson", **kwargs: object) -> str:
+    def token(self, identity: str, role: str = "classroom", room: str = "lesson", **kwargs: object) -> str:
         return mint(API_KEY, API_SECRET, room=room, identity=identity, role=role, **kwargs)  # type: ignore[arg-type]
 
     def client(
-        self, identity: str, role: str = "student", room: str = "lesson", binary: bool = False
+        self, identity: str, role: str = "classroom", room: str = "lesson", binary: bool = False
     ) -> Client:
         return Client(self.url, self.token(identity, role, room), binary=binary)
 

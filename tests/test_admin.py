@@ -381,7 +381,7 @@ async def test_bad_token_requests(kelian: Server) -> None:
         (good | {"ttl": True}, "ttl"),
         (good | {"name": 7}, "name"),
         (good | {"grants": ["publish"]}, "grants"),
-        (good | {"role": "viewer", "grants": {"publish": True}}, "cannot be granted publish"),
+        (good | {"role": "recorder", "grants": {"publish": True}}, "cannot be granted publish"),
         (good | {"grants": {"publish": "yes"}}, "true or false"),
         (good | {"expires": 5}, "unknown field 'expires'"),
     ]

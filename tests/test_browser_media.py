@@ -102,8 +102,8 @@ async def test_browser_camera_is_decoded_by_a_python_subscriber(browser: Browser
 
 
 async def test_a_cut_websocket_resumes_the_session_without_a_reload(browser: Browser, kelian: Server) -> None:
-    sender = await joined_page(browser, kelian, "alice", "student", publish=True)
-    receiver = await joined_page(browser, kelian, "bob", "student", publish=True)
+    sender = await joined_page(browser, kelian, "alice", "classroom", publish=True)
+    receiver = await joined_page(browser, kelian, "bob", "classroom", publish=True)
     await wait_frames_decoded(receiver, 10)
     await wait_frames_decoded(sender, 10)
     _, sid, _ = await state(sender)
@@ -124,8 +124,8 @@ async def test_a_cut_websocket_resumes_the_session_without_a_reload(browser: Bro
 
 
 async def test_a_failed_media_path_rejoins_with_the_same_identity(browser: Browser, kelian: Server) -> None:
-    sender = await joined_page(browser, kelian, "alice", "student", publish=True)
-    receiver = await joined_page(browser, kelian, "bob", "student", publish=False)
+    sender = await joined_page(browser, kelian, "alice", "classroom", publish=True)
+    receiver = await joined_page(browser, kelian, "bob", "classroom", publish=False)
     await wait_frames_decoded(receiver, 10)
     old = participant(kelian, "alice")
     assert old.publisher is not None
@@ -171,7 +171,7 @@ async def test_simulcast_camera_from_the_browser_is_received_as_layers(
 async def test_unpublishing_the_first_track_keeps_publishing_working(
     browser: Browser, kelian: Server
 ) -> None:
-    page = await joined_page(browser, kelian, "alice", "student", publish=False)
+    page = await joined_page(browser, kelian, "alice", "classroom", publish=False)
     await page.evaluate("kelianRoom.publishMicrophone()")
     await page.evaluate("kelianRoom.publishCamera({ width: 640, height: 360 })")
     await page.evaluate("kelianRoom.unpublish('microphone')")  # the first, bundle-carrying section
@@ -244,7 +244,10 @@ async def test_a_browser_gets_a_track_in_a_recycled_section(browser: Browser, ke
     await pc.setLocalDescription(await pc.createOffer())
     offer = pc.localDescription.sdp
     await pc.close()
-    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {kelian.token('cam', 'student')}"}
+    headers = {
+        "Content-Type": "application/sdp",
+        "Authorization": f"Bearer {kelian.token('cam', 'classroom')}",
+    }
     async with aiohttp.ClientSession() as http:
         for _ in range(10):
             async with http.post(f"{kelian.url}/whip/lesson", data=offer, headers=headers) as r:

@@ -4,74 +4,13 @@ what one watches. Light peers (loadtest.peer) stand in for classroom boxes, tuto
 from __future__ import annotations
 
 import asyncio
-import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import pytest
-from kelian_server import API_KEY, API_SECRET, Server, eventually
+from classroom_peers import BASIC, DUAL, events, peers, room_of, session, settled, token, watched
+from kelian_server import Server, eventually
 
-from classroom.participant import Participant
-from classroom.room import Room
-from classroom.tokens import mint
 from loadtest.peer import Peer
-
-
-def token(kelian: Server, identity: str, role: str, kind: str, **claims: Any) -> str:
-    return mint(API_KEY, API_SECRET, room="lesson", identity=identity, role=role, kind=kind, **claims)
-
-
-@asynccontextmanager
-async def peers(
-    kelian: Server, *people: tuple[str, str, dict[str, Any]], kind: str
-) -> AsyncIterator[list[Peer]]:
-    """Connected light peers: (identity, role, extra token claims), in order."""
-    made = [Peer(kelian.url, token(kelian, who, role, kind, **extra)) for who, role, extra in people]
-    try:
-        for peer in made:
-            await peer.connect()
-        yield made
-    finally:
-        for peer in made:
-            await peer.close()
-
-
-def room_of(kelian: Server) -> Room:
-    return kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined,no-any-return]
-
-
-def session(kelian: Server, identity: str) -> Participant:
-    (found,) = room_of(kelian).find(identity)
-    return found
-
-
-def watched(kelian: Server, identity: str) -> set[str]:
-    """Whose tracks `identity` receives now (owner identities)."""
-    room = room_of(kelian)
-    owners = {p.id: owner.identity for owner in room.participants.values() for p in owner.producers.values()}
-    return {owners[s.producer_id] for s in session(kelian, identity).subscriptions if s.consumer is not None}
-
-
-def events(peer: Peer, kind: str) -> list[dict[str, Any]]:
-    return [e for e in peer.events if e["type"] == kind]
-
-
-async def settled(kelian: Server) -> bool:
-    room = room_of(kelian)
-    return await eventually(
-        lambda: not any(p.offer_pending or p.renegotiate for p in room.participants.values())
-    )
-
-
-DUAL = [
-    ("lecturer", "lecturer", {}),
-    ("box-1", "classroom", {}),
-    ("box-2", "classroom", {}),
-    ("box-3", "classroom", {}),
-    ("tutor-1", "tutor", {"classroom": "box-1"}),
-]
 
 
 async def test_dual_teacher_every_classroom_watches_the_lecturer_and_only_the_lecturer(
@@ -211,13 +150,12 @@ async def test_a_classroom_may_not_watch_another_in_a_dual_teacher_lesson(kelian
 
 
 async def test_the_kind_of_a_room_created_ahead(kelian: Server) -> None:
-    basic = {"Authorization": "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()}
     async with aiohttp.ClientSession() as http:
         for body, status in (
             ({"name": "lecture", "kind": "live"}, 201),
             ({"name": "x", "kind": "seminar"}, 400),
         ):
-            async with http.post(f"{kelian.url}/api/v1/rooms", json=body, headers=basic) as r:
+            async with http.post(f"{kelian.url}/api/v1/rooms", json=body, headers=BASIC) as r:
                 assert r.status == status
                 answer = await r.json()
         assert "kind must be one of fusion, dual_teacher, live" in answer["error"]["message"]
@@ -244,12 +182,11 @@ async def test_only_the_lecturer_and_the_admin_api_move_the_stage(
         }
         with pytest.raises(Exception, match="nobody called 'box-9'"):
             await lecturer.request({"type": "stage", "identity": "box-9", "on": True})
-        basic = {"Authorization": "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()}
         async with aiohttp.ClientSession() as http:
             url = f"{kelian.url}/api/v1/rooms/lesson/stage"
-            async with http.post(url, json={"identity": "box-3", "on": True}, headers=basic) as r:
+            async with http.post(url, json={"identity": "box-3", "on": True}, headers=BASIC) as r:
                 assert r.status == 200 and (await r.json()) == {"stage": ["box-2", "box-3"]}
-            async with http.post(url, json={"identity": "box-1", "on": True}, headers=basic) as r:
+            async with http.post(url, json={"identity": "box-1", "on": True}, headers=BASIC) as r:
                 assert r.status == 409 and (await r.json())["error"]["code"] == "stage_full"
         assert await eventually(
             lambda: [e["stage"] for e in events(box1, "stage")][-1:] == [["box-2", "box-3"]]

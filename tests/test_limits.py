@@ -19,9 +19,9 @@ from aiortc import RTCPeerConnection
 from kelian_server import Server, eventually, running_server
 from test_operations import scrape
 
-from classroom.limits import Refusals
+from classroom.limits import Refusals, TokenBucket
 from signaling.client import ClientError
-from signaling.limits import ConnectionGate, TokenBucket
+from signaling.limits import ConnectionGate
 from signaling.media import audio_track, video_track
 
 
@@ -53,7 +53,7 @@ def test_the_gate_counts_per_address_and_in_all() -> None:
 
 def test_a_token_bucket_refills_at_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
-    monkeypatch.setattr("signaling.limits.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("classroom.limits.time.monotonic", lambda: clock[0])
     bucket = TokenBucket(rate=2.0, burst=3)
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
     clock[0] += 1.0

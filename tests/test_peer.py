@@ -27,10 +27,10 @@ SMALL = Layer("", 320, 180, 300_000)
 
 @contextlib.asynccontextmanager
 async def peers(kelian: Server, *names: str, **options: Any) -> AsyncIterator[list[Peer]]:
-    """Connected peers (identity = name, role lecturer for "teacher", else student), closed afterwards;
+    """Connected peers (identity = name, role lecturer for "teacher", else classroom), closed afterwards;
     `options` go to every Peer."""
     made = [
-        Peer(kelian.url, kelian.token(n, "lecturer" if n == "teacher" else "student"), **options)
+        Peer(kelian.url, kelian.token(n, "lecturer" if n == "teacher" else "classroom"), **options)
         for n in names
     ]
     try:

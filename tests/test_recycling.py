@@ -43,7 +43,8 @@ async def test_tracks_that_come_and_go_do_not_grow_the_subscribers_offer(kelian:
     offer = await whip_offer()
     room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
     (participant,) = room.find("viewer")
-    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {kelian.token('mic', 'student')}"}
+    token = kelian.token("mic", "classroom")
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(60):  # a microphone switched on and off sixty times

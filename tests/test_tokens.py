@@ -21,7 +21,7 @@ EXPECTED_DEFAULTS = {
     Role.TUTOR: Grants(publish=True, subscribe=True, publish_data=True, moderate=True),
     Role.CLASSROOM: Grants(publish=True, subscribe=True, publish_data=True),
     Role.STUDENT: Grants(publish=True, subscribe=True, publish_data=True),
-    Role.VIEWER: Grants(subscribe=True, publish_data=True),
+    Role.VIEWER: Grants(publish=True, subscribe=True, publish_data=True),
     Role.RECORDER: Grants(subscribe=True),
     Role.ADMIN: Grants(publish=True, subscribe=True, publish_data=True, moderate=True, admin=True),
 }
@@ -75,14 +75,14 @@ def test_round_trip_per_role(role: Role) -> None:
 
 
 def test_role_accepts_plain_string_and_name_is_optional() -> None:
-    claims = verify(_mint(role="viewer"), KEY, SECRET, now=NOW)
-    assert claims.role is Role.VIEWER
+    claims = verify(_mint(role="recorder"), KEY, SECRET, now=NOW)
+    assert claims.role is Role.RECORDER
     assert claims.name is None
     assert not claims.grants.publish
 
 
-def test_viewer_and_recorder_cannot_publish() -> None:
-    assert not Grants.for_role(Role.VIEWER).publish
+def test_a_recorder_cannot_publish_and_a_viewer_only_once_invited() -> None:
+    assert Grants.for_role(Role.VIEWER).publish, "so that a viewer invited on stage needs no new token"
     assert not Grants.for_role(Role.RECORDER).publish
     assert not Grants.for_role(Role.RECORDER).publish_data
 
@@ -98,15 +98,15 @@ def test_explicit_grants_narrow_role_defaults() -> None:
 
 def test_mint_refuses_to_widen() -> None:
     with pytest.raises(ValueError, match="publish"):
-        _mint(role=Role.VIEWER, grants={"publish": True})
+        _mint(role=Role.RECORDER, grants={"publish": True})
     with pytest.raises(ValueError, match="admin"):
         _mint(role=Role.LECTURER, grants=Grants(publish=True, admin=True))
 
 
 def test_verify_ignores_widening_grants_in_a_hand_made_token() -> None:
     """Another issuer might put anything in 'grants'; the role caps it."""
-    token = _raw(_base_payload(role="viewer", grants={"publish": True, "admin": True, "subscribe": True}))
-    assert verify(token, KEY, SECRET, now=NOW).grants == Grants.for_role(Role.VIEWER)
+    token = _raw(_base_payload(role="recorder", grants={"publish": True, "admin": True, "subscribe": True}))
+    assert verify(token, KEY, SECRET, now=NOW).grants == Grants.for_role(Role.RECORDER)
 
 
 def test_missing_or_unknown_grant_keys_keep_defaults() -> None:

@@ -273,7 +273,7 @@ async def test_two_pages_see_and_hear_each_other(kelian: Server, browser: Browse
     bob = await new_page(browser, label="bob")
     await alice.goto(link(kelian, kelian.token("alice", "lecturer", name="Alice")))
     await in_classroom(alice)
-    await bob.goto(link(kelian, kelian.token("bob", "student", name="Bob")))
+    await bob.goto(link(kelian, kelian.token("bob", "classroom", name="Bob")))
     await in_classroom(bob)
 
     for page, other in ((alice, "bob"), (bob, "alice")):

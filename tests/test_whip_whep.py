@@ -130,19 +130,20 @@ async def test_who_may_end_a_session(kelian: Server) -> None:
         pcs = []
         locations = []
         for i in range(3):
-            pc, location = await whip_publish(kelian, session, identity=f"student-{i}", role="student")
+            pc, location = await whip_publish(kelian, session, identity=f"box-{i}", role="classroom")
             pcs.append(pc)
             locations.append(kelian.url + location)
         room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
 
         async def refused(headers: dict[str, str]) -> aiohttp.ClientResponse:
             response = await delete(session, locations[0], headers)
-            assert room.find("student-0"), "still publishing"
+            assert room.find("box-0"), "still publishing"
             return response
 
-        for headers in (bearer(kelian.token("student-1")), bearer(kelian.token("tv", "viewer"))):
+        other_tutor = bearer(kelian.token("tutor-2", "tutor", classroom="box-2"))
+        for headers in (bearer(kelian.token("box-1")), bearer(kelian.token("tv", "viewer")), other_tutor):
             assert (await refused(headers)).status == 403
-        other_room = await refused(bearer(kelian.token("student-0", room="other")))
+        other_room = await refused(bearer(kelian.token("box-0", room="other")))
         assert other_room.status == 403, "a token for another room"
         nobody = await refused({})
         assert nobody.status == 401 and "Bearer" in nobody.headers["WWW-Authenticate"]
@@ -150,13 +151,34 @@ async def test_who_may_end_a_session(kelian: Server) -> None:
         wrong = await refused(basic(API_KEY, "not the secret"))
         assert wrong.status == 401 and wrong.headers["WWW-Authenticate"] == 'Basic realm="kelian"'
 
-        assert (await delete(session, locations[0], bearer(kelian.token("student-0")))).status == 200
-        tutor = bearer(kelian.token("tutor", "tutor"))
-        assert (await delete(session, locations[1], tutor)).status == 200, "a moderator may"
+        assert (await delete(session, locations[0], bearer(kelian.token("box-0")))).status == 200
+        tutor = bearer(kelian.token("tutor-1", "tutor", classroom="box-1"))
+        assert (await delete(session, locations[1], tutor)).status == 200, "its classroom's tutor may"
         assert (await delete(session, locations[2], basic(API_KEY, API_SECRET))).status == 200, "and the API"
         assert await eventually(lambda: not room.participants)
         for pc in pcs:
             await pc.close()
+
+
+async def test_a_student_publishes_by_whip_only_once_invited(kelian: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+        pc, offer = await publisher_offer()
+        url = f"{kelian.url}/whip/lesson"
+        refused = await post_offer(session, url, kelian.token("s1", "student"), offer)
+        assert refused.status == 403 and "role student may not publish" in await refused.text()
+        await pc.close()
+        student = kelian.client("s1", "student")  # joins by WebSocket, then is let speak
+        try:
+            await student.connect()
+            assert not student.grants["publish"]
+            room = kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined]
+            await room.moderation.set_permissions(None, "s1", {"publish": True})
+            assert await eventually(lambda: student.grants["publish"])
+            pc, location = await whip_publish(kelian, session, identity="s1", role="student")
+            assert location
+            await pc.close()
+        finally:
+            await student.close()
 
 
 async def test_http_details(kelian: Server) -> None:

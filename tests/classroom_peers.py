@@ -1,0 +1,85 @@
+"""Light peers (loadtest.peer) in one lesson, standing in for classroom boxes, tutors, students and
+viewers, and a thin admin API client: what the classroom tests share."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from kelian_server import API_KEY, API_SECRET, Server, eventually
+
+from classroom.participant import Participant
+from classroom.room import Room
+from classroom.tokens import mint
+from loadtest.peer import Peer
+
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()}
+
+
+def token(kelian: Server, identity: str, role: str, kind: str, **claims: Any) -> str:
+    return mint(API_KEY, API_SECRET, room="lesson", identity=identity, role=role, kind=kind, **claims)
+
+
+@asynccontextmanager
+async def peers(
+    kelian: Server, *people: tuple[str, str, dict[str, Any]], kind: str
+) -> AsyncIterator[list[Peer]]:
+    """Connected light peers: (identity, role, extra token claims), in order."""
+    made = [Peer(kelian.url, token(kelian, who, role, kind, **extra)) for who, role, extra in people]
+    try:
+        for peer in made:
+            await peer.connect()
+        yield made
+    finally:
+        for peer in made:
+            await peer.close()
+
+
+def room_of(kelian: Server) -> Room:
+    return kelian.rooms.rooms["lesson"]  # type: ignore[attr-defined,no-any-return]
+
+
+def session(kelian: Server, identity: str) -> Participant:
+    (found,) = room_of(kelian).find(identity)
+    return found
+
+
+def watched(kelian: Server, identity: str) -> set[str]:
+    """Whose tracks `identity` receives now (owner identities)."""
+    room = room_of(kelian)
+    owners = {p.id: owner.identity for owner in room.participants.values() for p in owner.producers.values()}
+    return {owners[s.producer_id] for s in session(kelian, identity).subscriptions if s.consumer is not None}
+
+
+def events(peer: Peer, kind: str) -> list[dict[str, Any]]:
+    return [e for e in peer.events if e["type"] == kind]
+
+
+async def settled(kelian: Server) -> bool:
+    room = room_of(kelian)
+    return await eventually(
+        lambda: not any(p.offer_pending or p.renegotiate for p in room.participants.values())
+    )
+
+
+DUAL = [
+    ("lecturer", "lecturer", {}),
+    ("box-1", "classroom", {}),
+    ("box-2", "classroom", {}),
+    ("box-3", "classroom", {}),
+    ("tutor-1", "tutor", {"classroom": "box-1"}),
+]
+
+
+async def api(
+    kelian: Server, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """One admin API call under /api/v1: (status, parsed JSON body, or None when empty)."""
+    async with aiohttp.ClientSession() as http:
+        url = f"{kelian.url}/api/v1{path}"
+        async with http.request(method, url, json=body, headers=headers or BASIC) as response:
+            text = await response.text()
+            return response.status, (await response.json() if text else None)
