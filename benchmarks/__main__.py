@@ -25,12 +25,15 @@ COLUMNS = [
     ("freezes", "freezes"),
     ("steady frz", "steady_freezes"),
     ("client cpu%", "client_cpu_percent"),
+    ("join p99 ms", "join_p99_ms"),
+    ("offer secs", "offer_sections_p50"),
+    ("joined evts", "participant_joined_events"),
 ]
 TITLES = {
     "forwarding": "one VP8 publisher (one 360p layer, no audio) to N light subscribers without transport-cc",
     "simulcast": "a three-layer publisher (no audio) to 50 subscribers: all large, or mixed thirds",
     "live": "the live preset (720p simulcast and audio, speaker view) to N viewers",
-    "classrooms": "the classroom presets at their default size",
+    "lessons": "the three lessons: dual-teacher at 10 and 100 classrooms, fusion of 16, a live room of 300",
 }
 
 

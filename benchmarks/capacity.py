@@ -21,7 +21,7 @@ from . import suite
 
 SEARCHES = {
     "live": ["--preset", "live", "--start", "50", "--step", "50", "--max-subscribers", "500"],
-    "dual-teacher": ["--preset", "dual-teacher", "--start", "30", "--step", "10", "--max-subscribers", "150"],
+    "dual-teacher": ["--preset", "dual-teacher", "--start", "50", "--step", "25", "--max-subscribers", "300"],
 }
 
 

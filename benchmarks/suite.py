@@ -69,11 +69,16 @@ SIMULCAST = [
     ),
 ]
 SCALING = [("live", f"{n}", ["--preset", "live", "--subscribers", str(n)]) for n in (10, 25, 50, 100, 150)]
-CLASSROOMS = [
-    ("classrooms", "fusion, 8 boxes", ["--preset", "fusion"]),
-    ("classrooms", "dual-teacher, 30 boxes", ["--preset", "dual-teacher"]),
+# The three lessons. Dual-teacher at 10 and 100 classrooms: a box's offer (offer secs) must be the
+# same size at both; live at 300: a viewer's join must send the other viewers nothing ("joined evts",
+# participant_joined events to all subscribers, counts only the presenter's own).
+LESSONS = [
+    ("lessons", "dual-teacher, 10 boxes", ["--preset", "dual-teacher", "--subscribers", "10"]),
+    ("lessons", "dual-teacher, 100 boxes", ["--preset", "dual-teacher", "--subscribers", "100"]),
+    ("lessons", "fusion, 16 boxes", ["--preset", "fusion", "--boxes", "16"]),
+    ("lessons", "live, 300 viewers", ["--preset", "live", "--subscribers", "300"]),
 ]
-CASES = [*FORWARDING, *SIMULCAST, *SCALING, *CLASSROOMS]
+CASES = [*FORWARDING, *SIMULCAST, *SCALING, *LESSONS]
 
 
 def free_port(kind: socket.SocketKind) -> int:
@@ -166,6 +171,9 @@ def row(table: str, label: str, flags: list[str], report: dict[str, Any]) -> dic
         "freezes": sum(t["freezes"] for t in tracks),
         "steady_freezes": sum(t["steady_freezes"] for t in tracks),
         "client_cpu_percent": max((w["cpu_percent"] for w in report["workers"]), default=0.0),
+        "join_p99_ms": report["joins"]["join_ms"]["p99"],
+        "offer_sections_p50": report["signaling"]["offer_sections"]["p50"],
+        "participant_joined_events": report["signaling"]["events"].get("participant_joined", 0),
         "warnings": report["warnings"],
     }  # fmt: skip
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ CAMERA_DEFAULTS = {"simulcast": (1280, 720, 1_500_000), "single": (640, 360, 1_0
 BOX_CAMERA = (("", 320, 180, 150_000),)
 MAX_SIZE = (3840, 2160)
 LayerSpec = tuple[str, int, int, int]  # rid, width, height, bit/s: a loadtest.clips.Layer
+PROBES_PER_PEER = 4  # tracks one light peer decodes to prove them valid (Plan.probes)
 # the kind of room each preset's lesson is (the tokens name it, the server makes the room so)
 ROOM_KINDS = {"live": "live", "fusion": "fusion", "dual-teacher": "dual_teacher"}
 # a preset fills in what the command line leaves unset; flags given explicitly win
@@ -176,8 +178,11 @@ class Plan:
 
     def probes(self) -> dict[tuple[str, str], str]:
         """Who decodes each published track, to prove it valid (loadtest.probe): (publisher identity,
-        kind) -> the first subscribing participant, in plan order, that receives it. Everyone else's
-        audio reaches every subscriber; video only those whose ``watch`` is empty or names them."""
+        kind) -> the first subscribing participant, in plan order, that receives it and decodes fewer
+        than PROBES_PER_PEER tracks so far. Everyone else's audio reaches every subscriber; video only
+        those whose ``watch`` is empty or names them. Decoding costs a client far more than counting,
+        so a lecturer watching a hundred classrooms decodes a sample of them, not all: the client
+        would be the limit otherwise, not the server."""
 
         def receives(viewer: Participant, sender: Participant, kind: str) -> bool:
             if viewer.layout is None or viewer is sender:
@@ -185,11 +190,20 @@ class Plan:
             return kind == "audio" or not viewer.watch or sender.identity in viewer.watch
 
         probes: dict[tuple[str, str], str] = {}
+        load: Counter[str] = Counter()
         for sender in self.participants:
             for kind in ("video",) * (sender.camera is not None) + ("audio",) * sender.audio:
-                viewer = next((v for v in self.participants if receives(v, sender, kind)), None)
+                viewer = next(
+                    (
+                        v
+                        for v in self.participants
+                        if load[v.identity] < PROBES_PER_PEER and receives(v, sender, kind)
+                    ),
+                    None,
+                )
                 if viewer is not None:
                     probes[(sender.identity, kind)] = viewer.identity
+                    load[viewer.identity] += 1
         return probes
 
 

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,6 +104,7 @@ class Peer:
         self.track_infos: dict[str, dict[str, Any]] = {}  # every track the room has announced
         self.active_speakers: list[str] = []
         self.speaker_events = 0
+        self.received: Counter[str] = Counter()  # the server's events by type (replies not counted)
         self.publisher: Publisher | None = None
         self.subscriber: Subscriber | None = None
         self.unusable = 0  # events we could not use (a bad offer); the channel counts bad frames
@@ -163,6 +164,7 @@ class Peer:
         """An event from the server (replies go to their requests): offers, layers, the room's news."""
         kind = message["type"]
         self.events.append(message)
+        self.received[kind] += 1
         if kind == "offer":
             await self._answer(message)
         elif kind == "layers":
@@ -428,6 +430,7 @@ class Peer:
             "subscriber": None if self.subscriber is None else self.subscriber.stats(),
             "active_speakers": list(self.active_speakers),
             "speaker_events": self.speaker_events,
+            "received": dict(self.received),
             "bad_messages": self.bad_messages,
             "disconnected": self.disconnected,
             "errors": [dict(e) for e in self.errors],

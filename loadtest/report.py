@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -14,6 +15,7 @@ __all__ = [
     "print_report",
     "probe_warnings",
     "publisher_problems",
+    "signaling_figures",
     "table",
     "track_table",
     "write_json",
@@ -175,6 +177,24 @@ def publisher_problems(
     return problems
 
 
+def signaling_figures(subscribers: list[dict[str, Any]]) -> dict[str, Any]:
+    """What signaling cost the subscribers: the offers each got, the m-sections of the largest (an
+    offer should follow what a peer watches, not the room's size), and the server's events by type
+    over all of them (in a live room, a viewer's join should cost the other viewers nothing)."""
+    received: Counter[str] = Counter()
+    offers, sections = [], []
+    for peer in subscribers:
+        received.update(peer.get("received") or {})
+        side = peer.get("subscriber") or {}
+        offers.append(float(side.get("offers", 0)))
+        sections.append(float(side.get("sections", 0)))
+    return {
+        "offers_per_subscriber": {"p50": percentile(offers, 50), "max": max(offers, default=None)},
+        "offer_sections": {"p50": percentile(sections, 50), "max": max(sections, default=None)},
+        "events": dict(sorted(received.items())),
+    }
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -237,6 +257,16 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     for failure in joins["failures"][:10]:
         print(f"  {failure['identity']}: {failure['error']}", file=out)
+    if "signaling" in report:
+        sig = report["signaling"]
+        events = ", ".join(f"{kind} {n}" for kind, n in sig["events"].items())
+        print(
+            f"signaling: offers per subscriber p50 {_cell(sig['offers_per_subscriber']['p50'])}, "
+            f"max {_cell(sig['offers_per_subscriber']['max'])}; the largest offer "
+            f"{_cell(sig['offer_sections']['max'])} sections (p50 {_cell(sig['offer_sections']['p50'])}); "
+            f"events to all subscribers: {events or 'none'}",
+            file=out,
+        )
     if report["publisher_problems"]:
         print("publishers that failed or ended early:", file=out)
     for problem in report["publisher_problems"]:

@@ -28,6 +28,7 @@ from .report import (
     print_report,
     probe_warnings,
     publisher_problems,
+    signaling_figures,
     track_table,
     write_json,
 )
@@ -307,6 +308,7 @@ def run(plan: Plan, out: TextIO, status: TextIO | None = None) -> dict[str, Any]
             "failures": join_failures,
             "publisher_failures": failures,
         },
+        "signaling": signaling_figures(subscribers),
         "server": {
             "pid": server_pid,
             "source": "/proc" if server_pid else "/metrics" if server_cpu else None,

@@ -61,6 +61,7 @@ class Subscriber:
         )
         self.extensions = ACCEPTED_EXTENSIONS | ({codecs.URI_TRANSPORT_CC} if transport_cc else set())
         self.unknown_ssrc = self.offers = 0
+        self.sections = 0  # m-sections of the largest offer: what watching costs in signaling
         self.cname = secrets.token_hex(8)
         self.probing = set() if probing is None else probing  # track ids to decode, received yet or not
 
@@ -91,6 +92,7 @@ class Subscriber:
         promise what this peer never does.
         """
         self.offers += 1
+        self.sections = max(self.sections, len(offer.media))
         sections: list[MediaSection] = []
         for m in offer.media:
             codec = main_codec(m)
@@ -189,6 +191,7 @@ class Subscriber:
         return {
             "connection": self.connection.stats(),
             "offers": self.offers,
+            "sections": self.sections,
             "unknown_ssrc": self.unknown_ssrc,
             "transport_cc": None if self.twcc is None else self.twcc.stats(),
             "tracks": {s.track_id: s.stats() for s in self.by_mid.values()},

@@ -12,7 +12,7 @@ import pytest
 
 from loadtest import probe as probe_module
 from loadtest.clips import SIMULCAST_LAYERS, audio_clip, video_clip
-from loadtest.options import add_arguments, plan_from_args
+from loadtest.options import PROBES_PER_PEER, add_arguments, plan_from_args
 from loadtest.outstream import OutStream
 from loadtest.peer import AUDIO_AMPLITUDE, AUDIO_FREQUENCY, BURST_FRAMES, CLIP_SECONDS, FPS, KEYFRAME_INTERVAL
 from loadtest.probe import MAX_BACKLOG, Probe
@@ -149,6 +149,10 @@ def test_each_track_is_probed_by_the_first_subscriber_that_receives_it() -> None
         ("box1", "video"): "lecturer",
         ("box1", "audio"): "lecturer",
     }
+    # a lecturer watching many classrooms decodes a sample of them; the rest are counted, not decoded
+    many = _plan("--preset", "dual-teacher", "--subscribers", "30").probes()
+    assert sum(1 for viewer in many.values() if viewer == "lecturer") == PROBES_PER_PEER
+    assert ("box29", "video") not in many and many[("lecturer", "video")] == "box0"
 
 
 def test_the_report_takes_each_tracks_probe_and_warns_about_failed_ones() -> None:
