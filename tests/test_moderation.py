@@ -12,6 +12,8 @@ from classroom_peers import DUAL, api, events, peers, room_of, session, settled,
 from kelian_server import Server, eventually
 
 from loadtest.peer import Peer, PeerError
+from signaling.client import Client
+from signaling.media import video_track
 
 ROOM = "/rooms/lesson"
 
@@ -351,3 +353,48 @@ async def test_a_viewer_in_the_waiting_room_cannot_slip_in_by_whep(kelian: Serve
     assert status == 201
     status, body = await whep(kelian, token(kelian, "vera", "viewer", "live"))
     assert status == 403 and "waiting room" in body, body
+
+
+async def test_the_python_client_speaks_the_lesson(kelian: Server) -> None:
+    """signaling.client.Client, the aiortc client: a viewer waits and is admitted, raises a hand, is
+    invited on stage and its real video reaches the other viewer; chat and a question round trip."""
+    status, _ = await api(kelian, "POST", "/rooms", {"name": "lesson", "kind": "live", "waiting_room": True})
+    assert status == 201
+    presenter = Client(kelian.url, token(kelian, "presenter", "lecturer", "live"))
+    vera = Client(kelian.url, token(kelian, "vera", "viewer", "live"))
+    walt = Client(kelian.url, token(kelian, "walt", "viewer", "live"))
+    try:
+        await presenter.connect()
+        for viewer, identity in ((vera, "vera"), (walt, "walt")):
+            assert (await viewer.connect())["type"] == "waiting_room"
+            await presenter.admit(identity)
+            await viewer.wait_admitted()
+        assert vera.grants["publish"] is False
+        assert await vera.raise_hand() == 1
+        await presenter.invite("vera", "stage")
+        assert await eventually(lambda: any(e["type"] == "invitation" for e in vera.events))
+        accepted = await vera.answer_invitation(True)
+        assert accepted["grants"]["publish"] is True and vera.grants["publish"] is True
+        await vera.publish(video_track())
+        (track,) = await walt.wait_for_tracks(1)
+        assert track.info["identity"] == "vera"
+
+        sent = await walt.chat("hello")
+        assert await eventually(
+            lambda: any(e.get("message", {}).get("id") == sent["id"] for e in vera.events)
+        )
+        await presenter.delete_chat(sent["id"])
+        question = await vera.ask("may I go on?")
+        answered = await presenter.settle_question(question["id"], "answer", "yes")
+        assert answered["status"] == "answered"
+        await presenter.send_back("vera")
+        assert await eventually(lambda: vera.grants["publish"] is False)
+        assert await presenter.mute_all() == 0
+        grants = await presenter.set_permissions("walt", publish_data=False)
+        assert grants["publish_data"] is False
+        await presenter.lock()
+        assert not room_of(kelian).moderation.hands, "accepting took the hand down"
+    finally:
+        await walt.close()
+        await vera.close()
+        await presenter.close()
