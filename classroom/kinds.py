@@ -70,12 +70,15 @@ class DualTeacher(RoomKind):
 
 
 class Live(RoomKind):
-    """Presenters (lecturers, tutors) and the stage reach everyone; viewers reach the presenters."""
+    """Presenters (lecturers, tutors), the stage and a viewer invited to speak reach everyone; the
+    other viewers reach only the presenters."""
 
     name = "live"
 
     def watches(self, room: Room, viewer: Participant, owner: Participant) -> bool:
-        return owner.role in MODERATORS or owner.identity in room.stage
+        if owner.role in MODERATORS or owner.identity in room.stage:
+            return True
+        return owner.role in (Role.STUDENT, Role.VIEWER) and owner.grants.publish  # invited to speak
 
     def sees(self, room: Room, viewer: Participant, other: Participant) -> bool:
         return self.watches(room, viewer, other) or viewer.role in MODERATORS

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClassroomError
-from .permissions import MODERATORS, Action, allowed, authorize, in_reach, start
+from .permissions import MODERATORS, Action, allowed, authorize, classroom_of, in_reach, start
 from .tokens import Claims, Grants, Role
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class Hand:
             "identity": claims.identity,
             "name": claims.name or claims.identity,
             "role": str(claims.role),
+            "classroom": classroom_of(claims),
             "sid": self.sid,
             "at": self.at,
         }
@@ -73,6 +74,8 @@ class Waiter:
     at: int
     enter: Callable[[], Awaitable[None]]
     turn_away: Callable[[str], Awaitable[None]]
+    tell: Callable[[dict[str, Any]], Awaitable[None]]  # its place when it moves up
+    position: int = 0
 
     def info(self) -> dict[str, Any]:
         claims = self.claims
@@ -122,12 +125,24 @@ class Moderation:
 
     async def _apply(self, identity: str, by: Participant | None) -> None:
         room = self.room
-        for participant in room.find(identity):
-            grants = self.grants_of(participant.claims)
-            if grants == participant.grants:
-                continue
-            was = participant.grants
-            participant.grants = grants
+        changed = {
+            p.sid: (p, p.grants, self.grants_of(p.claims))
+            for p in room.find(identity)
+            if self.grants_of(p.claims) != p.grants
+        }
+        if not changed:
+            return
+
+        def change() -> None:
+            for participant, _, grants in changed.values():
+                participant.grants = grants
+
+        if any(was.publish != now.publish for _, was, now in changed.values()):
+            # a live room's audience watches a viewer invited to speak: who sees whom changes
+            await room.reveal(identity, change, None, "stopped_speaking")
+        else:
+            change()
+        for participant, was, grants in changed.values():
             if not grants.publish and participant.producers:
                 if participant.kind == "whip":  # the session is its publishing: it ends
                     await room.leave(participant, reason="publish revoked")
@@ -241,6 +256,8 @@ class Moderation:
             del self.hands[identity]
             await self._hands_changed()
         await self._apply(identity, by)
+        for participant in sessions:  # its page drops the invitation, the hand and the stage
+            await participant.notify({"type": "sent_back", "by": who(by)})
 
     # -- the room as a whole -------------------------------------------------------------------------
 
@@ -324,6 +341,10 @@ class Moderation:
         for moderator in self.room.participants.values():
             if moderator.send is not None and allowed(moderator, Action.ADMIT):
                 await moderator.notify(message)
+        for position, waiter in enumerate(self.waiting.values(), 1):
+            if waiter.position and waiter.position != position:  # moved up: say so
+                await waiter.tell({"type": "waiting_room", "room": self.room.name, "position": position})
+            waiter.position = position
 
     # -- joining and leaving -----------------------------------------------------------------------
 

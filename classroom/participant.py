@@ -20,6 +20,7 @@ from sfu.negotiation import SubscriberSlot
 from sfu.producer import Producer
 from sfu.transport import WebRtcTransport
 
+from .permissions import classroom_of
 from .tokens import Claims, Grants, Role
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class Participant:
             "identity": self.identity,
             "name": self.name,
             "role": str(self.claims.role),
+            "classroom": classroom_of(self),  # a box's own identity, a tutor's or a student's box
             "kind": self.kind,
             "tracks": [track_info(p, self) for p in self.producers.values()],
             "quality": self.quality,

@@ -35,6 +35,7 @@ from .chat import Chat
 from .errors import ClassroomError
 from .kinds import DEFAULT as DEFAULT_KIND
 from .limits import RoomLimits
+from .mode import RoomMode
 from .moderation import Moderation
 from .monitor import RoomMonitor
 from .participant import Participant, Send, Subscription, track_info
@@ -66,6 +67,13 @@ class RoomOptions:
     kind: str = DEFAULT_KIND  # fusion, dual_teacher or live (classroom.kinds)
     # Students and viewers wait until a moderator admits them (classroom.moderation).
     waiting_room: bool = False
+    # A lesson of the school's timetable (school.schools): its place in the organisation, the boxes
+    # of its classrooms, and its mode (classroom.mode), which a switchover changes.
+    lesson: str | None = None
+    school: str | None = None
+    district: str | None = None
+    boxes: tuple[str, ...] = ()
+    mode: str = "online"
 
 
 class Room:
@@ -98,6 +106,7 @@ class Room:
         self.monitor = RoomMonitor(self)
         self.moderation = Moderation(self)
         self.chat = Chat(self)
+        self.mode = RoomMode(self, self.options.mode)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -130,6 +139,7 @@ class Room:
             about=participant,
         )
         self._count_changed()
+        await self.mode.joined(participant)
         return participant
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
@@ -196,6 +206,8 @@ class Room:
             "stage": sorted(self.stage),
             "locked": self.moderation.locked,
             "waiting_room": self.options.waiting_room,
+            "mode": self.mode.mode,
+            "lesson": self.options.lesson,
         }
 
     def lesson(self, participant: Participant) -> dict[str, Any]:
@@ -336,24 +348,37 @@ class Room:
             self.check_stage(identity)
         if (identity in self.stage) == on:
             return
+        announce = {"type": "stage", "identity": identity, "on": not on, "stage": []}
+
+        def change() -> None:
+            (self.stage.add if on else self.stage.discard)(identity)
+            announce.update(on=on, stage=sorted(self.stage))
+
+        await self.reveal(identity, change, announce, "off_stage")
+
+    async def reveal(
+        self, identity: str, change: Callable[[], None], announce: dict[str, Any] | None, gone: str
+    ) -> None:
+        """Make a `change` to who watches `identity` (the stage, a speaker's permission), then
+        bring everyone's subscriptions in line: `announce` goes to all, and whoever starts or stops
+        hearing of the participant gets its participant_joined, or participant_left with `gone`."""
         subjects = self.find(identity)
         viewers = [p for p in self.participants.values() if p.send is not None]
         saw = {(v.sid, s.sid) for v in viewers for s in subjects if self.kind.sees(self, v, s)}
-        (self.stage.add if on else self.stage.discard)(identity)
+        change()
         for viewer in viewers:
             self.reconcile(viewer)
-        await self.broadcast({"type": "stage", "identity": identity, "on": on, "stage": sorted(self.stage)})
-        for viewer in viewers:  # who comes into view, or goes out of it, with the stage
+        if announce is not None:
+            await self.broadcast(announce)
+        for viewer in viewers:  # who comes into view, or goes out of it
             for subject in subjects:
-                if viewer is subject or ((viewer.sid, subject.sid) in saw) == self.kind.sees(
-                    self, viewer, subject
-                ):
+                sees = self.kind.sees(self, viewer, subject)
+                if viewer is subject or ((viewer.sid, subject.sid) in saw) == sees:
                     continue
-                if on:
+                if sees:
                     await viewer.notify({"type": "participant_joined", "participant": subject.info()})
                 else:
-                    message = {"type": "participant_left", "sid": subject.sid, "reason": "off_stage"}
-                    await viewer.notify(message)
+                    await viewer.notify({"type": "participant_left", "sid": subject.sid, "reason": gone})
         for viewer in viewers:
             await self.negotiate(viewer)
 
@@ -590,6 +615,10 @@ class Room:
             "stage": sorted(self.stage),
             "locked": self.moderation.locked,
             "waiting_room": self.options.waiting_room,
+            "mode": self.mode.mode,
+            "lesson": self.options.lesson,
+            "school": self.options.school,
+            "district": self.options.district,
         }
 
     def find(self, identity: str) -> list[Participant]:
@@ -607,7 +636,7 @@ class Room:
         expires, so a school that wants someone out for good mints short-lived tokens.
         """
         sessions = self.find(identity)
-        await self._disconnect(sessions, reason)
+        await self.disconnect(sessions, reason)
         return len(sessions)
 
     async def close(self, reason: str = "room_closed") -> None:
@@ -617,11 +646,11 @@ class Room:
         self.closed = True
         self._cancel_expiry()
         await self.moderation.turn_away_all(reason)
-        await self._disconnect(list(self.participants.values()), reason)
+        await self.disconnect(list(self.participants.values()), reason)
         if not self.participants:
             self._emptied()
 
-    async def _disconnect(self, sessions: list[Participant], reason: str) -> None:
+    async def disconnect(self, sessions: list[Participant], reason: str) -> None:
         """Tell each session it is being ended (so its client does not reconnect), then end it."""
         message = {"type": "disconnected", "reason": reason}
         await asyncio.gather(*(p.notify(message) for p in sessions))
@@ -652,6 +681,7 @@ class Room:
         """Refuse a join (or a wait in the waiting room) of a closed or locked room."""
         if self.closed:
             raise ClassroomError("room_closed", f"room {self.name} has been closed")
+        self.mode.check_join(claims)
         self.moderation.check_lock(claims)
 
     def _admit(self, claims: Claims, kind: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from sfu.node import Node
@@ -26,6 +27,17 @@ class Rooms:
         self.limits = limits or RoomLimits()
         self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
         self.rooms: dict[str, Room] = {}
+        self.lessons: Callable[[str], Awaitable[RoomOptions | None]] | None = None
+
+    async def open(self, name: str, kind: str | None = None) -> Room:
+        """The room `name` for a join: one that is not open yet and is a lesson of the timetable
+        (``lessons``, school.Schools) opens with the lesson's settings (kind, place, mode); any
+        other as `get` makes it."""
+        if name not in self.rooms and self.lessons is not None:
+            options = await self.lessons(name)
+            if options is not None and name not in self.rooms:  # not opened while we looked
+                return self.create(name, options)
+        return self.get(name, kind)
 
     def get(self, name: str, kind: str | None = None) -> Room:
         """The room `name`, made now if it does not exist (by a first join, of the `kind` its token

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from classroom.rooms import Rooms
+from school.schools import Schools
 from sfu.node import Node
 
 from .config import Config
@@ -17,3 +18,4 @@ NODE = web.AppKey("node", Node)
 ROOMS = web.AppKey("rooms", Rooms)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+SCHOOLS = web.AppKey("schools", Schools)

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="address put in ICE candidates (KELIAN_ANNOUNCED_ADDRESS, default: the media address)",
     )
     serve.add_argument("--redis-url", help="share state with other nodes through Redis (KELIAN_REDIS_URL)")
+    serve.add_argument(
+        "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error (KELIAN_LOG_LEVEL, info)")
     serve.add_argument("--log-format", help="text or json (KELIAN_LOG_FORMAT, text)")
     serve.add_argument(

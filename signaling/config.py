@@ -54,6 +54,9 @@ class Config:
     api_secret: str
     dev_credentials: bool = False
     redis_url: str | None = None
+    # The organisation (schools, lessons, modes, the switchover audit): an SQLite file, so that a
+    # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
+    database: str = "kelian.db"
     log_level: str = "info"
     log_format: str = "text"
     max_bitrate: int = 3_000_000
@@ -141,6 +144,7 @@ class Config:
             api_secret=api_secret,
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
+            database=pick("database", _parse_str, defaults.database),
             log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),

@@ -726,6 +726,163 @@ def _lesson_paths() -> dict[str, dict[str, Any]]:
 PATHS.update(_lesson_paths())
 
 
+def _school_paths() -> dict[str, dict[str, Any]]:
+    """The organisation routes (signaling/admin_school.py): records, import, switchover, tokens."""
+    string, integer = {"type": "string"}, {"type": "integer"}
+    ids = {"type": "array", "items": string}
+    mode = {"type": "string", "enum": ["offline", "online"]}
+    when = {"type": ["integer", "string"], "description": "Unix seconds, or ISO 8601 with its UTC offset"}
+    fields: dict[str, dict[str, Any]] = {
+        "district": {"name": string, "mode": mode},
+        "school": {"district": string, "name": string, "mode": mode},
+        "classroom": {"school": string, "name": string, "box": string},
+        "teacher": {"school": string, "name": string},
+        "student": {"school": string, "name": string, "classroom": string},
+        "lesson": {
+            "school": string,
+            "title": string,
+            "subject": string,
+            "room_kind": {"type": "string", "enum": ["fusion", "dual_teacher", "live"]},
+            "teacher": string,
+            "classrooms": ids,
+            "students": ids,
+            "starts_at": when,
+            "ends_at": when,
+            "recording": {"type": "string", "enum": ["never", "always", "online"]},
+            "mode": mode,
+        },
+    }
+    parents = {"school": "district", "classroom": "school", "teacher": "school", "student": "school"}
+    parents["lesson"] = "school"
+    record_id = _path_param("id", "The record's id in the school's own system.")
+    missing = _error("No such record.")
+    paths: dict[str, dict[str, Any]] = {}
+    for kind, props in fields.items():
+        plural = kind + "s"
+        schema = {"type": "object", "properties": {"id": string} | props}
+        one = _json(schema, f"The {kind}.")
+        query = []
+        if kind in parents:
+            query.append(
+                {
+                    "name": parents[kind],
+                    "in": "query",
+                    "required": False,
+                    "schema": string,
+                    "description": f"Only the {plural} of this {parents[kind]}.",
+                }
+            )
+        if kind == "lesson":
+            query.append(
+                {
+                    "name": "at",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number"},
+                    "description": "With school: only lessons in session at this Unix time.",
+                }
+            )
+        paths[f"/api/v1/{plural}"] = {
+            "get": _admin(
+                f"List {plural}",
+                f"Every {kind}, by id.",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {plural: {"type": "array", "items": schema}}},
+                        f"The {plural}.",
+                    ),
+                    "400": BAD_REQUEST,
+                },
+                parameters=query,
+            )
+        }
+        paths[f"/api/v1/{plural}/{{id}}"] = {
+            "get": _admin(
+                f"Get a {kind}", f"One {kind}.", {"200": one, "404": missing}, parameters=[record_id]
+            ),
+            "put": _admin(
+                f"Create or replace a {kind}",
+                "Written whole; every record it names (its parent, a lesson's classrooms, teacher and"
+                " students) must exist.",
+                {"200": one, "201": one, "400": BAD_REQUEST},
+                parameters=[record_id],
+                requestBody=_body(schema),
+            ),
+            "delete": _admin(
+                f"Delete a {kind}",
+                "Refused while other records point at it.",
+                {
+                    "204": {"description": "Deleted."},
+                    "404": missing,
+                    "409": _error("Other records point at it (`in_use`)."),
+                },
+                parameters=[record_id],
+            ),
+        }
+    audit = {"type": "object", "description": "The switchover's audit record."}
+    paths["/api/v1/import"] = {
+        "post": _admin(
+            "Import a timetable and roster",
+            "JSON lists by kind (`districts`, `schools`, `classrooms`, `teachers`, `students`, `lessons`),"
+            " or one kind as `text/csv` (`?kind=lesson`, a header of field names). All rows or none: a"
+            " 400 lists every bad row (`problems`: kind, row, id, error).",
+            {"200": _json({"type": "object"}, "How many of each kind were written."), "400": BAD_REQUEST},
+            requestBody={
+                "required": True,
+                "content": {JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": string}},
+            },
+        )
+    }
+    paths["/api/v1/switchover"] = {
+        "post": _admin(
+            "Switch a district, a school or lessons online or offline",
+            "Writes the modes, opens the online room of every lesson in scope that is in session, tells"
+            " every connected client of the scope at once (a `mode` event) and audits it. No media is"
+            " renegotiated.",
+            {"200": _json(audit, "The audit record."), "400": BAD_REQUEST, "404": missing},
+            requestBody=_body(
+                {
+                    "type": "object",
+                    "required": ["mode"],
+                    "properties": {
+                        "district": string,
+                        "school": string,
+                        "lessons": ids,
+                        "mode": mode,
+                        "by": string,
+                    },
+                }
+            ),
+        )
+    }
+    paths["/api/v1/switchovers"] = {
+        "get": _admin(
+            "The switchover audit",
+            "The latest switchovers, newest first.",
+            {
+                "200": _json(
+                    {"type": "object", "properties": {"switchovers": {"type": "array", "items": audit}}},
+                    "The audit.",
+                ),
+                "400": BAD_REQUEST,
+            },
+            parameters=[{"name": "limit", "in": "query", "required": False, "schema": integer}],
+        )
+    }
+    paths["/api/v1/lessons/{id}/tokens"] = {
+        "post": _admin(
+            "Join tokens for a lesson's roster",
+            "A token and a join link for its teacher (lecturer), each classroom's box and each student.",
+            {"201": _json({"type": "object"}, "The tokens."), "404": missing},
+            parameters=[record_id],
+        )
+    }
+    return paths
+
+
+PATHS.update(_school_paths())
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {

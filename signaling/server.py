@@ -15,9 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from classroom.limits import RoomLimits
 from classroom.rooms import Rooms
+from school.schools import Schools
+from school.store import SqliteStore
 from sfu.node import Node
 
-from . import admin, admin_lesson, appkeys, devtoken, logs, metrics, openapi, whip, ws
+from . import admin, admin_lesson, admin_school, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
 from .limits import ConnectionGate
 
@@ -68,6 +70,17 @@ def create_app(config: Config, node: Node) -> web.Application:
     app[appkeys.ROOMS] = rooms
     app[appkeys.REGISTRY] = metrics.registry(node, rooms)
     app[appkeys.SOCKETS] = weakref.WeakSet()
+    store = SqliteStore(config.database)
+    app[appkeys.SCHOOLS] = Schools(store, rooms, config.api_key, config.api_secret)
+
+    async def open_store(app: web.Application) -> None:
+        await store.open()
+
+    async def close_store(app: web.Application) -> None:
+        await store.close()
+
+    app.on_startup.append(open_store)
+    app.on_cleanup.append(close_store)
     app.on_shutdown.append(ws.close_all)
     app.add_routes(
         [
@@ -78,6 +91,7 @@ def create_app(config: Config, node: Node) -> web.Application:
             *whip.routes(),
             *admin.routes(),
             *admin_lesson.routes(),
+            *admin_school.routes(),
             *openapi.routes(),
             *devtoken.routes(),
         ]

@@ -125,7 +125,7 @@ async def _start(request: web.Request, kind: str) -> web.Response:
         offer = await _offer(request)
     except ClassroomError as exc:
         return _refused(exc)
-    room = rooms.get(room_name, claims.kind)
+    room = await rooms.open(room_name, claims.kind)
     try:
         participant = await room.join(claims, None, kind=kind)
     except ClassroomError as exc:  # room_full, or room_closed while it is being closed

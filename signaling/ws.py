@@ -263,7 +263,7 @@ class Session:
         except TokenError as exc:
             code = "forbidden" if exc.status == 403 else "unauthorized"
             raise ClassroomError(code, exc.message) from None
-        room = self.rooms.get(claims.room, claims.kind)
+        room = await self.rooms.open(claims.room, claims.kind)
         resumed = self._resumable(room, claims, message.get("resume"))
         if resumed is not None:
             await room.resume(resumed, self.send, self)
@@ -296,7 +296,7 @@ class Session:
     async def _wait(self, room: Room, claims: Claims) -> dict[str, Any]:
         """Hold the join in the room's waiting room; "joined" follows when a moderator admits it."""
         room.check_join(claims)
-        waiter = Waiter(claims, int(time.time() * 1000), self._admitted, self._turned_away)
+        waiter = Waiter(claims, int(time.time() * 1000), self._admitted, self._turned_away, self.send)
         position = await room.moderation.wait(waiter)
         self.waiter = waiter
         if self._deadline is not None:
@@ -307,7 +307,7 @@ class Session:
         waiter, self.waiter = self.waiter, None
         if waiter is None or self.ws.closed:
             return
-        room = self.rooms.get(waiter.claims.room)
+        room = await self.rooms.open(waiter.claims.room)
         try:
             participant = await room.join(waiter.claims, self.send)
         except ClassroomError as exc:

@@ -72,7 +72,7 @@ async def running_server(
         announced_address=announced,
         api_key=API_KEY,
         api_secret=API_SECRET,
-        **settings,
+        **({"database": ":memory:"} | settings),
     )
     runner, node = await server.start(config)
     try:

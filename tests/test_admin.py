@@ -480,7 +480,7 @@ async def test_bad_room_bodies_are_refused_and_change_nothing(kelian: Server) ->
 
 async def test_unknown_api_paths_and_methods_answer_json(kelian: Server) -> None:
     async with admin(kelian) as api:
-        status, body = await api.call("GET", f"{API}/classrooms")
+        status, body = await api.call("GET", f"{API}/desks")
         assert_error(status, body, 404, "not_found")
         async with api.session.put(f"{kelian.url}{API}/rooms", json={}, headers=AUTH) as r:
             assert r.status == 405

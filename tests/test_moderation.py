@@ -334,6 +334,8 @@ async def test_the_waiting_room_admits_and_turns_away(kelian: Server) -> None:
             await refused(vera, {"type": "chat", "text": "let me in"}, "not_joined")
 
             await presenter.request({"type": "admit", "identity": "vera"})
+            assert await eventually(lambda: bool(events(walt, "waiting_room")))
+            assert events(walt, "waiting_room")[-1]["position"] == 1, "walt moved up"
             assert await eventually(lambda: bool(events(vera, "joined")))
             assert events(vera, "joined")[-1]["participant"]["identity"] == "vera"
             assert room_of(kelian).find("vera")
@@ -398,3 +400,27 @@ async def test_the_python_client_speaks_the_lesson(kelian: Server) -> None:
         await walt.close()
         await vera.close()
         await presenter.close()
+
+
+async def test_a_live_viewer_invited_to_speak_is_heard_by_everyone(kelian: Server) -> None:
+    people = [("presenter", "lecturer", {}), ("vera", "viewer", {}), ("walt", "viewer", {})]
+    async with peers(kelian, *people, kind="live") as (presenter, vera, walt):
+        await presenter.request({"type": "invite", "identity": "vera", "to": "speak"})
+        assert await eventually(lambda: bool(events(vera, "invitation")))
+        await vera.request({"type": "accept_invitation"})
+        assert await eventually(
+            lambda: "vera" in [e["participant"]["identity"] for e in events(walt, "participant_joined")]
+        )
+        joined = next(e for e in events(walt, "participant_joined") if e["participant"]["identity"] == "vera")
+        assert joined["participant"]["classroom"] is None and joined["participant"]["role"] == "viewer"
+        await vera.publish(audio=True, video=False)
+        assert await settled(kelian)
+        assert watched(kelian, "walt") == {"vera"} and watched(kelian, "presenter") == {"vera"}
+        await presenter.request({"type": "send_back", "identity": "vera"})
+        assert await eventually(lambda: bool(events(vera, "sent_back")))
+        assert events(vera, "sent_back")[-1]["by"]["identity"] == "presenter"
+        assert await eventually(
+            lambda: any(e["reason"] == "stopped_speaking" for e in events(walt, "participant_left"))
+        )
+        assert await settled(kelian)
+        assert watched(kelian, "walt") == set()

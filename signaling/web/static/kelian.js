@@ -6,6 +6,22 @@
 //   await room.connect();
 //   await room.publishCamera({ simulcast: true });
 //
+// The lesson (docs/protocol.md, "The lesson") is kept here too, so that a page reads state rather
+// than messages. What it keeps, and the event that says it changed:
+//   room.grants            "permissions" (grants, by)   what we may do now: a student publishes once invited
+//   room.hand              "hand" (hand, by)            our own hand: {raised, position}
+//   room.invitation        "invitation" (inv or null)   {to: "speak"|"stage", by} until we answer
+//   room.hands             "hands" (queue)              moderators: the raised hands in reach
+//   room.waiting           "waiting_list" (list)        the lecture: who waits at the door
+//   room.chat              "chat" (message), "chat_deleted" (id, by)
+//   room.questions         "question" (question)        asked, answered, dismissed, passed up
+//   room.stage             "stage" (stage, identity, on)
+//   room.locked            "room_locked" (locked, by)
+//   room.participantCount  "participant_count" (count)
+// Moderators also get "invitation_answered" ({identity, to, accepted}). In a room with a waiting
+// room, connect() resolves once a teacher admits us ("waiting_room" ({room, position}) meanwhile,
+// state "waiting"). "lesson" follows every join, resume and admission: all of it may have changed.
+//
 // Two RTCPeerConnections, as mediasoup-client and LiveKit do: one we publish on (we offer, the
 // server answers) and one we receive on (the server offers whenever the room's tracks change).
 // The protocol is in docs/protocol.md. Reconnection is the SDK's job, not the page's: when the
@@ -17,6 +33,9 @@ const SILENCE_LIMIT_MS = 12000; // no message (not even a pong) for this long: t
 const MEDIA_FAILED_MS = 5000; // a PeerConnection "disconnected" this long counts as failed
 const RECONNECT_DELAYS_MS = [0, 300, 700, 1500, 2500, 4000, 4000, 5000, 5000, 5000]; // about 28 s in all
 const REQUEST_TIMEOUT_MS = 10000;
+const CHAT_KEPT = 200; // as many as the server keeps
+// A reconnection stops for good on these: trying again cannot help.
+const FINAL_ERRORS = ["unauthorized", "forbidden", "room_full", "room_closed", "room_locked", "denied"];
 
 // Simulcast layers low to high, as rid q/h/f: a quarter, half and full resolution.
 const SIMULCAST = [
@@ -188,6 +207,16 @@ export class Room extends Emitter {
     this.activeSpeakers = [];
     this.participantCount = 0; // everyone in the room; in a live room more than `participants` shows
     this.stage = []; // identities on stage
+    this.kind = null; // fusion, dual_teacher or live, once joined: who watches whom
+    this.locked = false; // a locked room lets in only moderators and those who have been in
+    this.waitingRoom = false; // the room holds students and viewers at the door until admitted
+    this.hand = { raised: false, position: null }; // our own hand; position from 1, when known
+    this.invitation = null; // {to: "speak"|"stage", by} while an invitation waits for our answer
+    this.hands = []; // moderators: the raised hands in reach, first come first
+    this.waiting = []; // the lecture: who waits at the door
+    this.chat = []; // the chat messages we may read, oldest first
+    this.questions = new Map(); // id -> every question we may see, in the order asked
+    this.admission = null; // {resolve, reject} while we wait in the waiting room
     this.localTracks = new Map(); // source -> {track, transceiver, trackId, muted, simulcast}
     this.signal = null;
     this.remoteMids = {}; // subscriber mid -> track id, from the server's last offer
@@ -208,6 +237,16 @@ export class Room extends Emitter {
     this.emit("state", state);
   }
 
+  /** What this session may do now: the lesson changes it (an invitation, sending back). */
+  get grants() {
+    return this.local?.grants ?? { publish: false, subscribe: false, publish_data: false, moderate: false, admin: false };
+  }
+
+  #request(message) {
+    if (!this.signal) return Promise.reject(new KelianError("network", "not connected to the server"));
+    return this.signal.request(message);
+  }
+
   // -- joining and leaving --------------------------------------------------------------------------
 
   async connect() {
@@ -224,12 +263,16 @@ export class Room extends Emitter {
     return this;
   }
 
-  /** Open a socket and join; with `resume`, ask to continue that session. Returns the joined reply. */
+  /** Open a socket and join; with `resume`, ask to continue that session. Returns the joined reply,
+   *  after the waiting room if the room holds us there (state "waiting", event "waiting_room"). */
   async #join(resume) {
     const signal = new Signal(
       this.url,
       (message) => this.#onMessage(message),
-      () => this.#lost("the connection to the server was lost"),
+      () => {
+        if (this.admission) this.admission.reject(new KelianError("network", "the connection to the server was lost"));
+        else this.#lost("the connection to the server was lost");
+      },
     );
     await signal.open();
     this.signal?.close();
@@ -239,17 +282,51 @@ export class Room extends Emitter {
     let joined;
     try {
       joined = await signal.request(message);
+      if (joined.type === "waiting_room") joined = await this.#waitAdmitted(joined);
     } catch (err) {
       signal.close();
       throw err;
     }
-    this.local = { ...joined.participant, grants: joined.grants };
-    this.kind = joined.room.kind; // fusion, dual_teacher or live: who watches whom
-    this.participantCount = joined.room.participant_count ?? joined.room.participants.length;
-    this.#syncParticipants(joined.room.participants);
+    this.#applyJoined(joined);
     return joined;
   }
 
+  /** The room holds us at the door: a later, unsolicited "joined" is the reply to our join, and
+   *  "disconnected" (denied, room_closed, replaced) the refusal. No timeout: a lesson may start late. */
+  #waitAdmitted(reply) {
+    this.#setState("waiting");
+    this.emit("waiting_room", { room: reply.room, position: reply.position });
+    return new Promise((resolve, reject) => {
+      this.admission = { resolve, reject };
+    }).finally(() => {
+      this.admission = null;
+    });
+  }
+
+  /** Our session and the room as `joined` describes them (a first join, a resume, an admission). */
+  #applyJoined(joined) {
+    this.local = { ...joined.participant, grants: joined.grants };
+    // sent back while we were away (a resume): the server has ended our tracks, and we missed it
+    if (!joined.grants?.publish) for (const source of [...this.localTracks.keys()]) this.#dropLocal(source, "revoked");
+    const room = joined.room;
+    this.kind = room.kind ?? "fusion";
+    this.participantCount = room.participant_count ?? room.participants.length;
+    this.stage = room.stage ?? [];
+    this.locked = Boolean(room.locked);
+    this.waitingRoom = Boolean(room.waiting_room);
+    const lesson = joined.lesson ?? {};
+    const raised = Boolean(lesson.hand_raised);
+    this.hand = { raised, position: raised ? this.hand.position : null };
+    this.invitation = lesson.invitation ?? null;
+    this.hands = lesson.hands ?? [];
+    this.waiting = lesson.waiting ?? [];
+    this.chat = lesson.chat ?? [];
+    this.questions = new Map((lesson.questions ?? []).map((q) => [q.id, q]));
+    this.#syncParticipants(room.participants);
+    this.emit("lesson");
+  }
+
+  /** Leave the room for good (or the waiting room). */
   async leave() {
     if (this.state === "closed") return;
     try {
@@ -261,6 +338,7 @@ export class Room extends Emitter {
   }
 
   #close(reason) {
+    this.admission?.reject(new KelianError(reason, "left the waiting room"));
     this.#teardown();
     for (const { track } of this.localTracks.values()) track.stop();
     this.localTracks.clear();
@@ -309,7 +387,7 @@ export class Room extends Emitter {
         this.#setState("connected");
         return;
       } catch (err) {
-        if (["unauthorized", "forbidden", "room_full", "room_closed"].includes(err.code)) {
+        if (FINAL_ERRORS.includes(err.code)) {
           this.#close(err.code);
           return;
         }
@@ -331,6 +409,12 @@ export class Room extends Emitter {
     }
     for (const [source, entry] of old) {
       if (entry.track.readyState === "ended") continue;
+      if (!this.grants.publish) {
+        // the lesson took publishing away while we were gone (sent back): nothing to send again
+        entry.track.stop();
+        this.emit("local_track_ended", source, "revoked");
+        continue;
+      }
       await this.#publish(source, entry.track, { simulcast: entry.simulcast });
       if (entry.muted) await this.setMuted(source, true);
     }
@@ -390,6 +474,11 @@ export class Room extends Emitter {
         this.#lost(`the server closed our ${message.transport} transport`, { media: true });
         break;
       case "disconnected":
+        if (this.admission) {
+          // turned away at the door (denied, room_closed, replaced): connect() rejects with it
+          this.admission.reject(new KelianError(message.reason ?? "denied", `not admitted: ${message.reason}`));
+          break;
+        }
         this.#close(message.reason ?? "removed");
         break;
       case "layers":
@@ -402,6 +491,44 @@ export class Room extends Emitter {
       case "stage":
         this.stage = message.stage;
         this.emit("stage", message.stage, message.identity, message.on);
+        break;
+      case "joined": // admitted from the waiting room: the reply to our join, at last
+        this.admission?.resolve(message);
+        break;
+      case "permissions":
+        this.#setGrants(message.grants, message.by ?? null);
+        break;
+      case "hands":
+        this.hands = message.queue ?? [];
+        this.emit("hands", this.hands);
+        break;
+      case "hand": // a moderator lowered our hand
+        this.hand = { raised: Boolean(message.raised), position: message.raised ? (message.position ?? null) : null };
+        this.emit("hand", this.hand, message.by ?? null);
+        break;
+      case "invitation":
+        this.invitation = { to: message.to, by: message.by ?? null };
+        this.emit("invitation", this.invitation);
+        break;
+      case "invitation_answered":
+        this.emit("invitation_answered", { identity: message.identity, to: message.to, accepted: message.accepted });
+        break;
+      case "waiting_list":
+        this.waiting = message.waiting ?? [];
+        this.emit("waiting_list", this.waiting);
+        break;
+      case "room_locked":
+        this.locked = Boolean(message.locked);
+        this.emit("room_locked", this.locked, message.by ?? null);
+        break;
+      case "chat":
+        this.#addChat(message.message);
+        break;
+      case "chat_deleted":
+        this.#removeChat(message.message, message.by ?? null);
+        break;
+      case "question":
+        this.#setQuestion(message.question);
         break;
       case "track_unsupported": {
         // This browser turned the track's codec down: the server sends nothing for it.
@@ -650,26 +777,212 @@ export class Room extends Emitter {
     if (entry.trackId) await this.signal.request({ type: "mute", track: entry.trackId, muted });
   }
 
+  /** A local track the server no longer takes: stop it here too, without asking the server. Through
+   *  the publish queue, so it does not cross a negotiation. */
+  #dropLocal(source, reason) {
+    const run = async () => {
+      const entry = this.localTracks.get(source);
+      if (!entry) return;
+      this.localTracks.delete(source);
+      entry.track.stop();
+      await entry.transceiver.sender.replaceTrack(null).catch(() => {});
+      try {
+        entry.transceiver.direction = "inactive";
+      } catch {
+        // the connection is closed already
+      }
+      this.emit("local_track_ended", source, reason);
+    };
+    this.queue = this.queue.then(run, run).catch(() => {});
+  }
+
+  #setGrants(grants, by) {
+    if (!this.local || !grants) return;
+    this.local.grants = grants;
+    if (!grants.publish) for (const source of [...this.localTracks.keys()]) this.#dropLocal(source, "revoked");
+    this.emit("permissions", grants, by);
+  }
+
   /** Moderators (lecturer, tutor): mute or unmute anyone's track, by its id. */
   async muteTrack(trackId, muted) {
-    await this.signal.request({ type: "mute", track: trackId, muted });
+    await this.#request({ type: "mute", track: trackId, muted });
   }
 
   /** Moderators: send a participant away (every session of that identity). */
   async removeParticipant(identity) {
-    await this.signal.request({ type: "remove", identity });
+    await this.#request({ type: "remove", identity });
   }
 
   /** The lecturer: bring a participant on stage (everyone watches it) or send it back. */
   async setStage(identity, on) {
-    return (await this.signal.request({ type: "stage", identity, on })).stage;
+    return (await this.#request({ type: "stage", identity, on })).stage;
   }
 
   /** Receive (or stop receiving) a track, by its id, or every track of a participant, by its sid:
    *  what the room's kind lets this participant watch, narrowed to what its layout shows. */
   async subscribe(target, subscribed = true) {
     const key = this.participants.has(target) ? "participant" : "track";
-    await this.signal.request({ type: subscribed ? "subscribe" : "unsubscribe", [key]: target });
+    return (await this.#request({ type: subscribed ? "subscribe" : "unsubscribe", [key]: target })).tracks;
+  }
+
+  async unsubscribe(target) {
+    return this.subscribe(target, false);
+  }
+
+  // -- the lesson: hands, invitations, moderation, the waiting room (docs/protocol.md, "The lesson") --
+
+  /** Put our hand up; our place in the queue (from 1). Raising again keeps the place. */
+  async raiseHand() {
+    const reply = await this.#request({ type: "raise_hand" });
+    this.hand = { raised: true, position: reply.position ?? null };
+    this.emit("hand", this.hand, null);
+    return this.hand.position;
+  }
+
+  /** Lower our own hand, or (moderators) someone else's, by identity. */
+  async lowerHand(identity) {
+    const own = !identity || identity === this.local?.identity;
+    await this.#request(own ? { type: "lower_hand" } : { type: "lower_hand", identity });
+    if (own) {
+      this.hand = { raised: false, position: null };
+      this.emit("hand", this.hand, null);
+    }
+  }
+
+  /** Moderators: invite a participant to speak (it may publish), or (the lecturer) on stage. */
+  async invite(identity, to = "speak") {
+    await this.#request({ type: "invite", identity, to });
+  }
+
+  /** Accept the invitation we were sent: we may publish now (and are on stage, for "stage"). */
+  async acceptInvitation() {
+    return this.#answerInvitation(true);
+  }
+
+  async declineInvitation() {
+    return this.#answerInvitation(false);
+  }
+
+  async #answerInvitation(accept) {
+    let reply;
+    try {
+      reply = await this.#request({ type: accept ? "accept_invitation" : "decline_invitation" });
+    } catch (err) {
+      if (err.code === "unexpected") this.#clearInvitation(); // withdrawn meanwhile (sent back)
+      throw err;
+    }
+    this.#clearInvitation();
+    if (accept) {
+      if (reply.grants) this.#setGrants(reply.grants, null);
+      this.hand = { raised: false, position: null }; // accepting takes the hand down
+      this.emit("hand", this.hand, null);
+    }
+    return reply.to;
+  }
+
+  #clearInvitation() {
+    if (this.invitation === null) return;
+    this.invitation = null;
+    this.emit("invitation", null);
+  }
+
+  /** Off stage, hand down, and back to what its role may do when it joins (a student stops
+   *  publishing). The lecturer for someone on stage; moderators in reach otherwise. */
+  async sendBack(identity) {
+    await this.#request({ type: "send_back", identity });
+  }
+
+  /** Moderators: what a participant may do now ({publish, subscribe, publish_data}), within its
+   *  token; its grants as they are then. */
+  async setPermissions(identity, changes) {
+    return (await this.#request({ type: "set_permissions", identity, ...changes })).grants;
+  }
+
+  /** Moderators: mute every microphone (kind "audio") or camera ("video") but the lecturers' (a
+   *  tutor: its classroom's); how many tracks were muted. */
+  async muteAll(kind = "audio") {
+    return (await this.#request({ type: "mute_all", kind })).tracks;
+  }
+
+  /** The lecturer: lock the room (only those who have been in, and moderators, may join) or open it. */
+  async lock(locked = true) {
+    await this.#request({ type: "lock", locked });
+  }
+
+  /** The lecturer: let someone in from the waiting room, or turn them away. */
+  async admit(identity) {
+    await this.#request({ type: "admit", identity });
+  }
+
+  async deny(identity) {
+    await this.#request({ type: "deny", identity });
+  }
+
+  // -- chat and questions ---------------------------------------------------------------------------
+
+  /** Write to the room (`to` "room"), to our classroom ("classroom") or to the lecturers
+   *  ("lecturer"); the message as sent. */
+  async sendChat(text, { to = "room" } = {}) {
+    const reply = await this.#request({ type: "chat", text, to });
+    this.#addChat(reply.message);
+    return reply.message;
+  }
+
+  /** Moderators: delete a chat message, by id, for everyone it reached. */
+  async deleteChat(messageId) {
+    await this.#request({ type: "delete_chat", message: messageId });
+    this.#removeChat(messageId, null);
+  }
+
+  /** Ask the lecturers (`to` "lecturer") or our classroom's tutor ("tutor"); the question as asked.
+   *  Its answer comes as a "question" event. */
+  async ask(text, { to = "lecturer" } = {}) {
+    const reply = await this.#request({ type: "ask", text, to });
+    this.#setQuestion(reply.question);
+    return reply.question;
+  }
+
+  /** Moderators: answer a question (`text` optional: answered aloud), dismiss it, or (a tutor) pass
+   *  it up to the lecturers. Each returns the question as it is now. */
+  async answerQuestion(questionId, text) {
+    const message = { type: "answer_question", question: questionId };
+    if (text) message.text = text;
+    return this.#settle(message);
+  }
+
+  async dismissQuestion(questionId) {
+    return this.#settle({ type: "dismiss_question", question: questionId });
+  }
+
+  async forwardQuestion(questionId) {
+    return this.#settle({ type: "forward_question", question: questionId });
+  }
+
+  async #settle(message) {
+    const reply = await this.#request(message);
+    this.#setQuestion(reply.question);
+    return reply.question;
+  }
+
+  #addChat(message) {
+    if (!message || this.chat.some((m) => m.id === message.id)) return; // the reply and the event
+    this.chat.push(message);
+    if (this.chat.length > CHAT_KEPT) this.chat.splice(0, this.chat.length - CHAT_KEPT);
+    this.emit("chat", message);
+  }
+
+  #removeChat(messageId, by) {
+    const before = this.chat.length;
+    this.chat = this.chat.filter((m) => m.id !== messageId);
+    if (this.chat.length !== before) this.emit("chat_deleted", messageId, by);
+  }
+
+  #setQuestion(question) {
+    if (!question) return;
+    const known = this.questions.get(question.id);
+    if (known && JSON.stringify(known) === JSON.stringify(question)) return; // the reply and the event
+    this.questions.set(question.id, question);
+    this.emit("question", question);
   }
 
   // -- adaptive stream ----------------------------------------------------------------------------------

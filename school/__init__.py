@@ -1,0 +1,1 @@
+"""Schools and lessons: the organisation, its store, and the online/offline switchover."""
