@@ -404,7 +404,12 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.config = Config(
-            http_host="127.0.0.1", http_port=0, media_port=0, api_key=API_KEY, api_secret=API_SECRET
+            http_host="127.0.0.1",
+            http_port=0,
+            media_port=0,
+            api_key=API_KEY,
+            api_secret=API_SECRET,
+            database=":memory:",
         )
         self.runner, self.node = self.call(server.start(self.config))
         site = next(iter(self.runner.sites))
