@@ -94,8 +94,8 @@ class Participant:
         which classroom it belongs to."""
         return self.claims.classroom
 
-    def info(self) -> dict[str, Any]:
-        return {
+    def info(self, tracks: bool = True) -> dict[str, Any]:
+        info = {
             "sid": self.sid,
             "identity": self.identity,
             "name": self.name,
@@ -105,6 +105,9 @@ class Participant:
             "tracks": [track_info(p, self) for p in self.producers.values()],
             "quality": self.quality,
         }
+        if not tracks:
+            del info["tracks"], info["quality"]
+        return info
 
     async def notify(self, message: dict[str, Any]) -> None:
         if self.send is None or self.closed or not self.connected:

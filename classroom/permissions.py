@@ -29,6 +29,7 @@ class Action(StrEnum):
     ADMIT = "admit"  # let someone in from the waiting room, or turn them away: the lecture's
     STAGE = "stage"  # bring a participant on stage or send it back: the lecture's, not a tutor's
     LOCK = "lock"  # lock the room, mute everyone: the lecture's
+    STANDBY = "standby"  # give a track a standby source (sfu.failover): the lecture's
 
 
 class Subject(Protocol):
@@ -49,7 +50,7 @@ class Subject(Protocol):
 
 LECTURE = frozenset({Role.LECTURER, Role.ADMIN})  # act on the whole room
 MODERATORS = frozenset({Role.LECTURER, Role.TUTOR, Role.ADMIN})
-_ROOM_WIDE = frozenset({Action.STAGE, Action.LOCK, Action.ADMIT})
+_ROOM_WIDE = frozenset({Action.STAGE, Action.LOCK, Action.ADMIT, Action.STANDBY})
 _VERBS = {
     Action.PUBLISH: "publish",
     Action.SUBSCRIBE: "receive media",
@@ -63,6 +64,7 @@ _VERBS = {
     Action.ADMIT: "admit anyone from the waiting room",
     Action.STAGE: "bring anyone on stage",
     Action.LOCK: "lock the room or mute everyone",
+    Action.STANDBY: "give a track a standby source",
 }
 
 

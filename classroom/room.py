@@ -85,6 +85,7 @@ class Room:
         options: RoomOptions | None = None,
         max_audio_streams: int = 0,
         limits: RoomLimits | None = None,
+        tell: Callable[..., None] | None = None,
     ) -> None:
         self.name = name
         self.node = node
@@ -98,6 +99,7 @@ class Room:
         self._expiry: asyncio.TimerHandle | None = None  # closes an empty created room
         self._joining = 0  # joins between their first await and taking their place
         self.router: Router = node.router(name)
+        self.router.on_failover.append(self._failed_over)
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,6 +109,7 @@ class Room:
         self.moderation = Moderation(self)
         self.chat = Chat(self)
         self.mode = RoomMode(self, self.options.mode)
+        self.tell = tell or (lambda event, **fields: None)  # what happened: Rooms.tell, the webhooks
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -139,6 +142,7 @@ class Room:
             about=participant,
         )
         self._count_changed()
+        self.tell("participant_joined", **self.place(), participant=participant.info(tracks=False))
         await self.mode.joined(participant)
         return participant
 
@@ -154,6 +158,9 @@ class Room:
                 transport.close(reason)
         message = {"type": "participant_left", "sid": participant.sid, "reason": reason}
         await self.broadcast(message, about=participant)
+        self.tell(
+            "participant_left", **self.place(), participant=participant.info(tracks=False), reason=reason
+        )
         await self.moderation.left(participant, reason)
         self._count_changed()
         if not self.participants:
@@ -208,6 +215,16 @@ class Room:
             "waiting_room": self.options.waiting_room,
             "mode": self.mode.mode,
             "lesson": self.options.lesson,
+        }
+
+    def place(self) -> dict[str, Any]:
+        """Which room, and which lesson of which school it is: what every webhook says."""
+        options = self.options
+        return {
+            "room": self.name,
+            "lesson": options.lesson,
+            "school": options.school,
+            "district": options.district,
         }
 
     def lesson(self, participant: Participant) -> dict[str, Any]:
@@ -280,7 +297,9 @@ class Room:
         for mid, spec in wanted.items():
             if mid in participant.producers:
                 continue
-            producer = Producer(transport, spec)
+            # a primary that left while its standby stood in comes back as the same track
+            returning = self.router.returning((participant.identity, spec.source, spec.kind))
+            producer = Producer(transport, spec, returning)
             transport.add_producer(producer)
             self.router.add_producer(producer)
             participant.producers[mid] = producer
@@ -327,7 +346,11 @@ class Room:
             if self.watching(viewer, producer, owner)
         }
         for subscription in viewer.subscriptions:
-            if subscription.consumer is not None and subscription.producer_id not in wanted:
+            if (
+                subscription.consumer is not None
+                and subscription.producer_id not in wanted
+                and not self.router.stands_in(subscription.producer_id)
+            ):
                 self.router.close_consumer(subscription.consumer)
         for producer, owner in wanted.values():
             self._subscribe(viewer, producer, owner)
@@ -432,9 +455,37 @@ class Room:
 
     def _producer_closed(self, owner: Participant, producer: Producer) -> None:
         owner.producers.pop(producer.mid, None)
+        if self.router.stands_in(producer.id):
+            return  # its standby feeds its subscribers: for them the track goes on (track_failover)
         if not owner.closed or self.participants:
             message = {"type": "track_unpublished", "track": track_info(producer, owner)}
             self._spawn(self.broadcast(message, about=owner))
+
+    # -- failover (sfu.failover) ------------------------------------------------------------------
+
+    def set_standby(self, by: Participant | None, track_id: str, standby_id: str) -> None:
+        """`standby_id` stands in for `track_id` when it falls silent or its publisher leaves."""
+        authorize(by, Action.STANDBY)
+        primary, standby = self.find_track(track_id), self.find_track(standby_id)
+        if primary is None or standby is None:
+            missing = track_id if primary is None else standby_id
+            raise ClassroomError("not_found", f"no track {missing!r} in this room")
+        owner = self.owner_of(primary)
+        assert owner is not None
+        try:
+            self.router.set_standby(primary, standby, (owner.identity, primary.source, primary.kind))
+        except ValueError as exc:
+            raise ClassroomError("bad_message", str(exc)) from None
+
+    def clear_standby(self, by: Participant | None, track_id: str) -> None:
+        authorize(by, Action.STANDBY)
+        if not self.router.clear_standby(track_id):
+            raise ClassroomError("not_found", f"track {track_id!r} has no standby")
+
+    def _failed_over(self, track_id: str, standby_id: str | None) -> None:
+        """Everyone hears which source feeds a track now (None: its own again)."""
+        message = {"type": "track_failover", "track": track_id, "standby": standby_id}
+        self._spawn(self.broadcast(message))
 
     def unpublish(self, participant: Participant, track_id: str) -> None:
         producer = next((p for p in participant.producers.values() if p.id == track_id), None)

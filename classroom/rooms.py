@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 from sfu.node import Node
 
@@ -28,6 +29,8 @@ class Rooms:
         self.refusals = self.limits.refusals  # every bound's refusals, rooms' and connections'
         self.rooms: dict[str, Room] = {}
         self.lessons: Callable[[str], Awaitable[RoomOptions | None]] | None = None
+        # what happened, for the webhooks: called at once, must not wait (signaling.webhooks.emit)
+        self.listeners: list[Callable[..., None]] = []
 
     async def open(self, name: str, kind: str | None = None) -> Room:
         """The room `name` for a join: one that is not open yet and is a lesson of the timetable
@@ -45,8 +48,9 @@ class Rooms:
         room = self.rooms.get(name)
         if room is None:
             options = RoomOptions(empty_timeout=0.0, kind=kind or DEFAULT_KIND)
-            room = Room(name, self.node, self._empty, options, self.max_audio_streams, self.limits)
+            room = Room(name, self.node, self._empty, options, self.max_audio_streams, self.limits, self.tell)
             self.rooms[name] = room
+            self.tell("lesson_started", **room.place())
         return room
 
     def standing(self, claims: Claims) -> Claims:
@@ -61,8 +65,9 @@ class Rooms:
         if name in self.rooms:
             raise ClassroomError("exists", f"room {name} already exists")
         room = self.rooms[name] = Room(
-            name, self.node, self._empty, options, self.max_audio_streams, self.limits
+            name, self.node, self._empty, options, self.max_audio_streams, self.limits, self.tell
         )
+        self.tell("lesson_started", **room.place())
         if options.empty_timeout > 0:
             room._emptied()
         return room
@@ -71,6 +76,11 @@ class Rooms:
         if self.rooms.get(room.name) is room and not room.participants:
             del self.rooms[room.name]
             self.node.close_router(room.name)
+            self.tell("lesson_ended", **room.place())
+
+    def tell(self, event: str, **fields: Any) -> None:
+        for listener in self.listeners:
+            listener(event, **fields)
 
     def find_resource(self, resource: str) -> Participant | None:
         """The WHIP/WHEP session whose URL ends in ``resource`` (compared in constant time)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,8 @@ class Schools:
         self.api_key, self.api_secret = api_key, api_secret
         self.clock = clock
         self.on_switch: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        self.counts: Counter[str] = Counter()  # switchovers by mode, clients told: for /metrics
+        self.last_told_ms = 0.0
         rooms.lessons = self.room_options
 
     # -- a lesson's room ---------------------------------------------------------------------------
@@ -120,6 +123,7 @@ class Schools:
             if options.lesson in in_scope or (not scope.lessons and options.school in schools):
                 rooms += 1
                 told += await room.mode.switch(str(mode), event | {"lesson": options.lesson})
+        told_ms = round((time.monotonic() - started) * 1000, 1)
         audit = {
             "switch": switch_id,
             "at": round(at, 3),
@@ -131,9 +135,12 @@ class Schools:
             "rooms_opened": opened,
             "rooms": rooms,
             "clients_told": told,
-            "told_ms": round((time.monotonic() - started) * 1000, 1),
+            "told_ms": told_ms,
         }
         audit["number"] = await self.store.add_audit(audit)
+        self.counts[str(mode)] += 1
+        self.counts["told"] += told
+        self.last_told_ms = told_ms
         for callback in self.on_switch:
             await callback(audit)
         return audit

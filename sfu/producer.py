@@ -337,8 +337,9 @@ class AudioRtpStream(RtpStream):
 class Producer:
     """One published track. Consumers attach to one of its streams."""
 
-    def __init__(self, transport: WebRtcTransport, spec: ProducerSpec) -> None:
-        self.id = f"TR_{next(_ids)}"
+    def __init__(self, transport: WebRtcTransport, spec: ProducerSpec, track_id: str | None = None) -> None:
+        # a primary published again while its standby stood in takes its old id (sfu.failover)
+        self.id = track_id or f"TR_{next(_ids)}"
         self.transport = transport
         self.kind = spec.kind
         self.mid = spec.mid

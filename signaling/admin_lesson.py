@@ -57,6 +57,22 @@ async def mute_all(request: web.Request) -> web.Response:
 
 
 @endpoint
+async def set_standby(request: web.Request) -> web.Response:
+    """Give a track a standby: it feeds the track's subscribers while the track is silent or gone."""
+    room = room_of(request)
+    body = await json_object(request, {"standby"}, required={"standby"})
+    track, standby = request.match_info["track"], name_field(body["standby"], "standby")
+    room.set_standby(None, track, standby)
+    return web.json_response({"track": track, "standby": standby})
+
+
+@endpoint
+async def clear_standby(request: web.Request) -> web.Response:
+    room_of(request).clear_standby(None, request.match_info["track"])
+    return web.Response(status=204)
+
+
+@endpoint
 async def hands(request: web.Request) -> web.Response:
     return web.json_response({"queue": room_of(request).moderation.queue(None)})
 
@@ -164,6 +180,8 @@ def routes() -> list[web.RouteDef]:
         web.post(ROOM + "/stage", stage),
         web.post(ROOM + "/lock", lock),
         web.post(ROOM + "/mute_all", mute_all),
+        web.post(ROOM + "/tracks/{track}/standby", set_standby),
+        web.delete(ROOM + "/tracks/{track}/standby", clear_standby),
         web.get(ROOM + "/hands", hands, allow_head=False),
         web.delete(ROOM + "/hands/{identity}", lower_hand),
         web.post(PARTICIPANT + "/invite", invite),

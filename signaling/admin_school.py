@@ -48,13 +48,17 @@ async def list_records(request: web.Request) -> web.Response:
     kind, store = _kind(request), _schools(request).store
     parent = RECORD_PARENT.get(kind)
     query = request.rel_url.query
+    at = query.get("at")
+    try:
+        moment = float(at) if at is not None else None
+    except ValueError:
+        raise invalid(f"at must be Unix seconds, got {at!r}") from None
     if parent and parent in query:
-        at = query.get("at")
-        try:
-            moment = float(at) if at is not None else None
-        except ValueError:
-            raise invalid(f"at must be Unix seconds, got {at!r}") from None
         records = await store.children(kind, name_field(query[parent], parent), moment)
+    elif kind == "lesson" and "district" in query:  # a district's lessons: one console call, not one a school
+        records = []
+        for school in await store.children("school", name_field(query["district"], "district")):
+            records += await store.children("lesson", school.id, moment)
     else:
         records = await store.all(kind)
     return web.json_response({PLURALS[kind]: [r.to_dict() for r in records]})

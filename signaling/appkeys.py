@@ -12,6 +12,7 @@ from school.schools import Schools
 from sfu.node import Node
 
 from .config import Config
+from .webhooks import Webhooks
 
 CONFIG = web.AppKey("config", Config)
 NODE = web.AppKey("node", Node)
@@ -19,3 +20,4 @@ ROOMS = web.AppKey("rooms", Rooms)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 SCHOOLS = web.AppKey("schools", Schools)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"
     )
+    serve.add_argument("--webhook-urls", help="where to POST events, comma-separated (KELIAN_WEBHOOK_URLS)")
     serve.add_argument("--log-level", help="debug, info, warning, error (KELIAN_LOG_LEVEL, info)")
     serve.add_argument("--log-format", help="text or json (KELIAN_LOG_FORMAT, text)")
     serve.add_argument(

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,6 +58,8 @@ class Config:
     # The organisation (schools, lessons, modes, the switchover audit): an SQLite file, so that a
     # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
     database: str = "kelian.db"
+    # Where events are POSTed (signaling.webhooks): lessons, participants, switchovers.
+    webhook_urls: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "text"
     max_bitrate: int = 3_000_000
@@ -145,6 +148,7 @@ class Config:
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
             database=pick("database", _parse_str, defaults.database),
+            webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
             log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),
@@ -328,6 +332,16 @@ def _parse_redis_url(source: str, raw: Any) -> str:
     if not value.startswith(REDIS_SCHEMES):
         raise ConfigError(f"{source}: {value!r} is not a Redis URL (redis://, rediss:// or unix://)")
     return value
+
+
+def _parse_urls(source: str, raw: Any) -> tuple[str, ...]:
+    """Comma-separated http(s) URLs, checked at start-up rather than at the first event."""
+    urls = tuple(u.strip() for u in _parse_str(source, raw).split(",") if u.strip())
+    for url in urls:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"{source}: {url!r} is not an http:// or https:// URL")
+    return urls
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:

@@ -157,6 +157,20 @@ async def stage(room: Room, participant: Participant, message: Message) -> Messa
     return {"type": "staged", "identity": identity, "on": on, "stage": sorted(room.stage)}
 
 
+@handler("set_standby")
+async def set_standby(room: Room, participant: Participant, message: Message) -> Message:
+    track, standby = string(message, "track"), string(message, "standby")
+    room.set_standby(participant, track, standby)
+    return {"type": "standby_set", "track": track, "standby": standby}
+
+
+@handler("clear_standby")
+async def clear_standby(room: Room, participant: Participant, message: Message) -> Message:
+    track = string(message, "track")
+    room.clear_standby(participant, track)
+    return {"type": "standby_cleared", "track": track}
+
+
 @handler("raise_hand")
 async def raise_hand(room: Room, participant: Participant, message: Message) -> Message:
     position = await room.moderation.raise_hand(participant)

@@ -15,7 +15,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from classroom.rooms import Rooms
+from school.schools import Schools
 from sfu.node import Node
+
+from .webhooks import Webhooks
 
 
 class KelianCollector(Collector):
@@ -99,11 +102,44 @@ class KelianCollector(Collector):
         yield refused
 
 
-def registry(node: Node, rooms: Rooms) -> CollectorRegistry:
+class LessonCollector(Collector):
+    """The switchovers and the webhooks: counters kept on their own objects."""
+
+    def __init__(self, schools: Schools, hooks: Webhooks) -> None:
+        self.schools = schools
+        self.hooks = hooks
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        counts = self.schools.counts
+        switches = CounterMetricFamily(
+            "kelian_switchovers", "Switchovers, by the mode switched to", labels=["mode"]
+        )
+        for mode in ("online", "offline"):
+            switches.add_metric([mode], counts[mode])
+        yield switches
+        yield CounterMetricFamily(
+            "kelian_switchover_clients_told", "Clients told of a switchover, in all", value=counts["told"]
+        )
+        yield GaugeMetricFamily(
+            "kelian_switchover_last_seconds",
+            "The last switchover: from the request to the last client's message queued",
+            value=self.schools.last_told_ms / 1000,
+        )
+        hooks = CounterMetricFamily("kelian_webhooks", "Webhook events by outcome", labels=["result"])
+        for result in ("sent", "failed", "dropped"):
+            hooks.add_metric([result], self.hooks.counts[result])
+        yield hooks
+        yield CounterMetricFamily(
+            "kelian_webhook_retries", "Webhook deliveries tried again", value=self.hooks.counts["retries"]
+        )
+
+
+def registry(node: Node, rooms: Rooms, schools: Schools, hooks: Webhooks) -> CollectorRegistry:
     """kelian's figures and the process's own (``process_cpu_seconds_total``,
     ``process_resident_memory_bytes``...): a load test of a remote server reads its CPU and memory
     from here."""
     reg = CollectorRegistry()
     reg.register(KelianCollector(node, rooms))
+    reg.register(LessonCollector(schools, hooks))
     ProcessCollector(registry=reg)
     return reg

@@ -54,6 +54,7 @@ UNAUTHORIZED = _error('Missing or wrong API key and secret (`WWW-Authenticate: B
 BAD_REQUEST = _error("The body is not valid: the message says which field and why. Nothing was changed.")
 ROOM = _path_param("room", "Room name.")
 IDENTITY = _path_param("identity", "Participant identity (the `sub` of its token).")
+TRACK = _path_param("track", "Track id, e.g. TR_12.")
 
 
 def _admin(summary: str, description: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -404,6 +405,19 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
         }
     },
+    "/console": {
+        "get": {
+            "tags": ["web"],
+            "summary": "The switchover console",
+            "description": (
+                "A page for a school's or district's administrator: the districts, schools and "
+                "classrooms with their modes and the lessons in session, a switch online or to in "
+                "person per district, school and lesson, and the audit log. It signs in with the API "
+                "key and secret and calls the admin API (`/api/v1/...`) from the browser."
+            ),
+            "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
+        }
+    },
     "/static/{path}": {
         "get": {
             "tags": ["web"],
@@ -555,7 +569,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 "400": BAD_REQUEST,
                 "404": _error("No such room, participant or track."),
             },
-            parameters=[ROOM, IDENTITY, _path_param("track", "Track id, e.g. TR_12.")],
+            parameters=[ROOM, IDENTITY, TRACK],
             requestBody=_body(_ref("Mute")),
         ),
     },
@@ -608,6 +622,28 @@ def _lesson_paths() -> dict[str, dict[str, Any]]:
                 [ROOM],
                 requestBody=obj(["identity", "on"], identity=text, on=boolean),
             )
+        },
+        room + "/tracks/{track}/standby": {
+            "post": op(
+                "Give a track a standby source",
+                "When the track falls silent (a second without a packet) or its publisher leaves, its"
+                " subscribers are fed from the standby (same kind and codec) from its next keyframe, with"
+                " no renegotiation; when the track flows again, or its publisher publishes it anew, they go"
+                " back. Everyone gets `track_failover` events.",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"track": text, "standby": text}}, "The standby."
+                    )
+                },
+                [ROOM, TRACK],
+                requestBody=obj(["standby"], standby=text),
+            ),
+            "delete": op(
+                "Take a track's standby away",
+                "Its subscribers go back to the track, or, if its publisher is gone, lose it.",
+                done,
+                [ROOM, TRACK],
+            ),
         },
         room + "/lock": {
             "post": op(
@@ -779,7 +815,16 @@ def _school_paths() -> dict[str, dict[str, Any]]:
                     "in": "query",
                     "required": False,
                     "schema": {"type": "number"},
-                    "description": "With school: only lessons in session at this Unix time.",
+                    "description": "With school or district: only lessons in session at this Unix time.",
+                }
+            )
+            query.append(
+                {
+                    "name": "district",
+                    "in": "query",
+                    "required": False,
+                    "schema": string,
+                    "description": "The lessons of every school of this district.",
                 }
             )
         paths[f"/api/v1/{plural}"] = {

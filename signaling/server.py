@@ -9,6 +9,7 @@ import logging
 import resource
 import weakref
 from pathlib import Path
+from typing import Any
 
 from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,6 +23,7 @@ from sfu.node import Node
 from . import admin, admin_lesson, admin_school, appkeys, devtoken, logs, metrics, openapi, whip, ws
 from .config import Config
 from .limits import ConnectionGate
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
@@ -61,6 +63,12 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB / "index.html")
 
 
+async def console(request: web.Request) -> web.FileResponse:
+    """The switchover console: a static page; what it shows comes from the admin API, under the
+    key and secret the administrator types, so the page itself needs no authentication."""
+    return web.FileResponse(WEB / "console.html")
+
+
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
     limits = RoomLimits(max_participants=config.max_participants, max_tracks=config.max_tracks)
@@ -68,23 +76,33 @@ def create_app(config: Config, node: Node) -> web.Application:
     app[appkeys.CONFIG] = config
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
-    app[appkeys.REGISTRY] = metrics.registry(node, rooms)
     app[appkeys.SOCKETS] = weakref.WeakSet()
     store = SqliteStore(config.database)
-    app[appkeys.SCHOOLS] = Schools(store, rooms, config.api_key, config.api_secret)
+    schools = app[appkeys.SCHOOLS] = Schools(store, rooms, config.api_key, config.api_secret)
+    hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
+    rooms.listeners.append(hooks.emit)
 
-    async def open_store(app: web.Application) -> None:
+    async def switched(audit: dict[str, Any]) -> None:
+        hooks.emit("switchover", **audit)
+
+    schools.on_switch.append(switched)
+
+    async def open_state(app: web.Application) -> None:
         await store.open()
+        await hooks.start()
 
-    async def close_store(app: web.Application) -> None:
+    async def close_state(app: web.Application) -> None:
+        await hooks.stop()
         await store.close()
 
-    app.on_startup.append(open_store)
-    app.on_cleanup.append(close_store)
+    app[appkeys.REGISTRY] = metrics.registry(node, rooms, schools, hooks)
+    app.on_startup.append(open_state)
+    app.on_cleanup.append(close_state)
     app.on_shutdown.append(ws.close_all)
     app.add_routes(
         [
             web.get("/", index),
+            web.get("/console", console),
             web.get("/healthz", healthz),
             web.get("/metrics", metrics_endpoint),
             web.get("/ws", ws.websocket),

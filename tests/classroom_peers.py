@@ -83,3 +83,36 @@ async def api(
         async with http.request(method, url, json=body, headers=headers or BASIC) as response:
             text = await response.text()
             return response.status, (await response.json() if text else None)
+
+
+def org(now: float) -> dict[str, Any]:
+    """A district of two schools, each with two classrooms and a lesson in session now."""
+    body: dict[str, Any] = {k: [] for k in ("districts", "schools", "classrooms", "teachers", "students")}
+    body["districts"].append({"id": "d1", "name": "District One"})
+    body["lessons"] = []
+    for s in ("s1", "s2"):
+        body["schools"].append({"id": s, "district": "d1", "name": f"School {s}"})
+        body["teachers"].append({"id": f"{s}-t", "school": s, "name": f"Teacher {s}"})
+        for c in ("a", "b"):
+            body["classrooms"].append({"id": f"{s}-{c}", "school": s, "box": f"box-{s}-{c}"})
+        body["students"].append({"id": f"{s}-ann", "school": s, "name": "Ann", "classroom": f"{s}-a"})
+        body["lessons"].append(
+            {
+                "id": f"{s}-maths",
+                "school": s,
+                "title": "Maths",
+                "room_kind": "dual_teacher",
+                "teacher": f"{s}-t",
+                "classrooms": [f"{s}-a", f"{s}-b"],
+                "students": [f"{s}-ann"],
+                "starts_at": int(now) - 600,
+                "ends_at": int(now) + 3000,
+            }
+        )
+    return body
+
+
+async def roster(kelian: Server, lesson: str) -> dict[str, str]:
+    status, body = await api(kelian, "POST", f"/lessons/{lesson}/tokens")
+    assert status == 201, body
+    return {entry["identity"]: entry["token"] for entry in body["tokens"]}

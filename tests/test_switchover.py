@@ -7,46 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from classroom_peers import api, events
+from classroom_peers import api, events, org, roster
 from kelian_server import Server, eventually
 
 from loadtest.peer import Peer, PeerError
-
-
-def org(now: float) -> dict[str, Any]:
-    """A district of two schools, each with two classrooms and a lesson in session now."""
-    body: dict[str, Any] = {k: [] for k in ("districts", "schools", "classrooms", "teachers", "students")}
-    body["districts"].append({"id": "d1", "name": "District One"})
-    body["lessons"] = []
-    for s in ("s1", "s2"):
-        body["schools"].append({"id": s, "district": "d1", "name": f"School {s}"})
-        body["teachers"].append({"id": f"{s}-t", "school": s, "name": f"Teacher {s}"})
-        for c in ("a", "b"):
-            body["classrooms"].append({"id": f"{s}-{c}", "school": s, "box": f"box-{s}-{c}"})
-        body["students"].append({"id": f"{s}-ann", "school": s, "name": "Ann", "classroom": f"{s}-a"})
-        body["lessons"].append(
-            {
-                "id": f"{s}-maths",
-                "school": s,
-                "title": "Maths",
-                "room_kind": "dual_teacher",
-                "teacher": f"{s}-t",
-                "classrooms": [f"{s}-a", f"{s}-b"],
-                "students": [f"{s}-ann"],
-                "starts_at": int(now) - 600,
-                "ends_at": int(now) + 3000,
-            }
-        )
-    return body
-
-
-async def roster(kelian: Server, lesson: str) -> dict[str, str]:
-    status, body = await api(kelian, "POST", f"/lessons/{lesson}/tokens")
-    assert status == 201, body
-    return {entry["identity"]: entry["token"] for entry in body["tokens"]}
 
 
 @asynccontextmanager
@@ -72,6 +38,8 @@ async def test_records_through_the_admin_api(kelian: Server) -> None:
     assert [lesson["id"] for lesson in body["lessons"]] == ["s1-maths"]
     status, body = await api(kelian, "GET", f"/lessons?school=s1&at={now + 7200}")
     assert body["lessons"] == []
+    status, body = await api(kelian, "GET", f"/lessons?district=d1&at={now}")
+    assert [lesson["id"] for lesson in body["lessons"]] == ["s1-maths", "s2-maths"]
     status, body = await api(kelian, "PUT", "/classrooms/s1-c", {"school": "s1", "name": "三班"})
     assert status == 201 and body["name"] == "三班"
     status, body = await api(kelian, "PUT", "/classrooms/s1-c", {"school": "s1", "name": "三班", "box": "b3"})

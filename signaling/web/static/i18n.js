@@ -1,6 +1,7 @@
-// Every text the classroom page shows, in one place: one dictionary per language.
+// Every text the web pages show (the classroom page and the switchover console), in one place: one
+// dictionary per language. A page's <html data-title-key> names its title's key ("app.title" if none).
 //
-// Static text is marked in index.html with data-i18n (text content), data-i18n-placeholder,
+// Static text is marked in the HTML with data-i18n (text content), data-i18n-placeholder,
 // data-i18n-title (title, and aria-label where there is no text) and data-i18n-label (aria-label only). Text the page sets
 // later goes through setText(), which records the key on the element so that a language switch
 // re-translates it too.
@@ -197,6 +198,111 @@ export const dictionaries = {
     "error.rate_limited": "Too many messages at once: wait a moment and send again.",
     "error.too_large": "That message is too long.",
     "error.generic": "Something went wrong: {message}",
+
+    // the switchover console (/console)
+    "console.title": "kelian switchover console",
+    "console.label": "Switchover console",
+    "console.login.heading": "Switchover console",
+    "console.login.intro":
+      "For school and district administrators: switch lessons between in person and online at once. " +
+      "Sign in with the server's API key and secret: they stay in this browser tab only, and are " +
+      "forgotten when it closes.",
+    "console.login.key": "API key",
+    "console.login.secret": "API secret",
+    "console.login.by": "Your name",
+    "console.login.by.placeholder": "e.g. Head of school",
+    "console.login.by.hint": "The audit log records who made each switch.",
+    "console.login.submit": "Sign in",
+    "console.login.checking": "Checking…",
+    "console.signed_in": "Signed in as {name}",
+    "console.signout": "Sign out",
+    "console.org": "Districts and schools",
+    "console.refresh": "Refresh",
+    "console.updated": "Updated {time}",
+    "console.loading": "Loading the organisation…",
+    "console.filter": "Find a school",
+    "console.filter.none": "No school matches “{text}”.",
+    "console.no_districts":
+      "No district yet. The school's timetable system imports the organisation through the admin API " +
+      "(POST /api/v1/import).",
+    "console.no_schools": "No school in this district.",
+    "console.district": "District",
+    "console.school": "School",
+    "console.mode.online": "Online",
+    "console.mode.offline": "In person",
+    "console.mode.online.title": "Online: lessons in their online rooms, students join from home",
+    "console.mode.offline.title": "In person (offline): lessons in their classrooms",
+    "console.count.schools_online": "Online: {online} of {count} schools",
+    "console.count.in_session": "Lessons in session: {count}",
+    "console.count.connected": "Connected: {count}",
+    "console.classrooms": "Classrooms",
+    "console.no_classrooms": "No classroom.",
+    "console.in_session": "In session now",
+    "console.no_lessons": "No lesson in session now.",
+    "console.lesson.time": "{start}–{end}",
+    "console.lesson.own": "set for this lesson",
+    "console.lesson.follows": "as its school",
+    "console.kind.fusion": "Fusion",
+    "console.kind.dual_teacher": "Dual teacher",
+    "console.kind.live": "Live",
+    "console.switch.online": "Switch online",
+    "console.switch.offline": "Switch to in person",
+    "console.scope.district": "district “{name}”",
+    "console.scope.school": "school “{name}”",
+    "console.scope.lesson": "lesson “{name}”",
+    "console.audit.scope.district": "District: {name}",
+    "console.audit.scope.school": "School: {name}",
+    "console.audit.scope.lesson": "Lesson: {name}",
+    "console.audit.scope.lessons": "Lessons: {name}",
+    "console.confirm.online": "Switch {scope} online?",
+    "console.confirm.offline": "Switch {scope} to in person?",
+    "console.confirm.in_session": "Lessons in session now: {count}",
+    "console.confirm.connected": "People connected now: {count}",
+    "console.confirm.what.online":
+      "The online rooms of these lessons open, everyone connected is told at once and students may " +
+      "join from home. Nobody is disconnected and no video stops.",
+    "console.confirm.what.offline":
+      "Everyone connected is told at once. Students at home stay until every classroom of their " +
+      "lesson is back, then are sent back to class.",
+    "console.confirm.district": "Every school of the district takes this mode, also schools switched on their own.",
+    "console.confirm.school": "Lessons switched on their own follow the school again.",
+    "console.confirm.by": "Your name (recorded in the audit log)",
+    "console.confirm.cancel": "Cancel",
+    "console.result.busy": "Switching {scope}…",
+    "console.result.online": "Online now: {scope}",
+    "console.result.offline": "In person now: {scope}",
+    "console.result.failed": "Not switched: {scope}. The message above says why.",
+    "console.result.told": "Clients told",
+    "console.result.lessons": "Lessons in session",
+    "console.result.rooms": "Rooms opened",
+    "console.result.time": "Time taken",
+    "console.result.ms": "{ms} ms",
+    "console.result.time.title": "From the request to the last client's message being sent",
+    "console.result.close": "Hide",
+    "console.audit": "Audit log",
+    "console.audit.empty": "No switchover yet.",
+    "console.audit.number": "No.",
+    "console.audit.at": "Time",
+    "console.audit.by": "By",
+    "console.audit.scope": "Scope",
+    "console.audit.mode": "Mode",
+    "console.audit.schools": "Schools",
+    "console.audit.lessons": "Lessons in session",
+    "console.audit.rooms": "Rooms opened",
+    "console.audit.told": "Clients told",
+    "console.audit.ms": "Time taken",
+    "console.error.need_credentials": "Enter the API key and the API secret of the kelian server.",
+    "console.error.need_by": "Enter your name: the audit log records who made each switch.",
+    "console.error.unauthorized":
+      "The API key or secret is wrong. Use the values the kelian server was started with " +
+      "(KELIAN_API_KEY and KELIAN_API_SECRET), then sign in again.",
+    "console.error.network":
+      "Cannot reach the kelian server. Check the network connection, then try again.",
+    "console.error.not_found": "{message}: it may have just been deleted, so the tree was reloaded.",
+    "console.error.server": "The server refused: {message}",
+    "console.error.unavailable":
+      "The kelian server could not answer ({status} {message}). Try again in a moment; if it goes on, " +
+      "whoever runs the server should look at its log.",
   },
 
   zh: {
@@ -378,6 +484,102 @@ export const dictionaries = {
     "error.rate_limited": "发送太频繁，请稍候再发。",
     "error.too_large": "消息太长了。",
     "error.generic": "出现问题：{message}",
+
+    // 切换控制台 (/console)
+    "console.title": "课联 线上线下切换台",
+    "console.label": "线上线下切换台",
+    "console.login.heading": "线上线下切换台",
+    "console.login.intro":
+      "供学校和学区管理员使用：一次将课程在线下（到校上课）和线上之间切换。" +
+      "请用服务器的 API 密钥和密码登录：它们只保存在当前浏览器标签页中，关闭后即清除。",
+    "console.login.key": "API 密钥",
+    "console.login.secret": "API 密码",
+    "console.login.by": "你的姓名",
+    "console.login.by.placeholder": "例如 王校长",
+    "console.login.by.hint": "审计记录会记下每次切换的操作人。",
+    "console.login.submit": "登录",
+    "console.login.checking": "正在验证…",
+    "console.signed_in": "当前用户：{name}",
+    "console.signout": "退出",
+    "console.org": "学区和学校",
+    "console.refresh": "刷新",
+    "console.updated": "更新于 {time}",
+    "console.loading": "正在加载组织结构…",
+    "console.filter": "查找学校",
+    "console.filter.none": "没有与“{text}”匹配的学校。",
+    "console.no_districts": "还没有学区。学校的排课系统可通过管理接口导入组织结构（POST /api/v1/import）。",
+    "console.no_schools": "本学区还没有学校。",
+    "console.district": "学区",
+    "console.school": "学校",
+    "console.mode.online": "线上",
+    "console.mode.offline": "线下",
+    "console.mode.online.title": "线上：课程在线上课堂进行，学生在家加入",
+    "console.mode.offline.title": "线下：在教室上课",
+    "console.count.schools_online": "线上：{online}/{count} 所学校",
+    "console.count.in_session": "正在上的课：{count}",
+    "console.count.connected": "在线连接：{count}",
+    "console.classrooms": "教室",
+    "console.no_classrooms": "没有教室。",
+    "console.in_session": "正在上的课",
+    "console.no_lessons": "现在没有正在上的课。",
+    "console.lesson.time": "{start}–{end}",
+    "console.lesson.own": "单独设置",
+    "console.lesson.follows": "跟随学校",
+    "console.kind.fusion": "融合课堂",
+    "console.kind.dual_teacher": "双师课堂",
+    "console.kind.live": "直播课",
+    "console.switch.online": "切换到线上",
+    "console.switch.offline": "切换到线下",
+    "console.scope.district": "学区“{name}”",
+    "console.scope.school": "学校“{name}”",
+    "console.scope.lesson": "课程“{name}”",
+    "console.audit.scope.district": "学区：{name}",
+    "console.audit.scope.school": "学校：{name}",
+    "console.audit.scope.lesson": "课程：{name}",
+    "console.audit.scope.lessons": "课程：{name}",
+    "console.confirm.online": "将{scope}切换到线上？",
+    "console.confirm.offline": "将{scope}切换到线下？",
+    "console.confirm.in_session": "正在上的课：{count}",
+    "console.confirm.connected": "当前在线连接：{count}",
+    "console.confirm.what.online":
+      "这些课程的线上课堂会打开，所有在线的终端会立即收到通知，学生可以在家加入。不会断开任何人，视频不会中断。",
+    "console.confirm.what.offline":
+      "所有在线的终端会立即收到通知。在家的学生会等到本课的所有教室都回来后，再被请回教室上课。",
+    "console.confirm.district": "学区内所有学校都会切换到此模式，包括单独切换过的学校。",
+    "console.confirm.school": "单独切换过的课程会重新跟随学校。",
+    "console.confirm.by": "你的姓名（记入审计记录）",
+    "console.confirm.cancel": "取消",
+    "console.result.busy": "正在切换{scope}…",
+    "console.result.online": "{scope}已切换到线上。",
+    "console.result.offline": "{scope}已切换到线下。",
+    "console.result.failed": "{scope}未能切换，原因见上方提示。",
+    "console.result.told": "已通知终端",
+    "console.result.lessons": "正在上的课",
+    "console.result.rooms": "打开的课堂",
+    "console.result.time": "用时",
+    "console.result.ms": "{ms} 毫秒",
+    "console.result.time.title": "从收到请求到最后一个终端的消息发出",
+    "console.result.close": "隐藏",
+    "console.audit": "审计记录",
+    "console.audit.empty": "还没有切换记录。",
+    "console.audit.number": "编号",
+    "console.audit.at": "时间",
+    "console.audit.by": "操作人",
+    "console.audit.scope": "范围",
+    "console.audit.mode": "模式",
+    "console.audit.schools": "学校",
+    "console.audit.lessons": "正在上的课",
+    "console.audit.rooms": "打开的课堂",
+    "console.audit.told": "已通知终端",
+    "console.audit.ms": "用时",
+    "console.error.need_credentials": "请输入课联服务器的 API 密钥和 API 密码。",
+    "console.error.need_by": "请输入你的姓名：审计记录会记下每次切换的操作人。",
+    "console.error.unauthorized":
+      "API 密钥或密码不正确。请使用课联服务器启动时设置的值（KELIAN_API_KEY 和 KELIAN_API_SECRET），然后重新登录。",
+    "console.error.network": "无法连接课联服务器。请检查网络连接后重试。",
+    "console.error.not_found": "{message}：它可能刚被删除，组织结构已重新加载。",
+    "console.error.server": "服务器拒绝了请求：{message}",
+    "console.error.unavailable": "课联服务器暂时无法响应（{status} {message}）。请稍后重试；如果问题持续，请让服务器管理员查看日志。",
   },
 };
 
@@ -465,7 +667,7 @@ export function setLanguage(lang, remember = true) {
   if (!(lang in dictionaries)) lang = "en";
   current = lang;
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-  document.title = t("app.title");
+  document.title = t(document.documentElement.dataset.titleKey || "app.title");
   if (remember) {
     try {
       localStorage.setItem(STORAGE_KEY, lang);
@@ -474,4 +676,6 @@ export function setLanguage(lang, remember = true) {
     }
   }
   translate(document);
+  // for text a page composes itself (dates, numbers in the reader's format)
+  document.dispatchEvent(new CustomEvent("kelian:language", { detail: { lang } }));
 }

@@ -1,0 +1,159 @@
+"""The emergency switchover at the size of two schools: 200 light peers in two worker processes, in
+20 lessons (a teacher speaking, four classroom boxes and five students at home each). One call
+switches one school back to class; everyone of that school hears it, nobody of the other does, the
+lecture keeps reaching every classroom without a freeze, the students at home are sent back, and
+switching online again works; the audit says so."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from classroom_peers import api
+from kelian_server import running_server
+
+from signaling.client import use_loopback_candidates
+
+pytestmark = pytest.mark.slow
+
+CROWD = Path(__file__).parent / "clients" / "crowd.py"
+LESSONS_PER_SCHOOL = 10
+BOXES, STUDENTS = 4, 5
+WORKERS = 2
+
+
+def organisation(now: float) -> dict[str, Any]:
+    body: dict[str, Any] = {k: [] for k in ("schools", "classrooms", "teachers", "students", "lessons")}
+    body["districts"] = [{"id": "d1"}]
+    for s in ("s1", "s2"):
+        body["schools"].append({"id": s, "district": "d1", "mode": "online"})
+        for n in range(LESSONS_PER_SCHOOL):
+            lesson = f"{s}-l{n}"
+            body["teachers"].append({"id": f"{lesson}-t", "school": s})
+            rooms = [f"{lesson}-c{b}" for b in range(BOXES)]
+            body["classrooms"] += [{"id": c, "school": s, "box": f"box-{c}"} for c in rooms]
+            pupils = [f"{lesson}-p{p}" for p in range(STUDENTS)]
+            body["students"] += [{"id": p, "school": s, "classroom": rooms[0]} for p in pupils]
+            body["lessons"].append(
+                {
+                    "id": lesson,
+                    "school": s,
+                    "teacher": f"{lesson}-t",
+                    "classrooms": rooms,
+                    "students": pupils,
+                    "starts_at": int(now) - 60,
+                    "ends_at": int(now) + 3600,
+                }
+            )
+    return body
+
+
+class Worker:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((line + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def expect(self, event: str, timeout: float = 120.0) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        assert line, f"the worker exited before {event!r}"
+        message: dict[str, Any] = json.loads(line)
+        assert message["event"] == event, message
+        return message
+
+
+@asynccontextmanager
+async def workers(url: str, peers: list[dict[str, Any]]) -> AsyncIterator[list[Worker]]:
+    started = []
+    try:
+        for w in range(WORKERS):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(CROWD),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            worker = Worker(process)
+            started.append(worker)
+            await worker.send(json.dumps({"url": url, "peers": peers[w::WORKERS]}))
+        await asyncio.gather(*(w.expect("ready") for w in started))
+        yield started
+    finally:
+        for worker in started:
+            if worker.process.returncode is None:
+                try:
+                    await worker.send("close")
+                    await asyncio.wait_for(worker.process.wait(), 30)
+                except (TimeoutError, ConnectionError):
+                    worker.process.kill()
+                    await worker.process.wait()
+
+
+async def report(crowd: list[Worker]) -> dict[str, dict[str, Any]]:
+    for worker in crowd:
+        await worker.send("report")
+    reports = await asyncio.gather(*(w.expect("report") for w in crowd))
+    return {p["identity"]: p for r in reports for p in r["peers"]}
+
+
+async def test_one_call_switches_one_school_of_two_hundred_clients() -> None:
+    use_loopback_candidates()
+    async with running_server("127.0.0.1") as kelian:
+        status, body = await api(kelian, "POST", "/import", organisation(time.time()))
+        assert status == 200, body
+        peers: list[dict[str, Any]] = []
+        for s in ("s1", "s2"):
+            for n in range(LESSONS_PER_SCHOOL):
+                status, roster = await api(kelian, "POST", f"/lessons/{s}-l{n}/tokens")
+                for entry in roster["tokens"]:
+                    teacher = entry["role"] == "lecturer"
+                    peers.append({"token": entry["token"], "audio": teacher, "expect": 0 if teacher else 1})
+        assert len(peers) == 200
+        async with workers(kelian.url, peers) as crowd:
+            for worker in crowd:
+                await worker.send("mark")
+            await asyncio.gather(*(w.expect("marked") for w in crowd))
+            await asyncio.sleep(1)
+            status, back = await api(
+                kelian, "POST", "/switchover", {"school": "s1", "mode": "offline", "by": "test"}
+            )
+            assert status == 200, back
+            await asyncio.sleep(2)  # media keeps flowing meanwhile: measured below, per peer
+            status, online = await api(kelian, "POST", "/switchover", {"school": "s1", "mode": "online"})
+            assert status == 200, online
+            await asyncio.sleep(2)
+            seen = await report(crowd)
+
+        assert (back["clients_told"], back["lessons_in_session"], back["rooms"]) == (100, 10, 10)
+        assert (online["clients_told"], online["rooms_opened"]) == (50, 0), "the students had gone home"
+        for identity, peer in seen.items():
+            school_one = identity.startswith(("s1-", "box-s1-"))
+            modes = [(m["mode"], m["switch"]) for m in peer["modes"]]
+            student = identity.rsplit("-", 1)[-1].startswith("p")
+            if not school_one:
+                assert modes == [], f"{identity} of the other school heard a switch"
+                assert peer["disconnected"] is None and peer["freezes"] == 0 and peer["packets"] > 100, peer
+            elif student:
+                assert modes == [("offline", back["switch"])], identity
+                assert peer["disconnected"] == "offline", "sent back to class: its classroom box is there"
+            else:
+                assert modes == [("offline", back["switch"]), ("online", online["switch"])], identity
+                assert peer["disconnected"] is None, identity
+                if not identity.endswith("-t"):  # a box: the lecture reached it throughout
+                    assert peer["freezes"] == 0 and peer["packets"] > 100, (identity, peer)
+        status, audits = await api(kelian, "GET", "/switchovers?limit=2")
+        assert [a["switch"] for a in audits["switchovers"]] == [online["switch"], back["switch"]]
+        assert audits["switchovers"][1]["by"] == "test" and audits["switchovers"][1]["scope"] == {
+            "school": "s1"
+        }
