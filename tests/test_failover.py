@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from classroom_peers import api, events, peers, room_of, session, settled, token
+from crowd import workers
 from kelian_server import Server, eventually
 
 from loadtest.peer import Peer, PeerError
@@ -129,3 +130,51 @@ async def test_a_standby_of_another_kind_is_refused(kelian: Server) -> None:
             )
         with pytest.raises(PeerError, match="no track 'TR_0'"):
             await teacher.request({"type": "set_standby", "track": "TR_0", "standby": audio})
+
+
+async def test_a_killed_primary_publisher_leaves_its_subscribers_decoding_the_standby(kelian: Server) -> None:
+    """The primary publisher's process is killed (SIGKILL) mid-lesson: its subscriber keeps decoding
+    the same track, from the standby; a new process of the same box comes back and takes it over."""
+    box_token = {"token": token(kelian, "box-l", "classroom", "fusion"), "video": True, "expect": 0}
+    async with peers(kelian, PEOPLE[0], PEOPLE[2], kind="fusion") as (teacher, box_1):
+        await teacher.publish(audio=False, simulcast=False)
+        async with workers(kelian.url, [box_token], count=1) as (primary_process,):
+            assert await eventually(lambda: bool(room_of(kelian).find("box-l")), 10)
+            primary, standby = video_of(kelian, "box-l"), video_of(kelian, "teacher")
+            await teacher.request({"type": "set_standby", "track": primary, "standby": standby})
+            await box_1.wait_for_tracks(2)
+            box_1.probe(primary)
+
+            def decoded() -> int:
+                probe = received(box_1, primary).get("probe") or {}
+                return int(probe.get("decoded_frames") or 0)
+
+            assert await eventually(lambda: decoded() > 10, 10)
+            offers = box_1.stats()["subscriber"]["offers"]
+            primary_process.process.kill()  # SIGKILL: no leave, no goodbye on any socket
+            await primary_process.process.wait()
+            frames = decoded()
+            (subscription,) = [s for s in session(kelian, "box-1").subscriptions if s.producer_id == primary]
+            assert await eventually(lambda: subscription.consumer.producer.id == standby, 10)  # type: ignore[union-attr]
+            assert await eventually(lambda: decoded() > frames + 30, 10), "decoding on, from the standby"
+
+        async with workers(kelian.url, [box_token], count=1):  # the box starts again
+
+            def republished() -> bool:
+                sessions = room_of(kelian).find("box-l")
+                return bool(sessions) and [p.id for p in sessions[0].producers.values()] == [primary]
+
+            assert await eventually(republished, 15), "the same track id again"
+            assert await eventually(
+                lambda: (
+                    subscription.consumer is not None
+                    and subscription.consumer.producer.id == primary
+                    and not subscription.consumer.producer.closed
+                ),
+                10,
+            )
+            frames = decoded()
+            assert await eventually(lambda: decoded() > frames + 30, 10), "decoding on, from the primary"
+            probe = received(box_1, primary)["probe"]
+            assert probe["decode_errors"] == 0 and probe["problem"] is None
+            assert box_1.stats()["subscriber"]["offers"] == offers, "one track throughout"

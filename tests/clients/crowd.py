@@ -1,9 +1,11 @@
 """Many light peers (loadtest.peer) in a process of their own, driven over stdin and stdout.
 
-    python crowd.py            reads one JSON line: {"url": ..., "peers": [{"token": ..., "audio": bool}]}
+    python crowd.py            reads one JSON line: {"url": ..., "peers": [{"token": ..., "audio": bool,
+                               "video": bool, "expect": tracks}]}
 
-It connects every peer (those with "audio" publish a microphone), waits until each receives what
-its lesson sends it, and prints {"event": "ready"}. Then, one command a line:
+It connects every peer (those with "audio" publish a microphone, with "video" a camera), waits
+until each receives the `expect` tracks its lesson sends it, and prints {"event": "ready"}. Then,
+one command a line:
 
     mark      note each peer's freezes so far, and print {"event": "marked"}
     report    print {"event": "report", "peers": [...]}: per peer its identity, whether it is still
@@ -52,8 +54,8 @@ async def main() -> None:
         for start in range(0, len(peers), BATCH):
             await asyncio.gather(*(p.connect(30) for p in peers[start : start + BATCH]))
         for peer, p in zip(peers, spec["peers"], strict=True):
-            if p.get("audio"):
-                await peer.publish(video=False, audio=True)
+            if p.get("audio") or p.get("video"):
+                await peer.publish(video=bool(p.get("video")), audio=bool(p.get("audio")), simulcast=False)
         for peer, p in zip(peers, spec["peers"], strict=True):
             if p.get("expect"):
                 await peer.wait_for_tracks(int(p["expect"]), timeout=60)
