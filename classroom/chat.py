@@ -54,12 +54,14 @@ def _sender(participant: Participant | None) -> dict[str, Any] | None:
 
 
 @dataclass
-class Message:
+class Post:
+    """What someone wrote: a chat message or a question."""
+
     id: str
-    sender: Participant | None
-    source: dict[str, Any] | None
-    to: str  # room | classroom | lecturer
-    classroom: str | None  # the sender's, for "classroom" and for a tutor's reach
+    author: Participant | None  # None: the school's system (admin API)
+    source: dict[str, Any] | None  # the author as the others see it
+    to: str
+    classroom: str | None  # the author's: a classroom's chat, and a tutor's reach
     text: str
     at: int
 
@@ -73,10 +75,16 @@ class Message:
             "at": self.at,
         }
 
+    def by_author(self, viewer: Subject) -> bool:
+        return self.author is not None and viewer.identity == self.author.identity
+
+
+@dataclass
+class Message(Post):
+    """To the room, the author's classroom, or the lecturers."""
+
     def reaches(self, viewer: Subject) -> bool:
-        if self.sender is not None and viewer.identity == self.sender.identity:
-            return True
-        if self.to == "room":
+        if self.by_author(viewer) or self.to == "room":
             return True
         if self.to == "classroom":
             return classroom_of(viewer) == self.classroom
@@ -84,34 +92,19 @@ class Message:
 
 
 @dataclass
-class Question:
-    id: str
-    asker: Participant | None
-    source: dict[str, Any] | None
-    to: str  # lecturer | tutor
-    classroom: str | None
-    text: str
-    at: int
+class Question(Post):
+    """To the lecturers or the author's tutor; answered, dismissed or passed up."""
+
     status: str = "open"  # open | answered | dismissed
     answer: str | None = None
     by: dict[str, Any] | None = None  # who answered or dismissed it
 
     def info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "from": self.source,
-            "to": self.to,
-            "classroom": self.classroom,
-            "text": self.text,
-            "at": self.at,
-            "status": self.status,
-            "answer": self.answer,
-            "by": self.by,
-        }
+        return super().info() | {"status": self.status, "answer": self.answer, "by": self.by}
 
     def reaches(self, viewer: Subject) -> bool:
         """The asker, the tutor of its classroom, and the lecturers once it is for them."""
-        if self.asker is not None and viewer.identity == self.asker.identity:
+        if self.by_author(viewer):
             return True
         if viewer.role is Role.TUTOR:
             return self.classroom is not None and classroom_of(viewer) == self.classroom
@@ -147,7 +140,7 @@ class Chat:
         message = next((m for m in self.messages if m.id == message_id), None)
         if message is None or (by is not None and not message.reaches(by)):
             raise ClassroomError("not_found", f"no chat message {message_id!r}")
-        authorize(by, Action.MODERATE_CHAT, message.sender)
+        authorize(by, Action.MODERATE_CHAT, message.author)
         self.messages.remove(message)
         await self._tell(message.reaches, {"type": "chat_deleted", "message": message.id, "by": _sender(by)})
 
@@ -172,7 +165,7 @@ class Chat:
         question = self.questions.get(question_id)
         if question is None or (by is not None and not question.reaches(by)):
             raise ClassroomError("not_found", f"no question {question_id!r}")
-        authorize(by, Action.MODERATE_CHAT, question.asker)
+        authorize(by, Action.MODERATE_CHAT, question.author)
         if action == "forward":
             if question.to == "lecturer":
                 raise ClassroomError("unexpected", "the question is already the lecturer's")

@@ -38,13 +38,20 @@ class RoomMode:
                 "lesson_offline", f"lesson {self.room.name} is in person today: come to your classroom"
             )
 
+    @property
+    def recording(self) -> bool:
+        """Whether the lesson's recording policy records it now: "always", or "online" while online
+        (what the city plans ask for). The recorder follows it."""
+        policy = self.room.options.recording
+        return policy == "always" or (policy == ONLINE and self.mode == ONLINE)
+
     async def switch(self, mode: str, event: dict[str, Any]) -> int:
         """Take `mode` and tell everyone connected (`event`, a "mode" message); how many were told.
         No transport is touched: media flows on as it did."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
-        message = event | {"type": "mode", "mode": mode, "room": self.room.name}
+        message = event | {"type": "mode", "mode": mode, "room": self.room.name, "recording": self.recording}
         told = [p for p in self.room.participants.values() if p.send is not None and p.connected]
         for participant in told:
             await participant.notify(message)

@@ -42,6 +42,17 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def person(claims: Claims, at: int) -> dict[str, Any]:
+    """Someone in a queue (hands, the waiting room), as moderators see it."""
+    return {
+        "identity": claims.identity,
+        "name": claims.name or claims.identity,
+        "role": str(claims.role),
+        "classroom": classroom_of(claims),
+        "at": at,
+    }
+
+
 @dataclass
 class Hand:
     claims: Claims
@@ -49,15 +60,7 @@ class Hand:
     at: int  # Unix milliseconds: the queue is first come, first served
 
     def info(self) -> dict[str, Any]:
-        claims = self.claims
-        return {
-            "identity": claims.identity,
-            "name": claims.name or claims.identity,
-            "role": str(claims.role),
-            "classroom": classroom_of(claims),
-            "sid": self.sid,
-            "at": self.at,
-        }
+        return person(self.claims, self.at) | {"sid": self.sid}
 
 
 @dataclass
@@ -78,13 +81,7 @@ class Waiter:
     position: int = 0
 
     def info(self) -> dict[str, Any]:
-        claims = self.claims
-        return {
-            "identity": claims.identity,
-            "name": claims.name or claims.identity,
-            "role": str(claims.role),
-            "at": self.at,
-        }
+        return person(self.claims, self.at)
 
 
 class Moderation:

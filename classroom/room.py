@@ -74,6 +74,7 @@ class RoomOptions:
     district: str | None = None
     boxes: tuple[str, ...] = ()
     mode: str = "online"
+    recording: str = "never"  # never | always | online: whether the lesson is recorded (RoomMode)
 
 
 class Room:
@@ -667,6 +668,7 @@ class Room:
             "locked": self.moderation.locked,
             "waiting_room": self.options.waiting_room,
             "mode": self.mode.mode,
+            "recording": self.mode.recording,
             "lesson": self.options.lesson,
             "school": self.options.school,
             "district": self.options.district,

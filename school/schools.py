@@ -95,6 +95,7 @@ class Schools:
             district=school.district,
             boxes=tuple(boxes),
             mode=str(lesson.mode or school.mode),
+            recording=str(lesson.recording),
         )
 
     # -- the switchover ----------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class Schools:
         switch_id = "SW_" + secrets.token_urlsafe(9)
         event = {"switch": switch_id, "scope": scope.to_dict(), "by": by}
         in_scope = set(scope.lessons) or {lesson.id for lesson in lessons}
-        told = rooms = 0
+        told = rooms = recording = 0
         for room in list(self.rooms.rooms.values()):
             options = room.options
             if options.lesson is None or room.closed:
@@ -123,6 +124,7 @@ class Schools:
             if options.lesson in in_scope or (not scope.lessons and options.school in schools):
                 rooms += 1
                 told += await room.mode.switch(str(mode), event | {"lesson": options.lesson})
+                recording += room.mode.recording
         told_ms = round((time.monotonic() - started) * 1000, 1)
         audit = {
             "switch": switch_id,
@@ -134,6 +136,7 @@ class Schools:
             "lessons_in_session": len(lessons),
             "rooms_opened": opened,
             "rooms": rooms,
+            "rooms_recording": recording,
             "clients_told": told,
             "told_ms": told_ms,
         }

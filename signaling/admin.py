@@ -142,18 +142,24 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 # -- request parsing ----------------------------------------------------------------------------------
 
 
-async def json_object(request: web.Request, fields: set[str], required: set[str]) -> dict[str, Any]:
-    """The body as a JSON object with only known fields and every required one.
-
-    Unknown fields are refused rather than ignored: a misspelt "max_participant" would otherwise create
-    an unlimited room and nobody would notice until the lesson.
-    """
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (its fields are the caller's to check)."""
     try:
         body = text.parse_json(await request.read())
     except ValueError as exc:
         raise invalid(f"the body must be JSON: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("the body must be a JSON object")
+    return body
+
+
+async def json_object(request: web.Request, fields: set[str], required: set[str]) -> dict[str, Any]:
+    """The body as a JSON object with only known fields and every required one.
+
+    Unknown fields are refused rather than ignored: a misspelt "max_participant" would otherwise create
+    an unlimited room and nobody would notice until the lesson.
+    """
+    body = await json_body(request)
     unknown = sorted(set(body) - fields)
     if unknown:
         raise invalid(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(fields))}")

@@ -21,7 +21,7 @@ from school.schools import NotFound, Schools, Scope
 from school.store import BatchError, InUse
 
 from . import appkeys
-from .admin import PREFIX, endpoint, invalid, json_object, name_field
+from .admin import PREFIX, endpoint, invalid, json_body, json_object, name_field
 
 PLURALS = importer.PLURALS
 KIND_OF = {plural: kind for kind, plural in PLURALS.items()}
@@ -77,12 +77,7 @@ async def get_record(request: web.Request) -> web.Response:
 async def put_record(request: web.Request) -> web.Response:
     """Create or replace one record; its id is the path's."""
     kind, record_id = _kind(request), request.match_info["id"]
-    try:
-        body = text.parse_json(await request.read())
-    except ValueError as exc:
-        raise invalid(f"the body must be JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise invalid("the body must be a JSON object")
+    body = await json_body(request)  # school.model.parse names any field it does not know
     if body.get("id", record_id) != record_id:
         raise invalid(f"the body's id {body['id']!r} is not the path's {record_id!r}")
     store = _schools(request).store

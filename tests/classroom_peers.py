@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -24,11 +24,10 @@ def token(kelian: Server, identity: str, role: str, kind: str, **claims: Any) ->
 
 
 @asynccontextmanager
-async def peers(
-    kelian: Server, *people: tuple[str, str, dict[str, Any]], kind: str
-) -> AsyncIterator[list[Peer]]:
-    """Connected light peers: (identity, role, extra token claims), in order."""
-    made = [Peer(kelian.url, token(kelian, who, role, kind, **extra)) for who, role, extra in people]
+async def connected(kelian: Server, tokens: list[str], **options: Any) -> AsyncIterator[list[Peer]]:
+    """Light peers joined with these tokens, in order (a lesson's roster, say), `options` going to
+    every Peer; closed on the way out."""
+    made = [Peer(kelian.url, t, **options) for t in tokens]
     try:
         for peer in made:
             await peer.connect()
@@ -36,6 +35,13 @@ async def peers(
     finally:
         for peer in made:
             await peer.close()
+
+
+def peers(
+    kelian: Server, *people: tuple[str, str, dict[str, Any]], kind: str
+) -> AbstractAsyncContextManager[list[Peer]]:
+    """Connected light peers: (identity, role, extra token claims), in order."""
+    return connected(kelian, [token(kelian, who, role, kind, **extra) for who, role, extra in people])
 
 
 def room_of(kelian: Server) -> Room:

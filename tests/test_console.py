@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from browser import new_page, save_screenshot_dir
-from classroom_peers import api, events, org, roster
+from classroom_peers import api, connected, events, org, roster
 from kelian_server import API_KEY, API_SECRET, Server, eventually
-
-from loadtest.peer import Peer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Locator, Page
@@ -34,19 +30,6 @@ except ImportError:  # the browser fixture skips every test here, or fails them 
 TABLET = {"width": 768, "height": 1024}
 HEAD = "Head of s1"
 MILLISECONDS = re.compile(r"^\d[\d.,]* ms$")  # the time taken, as the page writes it
-
-
-@asynccontextmanager
-async def connected(kelian: Server, tokens: list[str]) -> AsyncIterator[list[Peer]]:
-    """Light peers joined with the roster's tokens, as the classroom boxes and teacher would be."""
-    peers = [Peer(kelian.url, t) for t in tokens]
-    try:
-        for peer in peers:
-            await peer.connect()
-        yield peers
-    finally:
-        for peer in peers:
-            await peer.close()
 
 
 async def sign_in(page: Page, key: str, secret: str, by: str) -> None:

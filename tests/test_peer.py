@@ -4,15 +4,15 @@ layer choice, keyframe requests, NACKs, speaker detection, and junk from the net
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 import numpy as np
 import pytest
 from av import AudioFrame, VideoFrame
+from classroom_peers import connected
 from kelian_server import Server, eventually
 
 from loadtest.peer import Layer, Peer, PeerError
@@ -25,21 +25,11 @@ LAYERS = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
 SMALL = Layer("", 320, 180, 300_000)
 
 
-@contextlib.asynccontextmanager
-async def peers(kelian: Server, *names: str, **options: Any) -> AsyncIterator[list[Peer]]:
+def peers(kelian: Server, *names: str, **options: Any) -> AbstractAsyncContextManager[list[Peer]]:
     """Connected peers (identity = name, role lecturer for "teacher", else classroom), closed afterwards;
     `options` go to every Peer."""
-    made = [
-        Peer(kelian.url, kelian.token(n, "lecturer" if n == "teacher" else "classroom"), **options)
-        for n in names
-    ]
-    try:
-        for peer in made:
-            await peer.connect()
-        yield made
-    finally:
-        for peer in made:
-            await peer.close()
+    tokens = [kelian.token(n, "lecturer" if n == "teacher" else "classroom") for n in names]
+    return connected(kelian, tokens, **options)
 
 
 def producer_of(kelian: Server, kind: str) -> Producer:

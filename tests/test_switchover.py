@@ -5,26 +5,12 @@ school's lessons online (their rooms open, everyone connected is told, students 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from classroom_peers import api, events, org, roster
+from classroom_peers import api, connected, events, org, roster
 from kelian_server import Server, eventually
 
 from loadtest.peer import Peer, PeerError
-
-
-@asynccontextmanager
-async def connected(kelian: Server, tokens: list[str]) -> AsyncIterator[list[Peer]]:
-    peers = [Peer(kelian.url, t) for t in tokens]
-    try:
-        for peer in peers:
-            await peer.connect()
-        yield peers
-    finally:
-        for peer in peers:
-            await peer.close()
 
 
 async def test_records_through_the_admin_api(kelian: Server) -> None:
@@ -90,6 +76,7 @@ async def test_a_school_goes_online_and_back(kelian: Server) -> None:
         assert status == 200, audit
         assert (audit["mode"], audit["scope"], audit["clients_told"]) == ("online", {"school": "s1"}, 3)
         assert audit["lessons_in_session"] == 1 and audit["by"] == "Head"
+        assert audit["rooms_recording"] == 1, "recorded while online: the lesson's policy"
         for peer in (box_a, box_b, teacher):
             assert await eventually(lambda p=peer: bool(events(p, "mode")))  # type: ignore[misc]
             event = events(peer, "mode")[-1]
@@ -98,6 +85,7 @@ async def test_a_school_goes_online_and_back(kelian: Server) -> None:
                 "s1-maths",
                 audit["switch"],
             )
+            assert event["recording"] is True
         for peer in school_two:
             assert not events(peer, "mode"), "the other school hears nothing"
         packets = box_a.stats()["subscriber"]["connection"]["rtp_in"]
@@ -110,7 +98,7 @@ async def test_a_school_goes_online_and_back(kelian: Server) -> None:
             assert joined["room"]["mode"] == "online"
             await box_b.close()  # one classroom is not back yet when the school goes offline again
             status, back = await api(kelian, "POST", "/switchover", {"school": "s1", "mode": "offline"})
-            assert status == 200 and back["clients_told"] == 3
+            assert status == 200 and back["clients_told"] == 3 and back["rooms_recording"] == 0
             assert await eventually(lambda: bool(events(ann, "mode")))
             assert ann.disconnected is None, "a student stays until its classrooms are back"
             again = Peer(kelian.url, one["box-s1-b"])

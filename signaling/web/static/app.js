@@ -18,7 +18,7 @@
 // #error[data-code] the code of the error shown, tiles carry data-identity, data-role, data-on-stage.
 
 import { KelianError, Room } from "./kelian.js";
-import { initialLanguage, language, setLanguage, setText, setTitle } from "./i18n.js";
+import { hideBanner, initialLanguage, language, setLanguage, setText, setTitle, showBanner } from "./i18n.js";
 import { LECTURE, LessonPanel, MODERATORS } from "./lesson.js";
 
 const $ = (id) => document.getElementById(id);
@@ -153,16 +153,12 @@ function messageOf(err) {
 
 function showError(code, err) {
   const key = KNOWN_ERRORS.has(code) ? `error.${code}` : code.startsWith("error.") ? code : "error.generic";
-  setText(ui.errorText, key, key === "error.generic" || key === "error.dev_token" ? { message: messageOf(err) } : {});
-  ui.error.dataset.code = code;
-  ui.error.hidden = false;
+  const vars = key === "error.generic" || key === "error.dev_token" ? { message: messageOf(err) } : {};
+  showBanner(ui.error, ui.errorText, code, key, vars);
 }
 
 function clearError() {
-  ui.error.hidden = true;
-  delete ui.error.dataset.code;
-  ui.errorText.textContent = "";
-  delete ui.errorText.dataset.i18n;
+  hideBanner(ui.error, ui.errorText);
 }
 
 let noticeTimer = 0;

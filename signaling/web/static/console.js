@@ -17,7 +17,7 @@
 // data-to; #result[data-state] is "busy", "done" or "failed"; #error[data-code]; the audit rows carry
 // data-number and data-switch.
 
-import { initialLanguage, language, setLanguage, setText, setTitle, t } from "./i18n.js";
+import { hideBanner, initialLanguage, language, setLanguage, setText, setTitle, showBanner, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -198,16 +198,11 @@ async function loadOrg() {
 // -- errors ----------------------------------------------------------------------------------------
 
 function showError(code, key, vars = {}) {
-  setText(ui.errorText, key, vars);
-  ui.error.dataset.code = code;
-  ui.error.hidden = false;
+  showBanner(ui.error, ui.errorText, code, key, vars);
 }
 
 function clearError() {
-  ui.error.hidden = true;
-  delete ui.error.dataset.code;
-  ui.errorText.textContent = "";
-  delete ui.errorText.dataset.i18n;
+  hideBanner(ui.error, ui.errorText);
 }
 
 /** Say what went wrong so that the person can act on it; a refused key or secret signs out. */

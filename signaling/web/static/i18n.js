@@ -623,6 +623,20 @@ export function setText(element, key, vars) {
   element.textContent = t(key, vars);
 }
 
+/** An error banner (the page's and the console's): show `key` with the error `code` as a test hook. */
+export function showBanner(banner, textElement, code, key, vars = {}) {
+  setText(textElement, key, vars);
+  banner.dataset.code = code;
+  banner.hidden = false;
+}
+
+export function hideBanner(banner, textElement) {
+  banner.hidden = true;
+  delete banner.dataset.code;
+  textElement.textContent = "";
+  delete textElement.dataset.i18n;
+}
+
 // A title also becomes the accessible name of elements that show no text (icons, signal bars).
 function applyTitle(element, text) {
   element.title = text;
