@@ -94,7 +94,8 @@ def server() -> Iterator[tuple[int, str]]:
     http_port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, KELIAN_API_KEY=API_KEY, KELIAN_API_SECRET=API_SECRET)
     process = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "serve", "--database", ":memory:", "--http-port", str(http_port),
+        [sys.executable, "-m", "signaling", "serve", "--database", ":memory:", "--auto-record", "false",
+         "--http-port", str(http_port),
          "--media-port", str(media_port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -52,6 +52,7 @@ class RoomMode:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         message = event | {"type": "mode", "mode": mode, "room": self.room.name, "recording": self.recording}
+        self.room.tell("mode_changed", **self.room.place(), mode=mode, recording=self.recording)
         told = [p for p in self.room.participants.values() if p.send is not None and p.connected]
         for participant in told:
             await participant.notify(message)

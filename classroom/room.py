@@ -111,6 +111,8 @@ class Room:
         self.chat = Chat(self)
         self.mode = RoomMode(self, self.options.mode)
         self.tell = tell or (lambda event, **fields: None)  # what happened: Rooms.tell, the webhooks
+        # each track as it is published, with its owner: the recorder takes them (recorder.session)
+        self.on_track: list[Callable[[Producer, Participant], None]] = []
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -308,6 +310,8 @@ class Room:
             producer.on_layers.append(functools.partial(self._layers_changed, participant))
             added.append(producer)
         for producer in added:
+            for listener in list(self.on_track):
+                listener(producer, participant)
             message = {"type": "track_published", "track": track_info(producer, participant)}
             await self.broadcast(message, about=participant)
             watchers = [

@@ -18,6 +18,11 @@ from .room import Room, RoomOptions
 from .tokens import Claims
 
 
+def default_recording(kind: str) -> str:
+    """A live lecture is recorded unless a school says otherwise; a class among classrooms is not."""
+    return "always" if kind == "live" else "never"
+
+
 class Rooms:
     """The rooms of this node: created on first join and closed when the last participant leaves, or
     created ahead by the admin API and closed when empty for their ``empty_timeout``."""
@@ -47,7 +52,8 @@ class Rooms:
         names, fusion by default; a room that exists keeps the kind it has)."""
         room = self.rooms.get(name)
         if room is None:
-            options = RoomOptions(empty_timeout=0.0, kind=kind or DEFAULT_KIND)
+            kind = kind or DEFAULT_KIND
+            options = RoomOptions(empty_timeout=0.0, kind=kind, recording=default_recording(kind))
             room = Room(name, self.node, self._empty, options, self.max_audio_streams, self.limits, self.tell)
             self.rooms[name] = room
             self.tell("lesson_started", **room.place())

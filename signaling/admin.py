@@ -32,7 +32,7 @@ from classroom import kinds, text
 from classroom.errors import ClassroomError
 from classroom.participant import Participant
 from classroom.room import Room, RoomOptions
-from classroom.rooms import Rooms
+from classroom.rooms import Rooms, default_recording
 from classroom.tokens import Role, mint
 from sfu.codecs import codec_names
 
@@ -253,7 +253,16 @@ async def create_room(request: web.Request) -> web.Response:
     """Set a room up ahead of its lesson, with a size limit and the school's metadata."""
     body = await json_object(
         request,
-        {"name", "max_participants", "empty_timeout", "metadata", "codecs", "kind", "waiting_room"},
+        {
+            "name",
+            "max_participants",
+            "empty_timeout",
+            "metadata",
+            "codecs",
+            "kind",
+            "waiting_room",
+            "recording",
+        },
         required={"name"},
     )
     name = name_field(body["name"], "name")
@@ -271,7 +280,12 @@ async def create_room(request: web.Request) -> web.Response:
     waiting_room = body.get("waiting_room", False)
     if not isinstance(waiting_room, bool):
         raise invalid(f"waiting_room must be true or false, got {waiting_room!r}")
-    options = RoomOptions(max_participants, float(empty_timeout), metadata, allowed, kind, waiting_room)
+    recording = body.get("recording", default_recording(kind))
+    if recording not in ("never", "always"):
+        raise invalid(f'recording is "never" or "always", got {recording!r}')
+    options = RoomOptions(
+        max_participants, float(empty_timeout), metadata, allowed, kind, waiting_room, recording=recording
+    )
     try:
         room = _rooms(request).create(name, options)
     except ClassroomError:

@@ -13,6 +13,7 @@ from aiohttp import web
 from classroom.errors import ClassroomError
 from classroom.moderation import SETTABLE
 
+from . import appkeys
 from .admin import PREFIX, endpoint, invalid, json_object, name_field, room_of, sessions_of
 
 ROOM = PREFIX + "/rooms/{room}"
@@ -70,6 +71,29 @@ async def set_standby(request: web.Request) -> web.Response:
 async def clear_standby(request: web.Request) -> web.Response:
     room_of(request).clear_standby(None, request.match_info["track"])
     return web.Response(status=204)
+
+
+@endpoint
+async def set_recording(request: web.Request) -> web.Response:
+    """Start recording the room (every track, each into a file of its own), or stop."""
+    room = room_of(request)
+    body = await json_object(request, {"on"}, required={"on"})
+    recordings = request.app[appkeys.RECORDINGS]
+    if _flag(body, "on"):
+        return web.json_response((await recordings.start(room)).info())
+    session = await recordings.stop(room.name)
+    if session is None:
+        raise ClassroomError("not_found", f"room {room.name} is not being recorded")
+    return web.json_response(session.info())
+
+
+@endpoint
+async def recording(request: web.Request) -> web.Response:
+    room = room_of(request)
+    session = request.app[appkeys.RECORDINGS].sessions.get(room.name)
+    if session is None:
+        raise ClassroomError("not_found", f"room {room.name} is not being recorded")
+    return web.json_response(session.info())
 
 
 @endpoint
@@ -180,6 +204,8 @@ def routes() -> list[web.RouteDef]:
         web.post(ROOM + "/stage", stage),
         web.post(ROOM + "/lock", lock),
         web.post(ROOM + "/mute_all", mute_all),
+        web.post(ROOM + "/recording", set_recording),
+        web.get(ROOM + "/recording", recording, allow_head=False),
         web.post(ROOM + "/tracks/{track}/standby", set_standby),
         web.delete(ROOM + "/tracks/{track}/standby", clear_standby),
         web.get(ROOM + "/hands", hands, allow_head=False),

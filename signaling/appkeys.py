@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from classroom.rooms import Rooms
+from recorder.recordings import Recordings
 from school.schools import Schools
 from sfu.node import Node
 
@@ -21,3 +22,4 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 SCHOOLS = web.AppKey("schools", Schools)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+RECORDINGS = web.AppKey("recordings", Recordings)

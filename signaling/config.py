@@ -58,6 +58,9 @@ class Config:
     # The organisation (schools, lessons, modes, the switchover audit): an SQLite file, so that a
     # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
     database: str = "kelian.db"
+    # Where recordings go: a folder per room (recorder.session).
+    recordings: str = "recordings"
+    auto_record: bool = True  # by each room's policy (recorder.recordings); off: the admin API's only
     # Where events are POSTed (signaling.webhooks): lessons, participants, switchovers.
     webhook_urls: tuple[str, ...] = ()
     log_level: str = "info"
@@ -149,6 +152,8 @@ class Config:
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
             database=pick("database", _parse_str, defaults.database),
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
+            recordings=pick("recordings", _parse_str, defaults.recordings),
+            auto_record=pick("auto_record", _parse_bool, defaults.auto_record),
             log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),

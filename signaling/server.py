@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from classroom.limits import RoomLimits
 from classroom.rooms import Rooms
+from recorder.recordings import Recordings
 from school.schools import Schools
 from school.store import SqliteStore
 from sfu.node import Node
@@ -91,7 +92,10 @@ def create_app(config: Config, node: Node) -> web.Application:
         await store.open()
         await hooks.start()
 
+    recordings = app[appkeys.RECORDINGS] = Recordings(rooms, config.recordings, config.auto_record)
+
     async def close_state(app: web.Application) -> None:
+        await recordings.stop_all()
         await hooks.stop()
         await store.close()
 

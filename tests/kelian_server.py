@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -64,21 +65,24 @@ async def running_server(
     """A server with HTTP (and media, unless `media_host` says otherwise) on `host`: loopback, or an
     address in a test's own namespace. `announced` puts another address in its ICE candidate;
     `settings` are other Config fields (limits, say)."""
-    config = Config(
-        http_host=host,
-        http_port=free_tcp_port(),
-        media_host=media_host or host,
-        media_port=media_port,
-        announced_address=announced,
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        **({"database": ":memory:"} | settings),
-    )
-    runner, node = await server.start(config)
-    try:
-        yield Server(f"http://{host}:{config.http_port}", config, node, runner)
-    finally:
-        await server.stop(runner, node)
+    with tempfile.TemporaryDirectory(prefix="kelian-recordings-") as recordings:
+        # nothing kept past the test, and no recorder unless the test asks for one
+        defaults = {"database": ":memory:", "recordings": recordings, "auto_record": False}
+        config = Config(
+            http_host=host,
+            http_port=free_tcp_port(),
+            media_host=media_host or host,
+            media_port=media_port,
+            announced_address=announced,
+            api_key=API_KEY,
+            api_secret=API_SECRET,
+            **(defaults | settings),
+        )
+        runner, node = await server.start(config)
+        try:
+            yield Server(f"http://{host}:{config.http_port}", config, node, runner)
+        finally:
+            await server.stop(runner, node)
 
 
 @dataclass

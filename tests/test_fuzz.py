@@ -410,6 +410,7 @@ class LiveServer:
             api_key=API_KEY,
             api_secret=API_SECRET,
             database=":memory:",
+            auto_record=False,
         )
         self.runner, self.node = self.call(server.start(self.config))
         site = next(iter(self.runner.sites))

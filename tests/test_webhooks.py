@@ -90,6 +90,7 @@ async def test_lessons_participants_and_switchovers_reach_the_school_signed() ->
         assert kinds(events) == [
             "lesson_started",
             "participant_joined",
+            "mode_changed",
             "switchover",
             "participant_left",
             "lesson_started",
@@ -97,7 +98,8 @@ async def test_lessons_participants_and_switchovers_reach_the_school_signed() ->
             "participant_left",
             "lesson_ended",
         ]
-        started, joined, switched, left = events[:4]
+        started, joined, changed, switched, left = events[:5]
+        assert (changed["room"], changed["mode"], changed["recording"]) == ("s1-maths", "online", True)
         assert (started["room"], started["lesson"], started["school"], started["district"]) == (
             "s1-maths",
             "s1-maths",
@@ -114,10 +116,10 @@ async def test_lessons_participants_and_switchovers_reach_the_school_signed() ->
             assert headers["X-Kelian-Signature"] == signature(API_SECRET, body)
             assert headers["X-Kelian-Event"] == json.loads(body)["event"]
         hooks = kelian.runner.app[appkeys.WEBHOOKS]
-        assert await eventually(lambda: hooks.counts["sent"] == 8), "the last answer is counted"
+        assert await eventually(lambda: hooks.counts["sent"] == 9), "the last answer is counted"
         async with aiohttp.ClientSession() as http, http.get(f"{kelian.url}/metrics") as r:
             metrics = await r.text()
-        assert 'kelian_webhooks_total{result="sent"} 8.0' in metrics
+        assert 'kelian_webhooks_total{result="sent"} 9.0' in metrics
         assert 'kelian_switchovers_total{mode="online"} 1.0' in metrics
         assert "kelian_switchover_clients_told_total 1.0" in metrics
 

@@ -1,0 +1,140 @@
+"""A room's recording, seen from the server: a recorder process, a PlainTransport to it, a
+Consumer for every track.
+
+The recorder is a member of the room like any subscriber: its Consumers get the publishers' best
+layer, keyframe requests, retransmissions and sender reports. It runs as a process of its own
+(recorder.process), so that a recorder crash never touches forwarding; if it dies, its transport's
+consent lapses and the session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from classroom.participant import Participant
+from classroom.room import Room
+from sfu.consumer import Consumer
+from sfu.plain_transport import PlainTransport
+from sfu.producer import Producer
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+RECORDED = {"VP8", "opus"}  # H.264 comes with the finishing job's transcoding
+
+
+def safe_name(name: str) -> str:
+    """A name fit for a file name: what tokens allow is wider than what file systems like."""
+    return re.sub(r"[^\w.-]+", "_", name)[:64] or "_"
+
+
+class RecordingSession:
+    def __init__(self, room: Room, directory: Path) -> None:
+        self.room = room
+        self.directory = directory
+        self.started = time.time()
+        self.process: asyncio.subprocess.Process | None = None
+        self.transport: PlainTransport | None = None
+        self.consumers: dict[str, Consumer] = {}  # by track id
+        self.files: list[dict[str, Any]] = []
+        self.stopped = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "recorder", "--dir", str(self.directory),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT)
+        ready = json.loads(line)
+        self.transport = PlainTransport(self.room.node, ("127.0.0.1", int(ready["port"])))
+        self.transport.on_close.append(lambda t: self.stopped.set())
+        self._reader = asyncio.create_task(self._read())
+        self.room.on_track.append(self.add)
+        for owner in list(self.room.participants.values()):
+            for producer in list(owner.producers.values()):
+                self.add(producer, owner)
+
+    def add(self, producer: Producer, owner: Participant) -> None:
+        """Record `producer` from now on (its own file)."""
+        if self.transport is None or producer.id in self.consumers or producer.codec.name not in RECORDED:
+            return
+        consumer = self.room.router.consume(self.transport, producer, str(len(self.consumers)))
+        self.consumers[producer.id] = consumer
+        consumer.on_close.append(lambda c: self._send({"cmd": "end", "ssrc": c.ssrc}))
+        at = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started))
+        name = "-".join(
+            safe_name(part) for part in (at, owner.identity, producer.source or producer.kind, producer.id)
+        )
+        self._send(
+            {
+                "cmd": "track",
+                "ssrc": consumer.ssrc,
+                "track": producer.id,
+                "kind": producer.kind,
+                "codec": producer.codec.name,
+                "clock": producer.codec.clock_rate,
+                "participant": owner.identity,
+                "source": producer.source or producer.kind,
+                "file": name,
+            }
+        )
+
+    def _send(self, command: dict[str, Any]) -> None:
+        process = self.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write((json.dumps(command) + "\n").encode())
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "file":
+                self.files.append(event)
+            elif event.get("event") == "error":
+                log.warning("recorder of %s: %s", self.room.name, event.get("message"))
+        self.stopped.set()
+
+    async def stop(self) -> list[dict[str, Any]]:
+        """End the recording: every file closed; their descriptions."""
+        with contextlib.suppress(ValueError):
+            self.room.on_track.remove(self.add)
+        self._send({"cmd": "stop"})
+        process = self.process
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, STOP_TIMEOUT)
+        if self.transport is not None:
+            self.transport.close("recording stopped")
+        return self.files
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "recording": not self.stopped.is_set(),
+            "started_at": round(self.started, 3),
+            "directory": self.directory.name,
+            "tracks": sorted(self.consumers),
+            "files": self.files,
+        }
