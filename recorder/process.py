@@ -117,6 +117,7 @@ class Recorder(asyncio.DatagramProtocol):
             clock=int(command["clock"]),
             participant=str(command["participant"]),
             source=str(command["source"]),
+            role=str(command.get("role", "")),
         )
         name = Path(str(command["file"])).name  # a name in our directory, never a path elsewhere
         self.tracks[info.ssrc] = TrackFile(info, self.directory / name)

@@ -40,8 +40,9 @@ def safe_name(name: str) -> str:
 class RecordingSession:
     def __init__(self, room: Room, directory: Path) -> None:
         self.room = room
-        self.directory = directory
         self.started = time.time()
+        # a folder of its own: one recording's files, which the finishing job takes together
+        self.directory = directory / time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started))
         self.process: asyncio.subprocess.Process | None = None
         self.transport: PlainTransport | None = None
         self.consumers: dict[str, Consumer] = {}  # by track id
@@ -86,6 +87,7 @@ class RecordingSession:
                 "codec": producer.codec.name,
                 "clock": producer.codec.clock_rate,
                 "participant": owner.identity,
+                "role": str(owner.role),
                 "source": producer.source or producer.kind,
                 "file": name,
             }
@@ -134,7 +136,7 @@ class RecordingSession:
         return {
             "recording": not self.stopped.is_set(),
             "started_at": round(self.started, 3),
-            "directory": self.directory.name,
+            "directory": f"{self.directory.parent.name}/{self.directory.name}",
             "tracks": sorted(self.consumers),
             "files": self.files,
         }

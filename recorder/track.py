@@ -34,6 +34,7 @@ class TrackInfo:
     clock: int
     participant: str
     source: str
+    role: str = ""
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrackFile:
         self.meta = {
             "track": self.info.track,
             "participant": self.info.participant,
+            "role": self.info.role,
             "source": self.info.source,
             "kind": self.info.kind,
             "codec": self.info.codec,

@@ -59,7 +59,7 @@ async def test_a_lesson_is_recorded_track_by_track(recording_server: Server, tmp
     files = {f["file"]: f for f in body["files"]}
     assert len(files) == 3, body["files"]
     for name, meta in files.items():
-        path = tmp_path / "lesson" / name
+        path = tmp_path / body["directory"] / name
         frames, span, size = decoded(path)
         assert frames == meta["frames"] > 0 and meta["holes"] == 0, (name, meta)
         assert abs(span - meta["duration"]) < 0.1, (name, span, meta)
@@ -97,7 +97,7 @@ async def test_a_killed_recorder_leaves_playable_files_and_the_lesson_goes_on(
             lambda: sum(t["frames"] for t in box.stats()["subscriber"]["tracks"].values()) > before + 20
         )
         assert room_of(kelian).find("teacher"), "forwarding never noticed"
-    (path,) = (tmp_path / "lesson").glob("*.mkv")
+    (path,) = (tmp_path / "lesson").glob("*/*.mkv")
     frames, span, size = decoded(path)
     assert frames > 30 and span > 1.0 and size is not None, (frames, span)
 
@@ -116,7 +116,7 @@ async def test_rooms_are_recorded_by_their_policy(tmp_path: Path) -> None:
             await presenter.publish(audio=True, simulcast=False)
             assert await eventually(lambda: "lesson" in recordings.sessions)
             assert await eventually(lambda: len(recordings.sessions["lesson"].consumers) == 2)
-            assert await eventually(lambda: len(list((tmp_path / "lesson").glob("*.mkv"))) == 2)
+            assert await eventually(lambda: len(list((tmp_path / "lesson").glob("*/*.mkv"))) == 2)
         assert await eventually(lambda: "lesson" not in recordings.sessions), "it ends with its room"
         assert await eventually(lambda: bool(finished)), "the webhooks hear of it"
         assert finished[0]["room"] == "lesson" and len(finished[0]["files"]) == 2
