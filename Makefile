@@ -42,7 +42,8 @@ capacity: $(STAMP)
 # The pictures in the README, taken by the browser tests themselves (needs chromium, and a CJK font
 # such as fonts-noto-cjk for the Chinese ones).
 screenshots: $(STAMP)
-	KELIAN_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_web_app.py tests/test_lesson_pages.py tests/test_console.py
+	KELIAN_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_web_app.py tests/test_lesson_pages.py tests/test_console.py \
+		tests/test_library_page.py
 
 # Half an hour of a live lesson with participants coming and going; fails if memory grows (SOAK_ARGS).
 SOAK_ARGS ?=

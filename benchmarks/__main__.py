@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest.report import table
 
-from . import consumer_cost, peer_cost, suite
+from . import consumer_cost, peer_cost, recorder_cost, suite
 
 COLUMNS = [
     ("case", "case"),
@@ -34,6 +34,7 @@ TITLES = {
     "simulcast": "a three-layer publisher (no audio) to 50 subscribers: all large, or mixed thirds",
     "live": "the live preset (720p simulcast and audio, speaker view) to N viewers",
     "lessons": "the three lessons: dual-teacher at 10 and 100 classrooms, fusion of 16, a live room of 300",
+    "recording": "the live preset to 50 viewers with the room recorded (compare the live 50 row)",
 }
 
 
@@ -46,6 +47,10 @@ def main() -> int:
     peer = asyncio.run(peer_cost.run())
     for name, value in peer.items():
         print(f"  {name:<40} {value:8.2f} us")
+    print("\nrecorder (a ~1 Mbit/s VP8 stream to Matroska, in process) and the finishing job (a minute)")
+    recording = recorder_cost.run()
+    for name, figure in recording.items():
+        print(f"  {name:<40} {figure:8g}")
     rows: list[dict[str, Any]] = []
     for name, label, flags in suite.CASES:
         if not rows or rows[-1]["table"] != name:
@@ -63,7 +68,13 @@ def main() -> int:
     print(f"  {switches}")
     print()
     table(sys.stdout, [h for h, _ in COLUMNS], [[r[k] for _, k in COLUMNS] for r in rows])
-    report = {"consumer_cost": cost, "peer_cost": peer, "runs": rows, "layer_switch": switches}
+    report = {
+        "consumer_cost": cost,
+        "peer_cost": peer,
+        "recorder_cost": recording,
+        "runs": rows,
+        "layer_switch": switches,
+    }
     suite.write_results(report)
     return 0
 

@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,10 @@ LESSONS = [
     ("lessons", "fusion, 16 boxes", ["--preset", "fusion", "--boxes", "16"]),
     ("lessons", "live, 300 viewers", ["--preset", "live", "--subscribers", "300"]),
 ]
-CASES = [*FORWARDING, *SIMULCAST, *SCALING, *LESSONS]
+# Forwarding with the room recorded (its recorder a process of its own) against the same case not
+# recorded, the "live, 50" row above: recording must cost forwarding nothing measurable.
+RECORDED = [("recording", "live, 50 viewers, recorded", ["--preset", "live", "--subscribers", "50"])]
+CASES = [*FORWARDING, *SIMULCAST, *SCALING, *LESSONS, *RECORDED]
 
 
 def free_port(kind: socket.SocketKind) -> int:
@@ -89,14 +93,16 @@ def free_port(kind: socket.SocketKind) -> int:
 
 
 @contextlib.contextmanager
-def server() -> Iterator[tuple[int, str]]:
-    """A kelian server in its own process (so /proc counts nothing of the clients): pid and URL."""
+def server(record: bool = False) -> Iterator[tuple[int, str]]:
+    """A kelian server in its own process (so /proc counts nothing of the clients): pid and URL.
+    With `record`, it records its live rooms (as it does by default), into a temporary folder."""
     http_port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, KELIAN_API_KEY=API_KEY, KELIAN_API_SECRET=API_SECRET)
+    media = tempfile.TemporaryDirectory(prefix="kelian-bench-")
     process = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "serve", "--database", ":memory:", "--auto-record", "false",
-         "--http-port", str(http_port),
-         "--media-port", str(media_port), "--log-level", "warning"],
+        [sys.executable, "-m", "signaling", "serve", "--database", ":memory:",
+         "--auto-record", "true" if record else "false", "--recordings", media.name,
+         "--http-port", str(http_port), "--media-port", str(media_port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -110,6 +116,7 @@ def server() -> Iterator[tuple[int, str]]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        media.cleanup()
 
 
 async def _healthy(url: str) -> None:
@@ -185,7 +192,7 @@ def _spread(tracks: list[dict[str, Any]], figure: str, q: str) -> float | None:
 
 
 def run_case(table: str, label: str, flags: list[str]) -> dict[str, Any]:
-    with server() as (pid, url):
+    with server(record=table == "recording") as (pid, url):
         plan = plan_for(url, pid, f"bench-{table}", flags)
         return row(table, label, flags, loadtest_run.run(plan, io.StringIO()))
 

@@ -46,6 +46,7 @@ ERRORS: dict[str, ErrorCode] = {
     "nothing_to_play": ErrorCode(409, "WHEP: nothing is being published (by that participant)"),
     "exists": ErrorCode(409, "a room of that name exists"),
     "in_use": ErrorCode(409, "admin API: a record other records point at (delete or change them first)"),
+    "illegal_step": ErrorCode(409, "a library item's review step its state does not allow"),
     "room_exists": ErrorCode(409, "admin API: a room of that name exists"),
     "invalid_request": ErrorCode(400, "admin API: a body or field it cannot take"),
     "method_not_allowed": ErrorCode(405, "a method the path does not take"),

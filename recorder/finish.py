@@ -131,6 +131,8 @@ def finish(
             vstream.codec_context.options = {"preset": "veryfast", "crf": "23"}
             vstream.codec_context.gop_size = 30 * GOP_SECONDS
             vstream.time_base = fractions.Fraction(1, 90_000)
+            # the encoder counts in 90 kHz too: frames captured a few ms apart never share a tick
+            vstream.codec_context.time_base = fractions.Fraction(1, 90_000)
         if audios:
             astream = mp4.add_stream("aac", rate=RATE, layout="mono")
         if video is not None:
@@ -139,7 +141,7 @@ def finish(
             _mix(audios, t0, duration, mp4, astream, progress)
     finally:
         mp4.close()
-    _to_hls(out / "lesson.mp4", out / "hls")
+    to_hls(out / "lesson.mp4", out / "hls")
     result = {
         "starts_at": round(t0, 6),  # the wall-clock time of the lesson's 0
         "duration": round(duration, 3),
@@ -217,7 +219,7 @@ def _mix(
     container.mux(stream.encode(None))
 
 
-def _to_hls(mp4: Path, folder: Path) -> None:
+def to_hls(mp4: Path, folder: Path) -> None:
     """The MP4's packets, as they are, into MPEG-TS segments and a playlist (no second encoding)."""
     folder.mkdir(exist_ok=True)
     options = {
@@ -243,9 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recorder.finish")
     parser.add_argument("recording", help="a recording's folder")
     parser.add_argument("out", nargs="?", help="where to put the lesson (default: <recording>/finished)")
+    parser.add_argument("--progress", action="store_true", help='print {"progress": x} lines as it goes')
     args = parser.parse_args(argv)
-    result = finish(Path(args.recording), Path(args.out) if args.out else None)
-    print(json.dumps(result))
+    said = [0.0]
+
+    def tell(done: float) -> None:
+        if done - said[0] >= 0.02 or done == 1.0:  # a line every 2%: enough for a progress bar
+            said[0] = done
+            print(json.dumps({"progress": round(done, 3)}), flush=True)
+
+    result = finish(
+        Path(args.recording), Path(args.out) if args.out else None, tell if args.progress else None
+    )
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -9,17 +9,14 @@ slow disk never holds up the event loop that forwards media.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from state.sqlite import SqliteThread
 
 from .model import ORDER, RECORDS, Lesson, Problem, Record, parse, references
-
-T = TypeVar("T")
 
 MAX_AUDITS = 10_000  # the oldest switchover records go past this many
 
@@ -78,32 +75,10 @@ CREATE TABLE IF NOT EXISTS audits (
 """
 
 
-class SqliteStore:
-    """The organisation in one SQLite file (or ":memory:"), on a thread of its own."""
+class SqliteStore(SqliteThread):
+    """The organisation in one SQLite file (or ":memory:")."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kelian-store")
-        self._local = threading.local()
-        self._closed = False
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None)  # we say BEGIN and COMMIT
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut may lose the last commit only
-            db.executescript(_SCHEMA)
-            self._local.db = db
-        return db
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: work(self._db()))
-
-    async def open(self) -> None:
-        """Create the file and its tables now, so that a bad path fails at start, not mid-lesson."""
-        await self._run(lambda db: None)
+    schema = _SCHEMA
 
     async def put(self, records: list[Record]) -> None:
         if records:
@@ -156,21 +131,6 @@ class SqliteStore:
             return [{"number": number, **json.loads(body)} for number, body in rows]
 
         return await self._run(read)
-
-    async def close(self) -> None:
-        """Close the file; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-
-        def shut() -> None:
-            db: sqlite3.Connection | None = getattr(self._local, "db", None)
-            if db is not None:
-                db.close()
-                self._local.db = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
 
 
 def _record(kind: str, body: str) -> Record:

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from classroom.rooms import Rooms
+from library.library import Library
 from recorder.recordings import Recordings
 from school.schools import Schools
 from sfu.node import Node
@@ -23,3 +24,4 @@ SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 SCHOOLS = web.AppKey("schools", Schools)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RECORDINGS = web.AppKey("recordings", Recordings)
+LIBRARY = web.AppKey("library", Library)

@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"
     )
     serve.add_argument("--webhook-urls", help="where to POST events, comma-separated (KELIAN_WEBHOOK_URLS)")
+    serve.add_argument("--recordings", help="where recordings go (KELIAN_RECORDINGS, media/recordings)")
+    serve.add_argument("--library", help="where the library's lessons go (KELIAN_LIBRARY, media/library)")
+    serve.add_argument(
+        "--auto-record", help="record rooms by their policy: true or false (KELIAN_AUTO_RECORD, true)"
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error (KELIAN_LOG_LEVEL, info)")
     serve.add_argument("--log-format", help="text or json (KELIAN_LOG_FORMAT, text)")
     serve.add_argument(

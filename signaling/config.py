@@ -59,8 +59,9 @@ class Config:
     # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
     database: str = "kelian.db"
     # Where recordings go: a folder per room (recorder.session).
-    recordings: str = "recordings"
+    recordings: str = "media/recordings"
     auto_record: bool = True  # by each room's policy (recorder.recordings); off: the admin API's only
+    library: str = "media/library"  # the library's media: a folder per item (library.library)
     # Where events are POSTed (signaling.webhooks): lessons, participants, switchovers.
     webhook_urls: tuple[str, ...] = ()
     log_level: str = "info"
@@ -154,6 +155,7 @@ class Config:
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
             recordings=pick("recordings", _parse_str, defaults.recordings),
             auto_record=pick("auto_record", _parse_bool, defaults.auto_record),
+            library=pick("library", _parse_str, defaults.library),
             log_level=pick("log_level", _choice(LOG_LEVELS), defaults.log_level),
             log_format=pick("log_format", _choice(LOG_FORMATS), defaults.log_format),
             max_bitrate=pick("max_bitrate", _parse_bitrate, defaults.max_bitrate),

@@ -418,6 +418,20 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
         }
     },
+    "/library": {
+        "get": {
+            "tags": ["web"],
+            "summary": "The air-classroom library",
+            "description": (
+                "Open `/library?token=TOKEN` with a join token to browse and play the library's "
+                "published lessons and micro-lessons (a teacher's token shows drafts too) on a phone, a "
+                "computer or, with `&layout=tv`, a TV driven by its remote. A reviewer signs in with the "
+                "API key and secret instead: items by status, the catalogue, the review steps, filing a "
+                "recording and cutting micro-lessons, through the admin API (`/api/v1/library...`)."
+            ),
+            "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
+        }
+    },
     "/static/{path}": {
         "get": {
             "tags": ["web"],
@@ -946,6 +960,150 @@ def _school_paths() -> dict[str, dict[str, Any]]:
 PATHS.update(_school_paths())
 
 
+def _library_paths() -> dict[str, dict[str, Any]]:
+    """The library (signaling/admin_library.py): catalogue, review, micro-lessons; playback."""
+    string, number, boolean = {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+    item = {"type": "object", "description": "A library item: library/model.py Item."}
+    catalogue = {
+        "title": string,
+        "stage": {"type": "string", "enum": ["primary", "junior", "senior"]},
+        "grade": string,
+        "subject": string,
+        "teacher": string,
+        "school": string,
+        "date": {"type": "string", "description": "YYYY-MM-DD"},
+        "tags": {"type": "array", "items": string},
+    }
+    item_id = _path_param("item", "Library item id, e.g. LI_x3k...")
+    missing = _error("No such item (or recording).")
+    query = [
+        {"name": name, "in": "query", "required": False, "schema": string}
+        for name in ("status", "kind", "stage", "grade", "subject", "teacher", "school", "date", "q")
+    ] + [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "integer"}}
+        for name in ("limit", "offset")
+    ]
+    listed = _json({"type": "object", "properties": {"items": {"type": "array", "items": item}}}, "Items.")
+    people = {
+        "tags": ["library"],
+        "security": [{"bearerToken": []}],
+    }
+    return {
+        "/api/v1/library": {
+            "get": _admin(
+                "Search the library",
+                "By catalogue field and words of title and tags.",
+                {"200": listed, "400": BAD_REQUEST},
+                parameters=query,
+            ),
+            "post": _admin(
+                "File a recording",
+                "Starts the finishing job (MP4, HLS, poster); the item is `finishing` with a `progress`, then"
+                " a `draft` (or `failed` with a `reason`).",
+                {"202": _json(item, "The item, finishing."), "400": BAD_REQUEST, "404": missing},
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["recording", "title"],
+                        "properties": {"recording": string} | catalogue,
+                    }
+                ),
+            ),
+        },
+        "/api/v1/library/{item}": {
+            "get": _admin(
+                "Get an item",
+                "Its catalogue, status and progress.",
+                {"200": _json(item, "The item."), "404": missing},
+                parameters=[item_id],
+            ),
+            "patch": _admin(
+                "Edit an item's catalogue",
+                "Only the fields given change.",
+                {"200": _json(item, "The item."), "400": BAD_REQUEST, "404": missing},
+                parameters=[item_id],
+                requestBody=_body({"type": "object", "properties": catalogue}),
+            ),
+        },
+        "/api/v1/library/{item}/review": {
+            "post": _admin(
+                "A review step",
+                "submit (draft or rejected to in review), publish or reject (in review; a rejection needs a"
+                " reason; both name the reviewer), withdraw (back to draft).",
+                {
+                    "200": _json(item, "The item."),
+                    "404": missing,
+                    "409": _error("A step its state does not allow (`illegal_step`)."),
+                },
+                parameters=[item_id],
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["action"],
+                        "properties": {
+                            "action": {"type": "string", "enum": ["submit", "publish", "reject", "withdraw"]},
+                            "reviewer": string,
+                            "reason": string,
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/v1/library/{item}/micro": {
+            "post": _admin(
+                "Cut a micro-lesson",
+                "At most five minutes of a finished lesson, at keyframes without re-encoding or, with"
+                " `exact`, re-encoded to the frame; its own item (a draft), linked to its lesson.",
+                {"201": _json(item, "The micro-lesson."), "400": BAD_REQUEST, "404": missing},
+                parameters=[item_id],
+                requestBody=_body(
+                    {
+                        "type": "object",
+                        "required": ["start", "end", "title"],
+                        "properties": {"start": number, "end": number, "exact": boolean} | catalogue,
+                    }
+                ),
+            )
+        },
+        "/api/v1/recordings": {
+            "get": _admin(
+                "The recordings on disk",
+                "Newest first: each recording's `recording` (what POST /api/v1/library files), its room,"
+                " its tracks, and whether a lesson was made of it already.",
+                {"200": _json({"type": "object"}, "The recordings.")},
+            )
+        },
+        "/library/items": {
+            "get": people
+            | {
+                "summary": "The items the asker may see",
+                "description": "With a join token (Bearer or ?token=): published items for students and"
+                " viewers, every finished item for teachers.",
+                "parameters": query,
+                "responses": {"200": listed, "401": _error("No token, or one that does not verify.")},
+            }
+        },
+        "/library/{item}/{name}": {
+            "get": people
+            | {
+                "summary": "Play an item",
+                "description": "lesson.mp4 (HTTP range requests), poster.jpg, hls/index.m3u8 and its"
+                " segments; students and viewers only published items.",
+                "parameters": [item_id, _path_param("name", "lesson.mp4, poster.jpg, hls/...")],
+                "responses": {
+                    "200": {"description": "The file."},
+                    "206": {"description": "The range asked for."},
+                    "401": _error("No token, or one that does not verify."),
+                    "404": _error("No such file, or not for this viewer."),
+                },
+            }
+        },
+    }
+
+
+PATHS.update(_library_paths())
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -962,6 +1120,7 @@ DOCUMENT: dict[str, Any] = {
         {"name": "whip-whep", "description": "Publish and play with one HTTP request (Bearer token)."},
         {"name": "web", "description": "The browser app."},
         {"name": "operations", "description": "Health, metrics and this document."},
+        {"name": "library", "description": "Recorded lessons and micro-lessons, for people (join token)."},
     ],
     "paths": PATHS,
     "components": {

@@ -16,12 +16,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from classroom.limits import RoomLimits
 from classroom.rooms import Rooms
+from library.library import Library
+from library.store import LibraryStore
 from recorder.recordings import Recordings
 from school.schools import Schools
 from school.store import SqliteStore
 from sfu.node import Node
 
-from . import admin, admin_lesson, admin_school, appkeys, devtoken, logs, metrics, openapi, whip, ws
+from . import (
+    admin,
+    admin_lesson,
+    admin_library,
+    admin_school,
+    appkeys,
+    devtoken,
+    logs,
+    metrics,
+    openapi,
+    whip,
+    ws,
+)
 from .config import Config
 from .limits import ConnectionGate
 from .webhooks import Webhooks
@@ -70,6 +84,13 @@ async def console(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB / "console.html")
 
 
+async def library_page(request: web.Request) -> web.FileResponse:
+    """The air-classroom library: a static page like the console. Students, teachers and TVs come
+    with a join token in the link and play through /library/...; reviewers sign in with the API key
+    and secret and call the admin API, so the page itself needs no authentication."""
+    return web.FileResponse(WEB / "library.html")
+
+
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
     limits = RoomLimits(max_participants=config.max_participants, max_tracks=config.max_tracks)
@@ -90,12 +111,17 @@ def create_app(config: Config, node: Node) -> web.Application:
 
     async def open_state(app: web.Application) -> None:
         await store.open()
+        await shelves.open()
         await hooks.start()
 
     recordings = app[appkeys.RECORDINGS] = Recordings(rooms, config.recordings, config.auto_record)
+    shelves = LibraryStore(config.database)
+    library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
 
     async def close_state(app: web.Application) -> None:
         await recordings.stop_all()
+        await library.close()
+        await shelves.close()
         await hooks.stop()
         await store.close()
 
@@ -107,6 +133,7 @@ def create_app(config: Config, node: Node) -> web.Application:
         [
             web.get("/", index),
             web.get("/console", console),
+            web.get("/library", library_page),
             web.get("/healthz", healthz),
             web.get("/metrics", metrics_endpoint),
             web.get("/ws", ws.websocket),
@@ -114,6 +141,7 @@ def create_app(config: Config, node: Node) -> web.Application:
             *admin.routes(),
             *admin_lesson.routes(),
             *admin_school.routes(),
+            *admin_library.routes(),
             *openapi.routes(),
             *devtoken.routes(),
         ]

@@ -65,9 +65,14 @@ async def running_server(
     """A server with HTTP (and media, unless `media_host` says otherwise) on `host`: loopback, or an
     address in a test's own namespace. `announced` puts another address in its ICE candidate;
     `settings` are other Config fields (limits, say)."""
-    with tempfile.TemporaryDirectory(prefix="kelian-recordings-") as recordings:
+    with tempfile.TemporaryDirectory(prefix="kelian-media-") as media:
         # nothing kept past the test, and no recorder unless the test asks for one
-        defaults = {"database": ":memory:", "recordings": recordings, "auto_record": False}
+        defaults = {
+            "database": ":memory:",
+            "recordings": f"{media}/recordings",
+            "library": f"{media}/library",
+            "auto_record": False,
+        }
         config = Config(
             http_host=host,
             http_port=free_tcp_port(),

@@ -233,3 +233,13 @@ def test_text_logs_show_extras_and_setup_is_idempotent(restore_logging: None) ->
     logging.getLogger("kelian.test").info("hello", extra={"room": "r1"})
     assert stream.getvalue().count("hello") == 1
     assert "room=r1" in stream.getvalue()
+
+
+def test_serve_takes_the_media_and_recording_settings(
+    creds: None, fake_server: FakeServer, restore_logging: None
+) -> None:
+    args = ["serve", "--recordings", "/srv/rec", "--library", "/srv/lib", "--auto-record", "false"]
+    assert main([*args, "--database", ":memory:", "--webhook-urls", "http://127.0.0.1:9/hook"]) == 0
+    [config] = fake_server.configs
+    assert (config.recordings, config.library, config.auto_record) == ("/srv/rec", "/srv/lib", False)
+    assert config.database == ":memory:" and config.webhook_urls == ("http://127.0.0.1:9/hook",)

@@ -1,0 +1,1 @@
+"""The air-classroom library: recorded lessons and micro-lessons, catalogued, reviewed, played."""

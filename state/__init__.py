@@ -1,0 +1,1 @@
+"""Persistent state, embedded by default: an SQLite file that needs nothing installed."""
