@@ -6,6 +6,7 @@ all work on what a classroom would record, not on a synthetic file."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,18 +59,30 @@ async def recording(tmp_path: Path, camera: type[Flashing] = Flashing) -> AsyncI
     async with running_server(
         "127.0.0.1", recordings=str(tmp_path / "rec"), library=str(tmp_path / "lib")
     ) as kelian:
-        teacher = Client(kelian.url, kelian.token("teacher", "lecturer"))
-        try:
-            await teacher.connect()
-            await teacher.publish(camera(), Beeping())
-            await asyncio.sleep(0.5)
-            await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
-            await asyncio.sleep(RECORDED_SECONDS)
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
-            assert status == 200
-        finally:
-            await teacher.close()
+        body, _, _ = await record(kelian, camera())
         yield kelian, body["directory"]
+
+
+async def record(
+    kelian: Server, camera: Flashing, seconds: float = RECORDED_SECONDS
+) -> tuple[dict[str, Any], float, float]:
+    """A teacher publishes `camera` and a beeping microphone; `seconds` of it are recorded. The
+    recording as the admin API describes it once stopped, and when it started and stopped."""
+    teacher = Client(kelian.url, kelian.token("teacher", "lecturer"))
+    try:
+        await teacher.connect()
+        await teacher.publish(camera, Beeping())
+        await asyncio.sleep(0.5)
+        status, _ = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+        assert status == 200
+        started = time.time()
+        await asyncio.sleep(seconds)
+        stopped = time.time()
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+        assert status == 200
+    finally:
+        await teacher.close()
+    return body, started, stopped
 
 
 async def fetch(

@@ -5,38 +5,24 @@ files span the recorded time."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 
 import av
-from classroom_peers import api
 from kelian_server import running_server
-from sync_media import SECONDS, Beeping, Flashing, beeps, flashes
+from library_lessons import record
+from sync_media import SECONDS, Flashing, beeps, flashes
 
 from recorder.finish import finish
-from signaling.client import Client, use_loopback_candidates
+from signaling.client import use_loopback_candidates
 
 
 async def test_flashes_and_beeps_line_up_in_the_recording(tmp_path: Path) -> None:
     use_loopback_candidates()
     async with running_server("127.0.0.1", recordings=str(tmp_path)) as kelian:
-        teacher = Client(kelian.url, kelian.token("teacher", "lecturer"))
-        try:
-            await teacher.connect()
-            camera = Flashing()
-            await teacher.publish(camera, Beeping())
-            await asyncio.sleep(1)
-            status, _ = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
-            assert status == 200
-            started = time.time()
-            await asyncio.sleep(SECONDS)
-            stopped = time.time()
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
-            recorded = stopped - started
-        finally:
-            await teacher.close()
+        camera = Flashing()
+        body, started, stopped = await record(kelian, camera, SECONDS)
+    recorded = stopped - started
     files = {f["kind"]: f for f in body["files"]}
     video, audio = files["video"], files["audio"]
     folder = tmp_path / body["directory"]
@@ -61,17 +47,8 @@ async def test_a_finished_lesson_plays_as_mp4_and_hls_in_sync(tmp_path: Path) ->
     starts with its index and in HLS segments, a poster; the flashes and beeps still line up."""
     use_loopback_candidates()
     async with running_server("127.0.0.1", recordings=str(tmp_path)) as kelian:
-        teacher = Client(kelian.url, kelian.token("teacher", "lecturer"))
-        try:
-            await teacher.connect()
-            camera = Flashing()
-            await teacher.publish(camera, Beeping())
-            await asyncio.sleep(1)
-            await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
-            await asyncio.sleep(SECONDS)
-            _status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
-        finally:
-            await teacher.close()
+        camera = Flashing()
+        body, _, _ = await record(kelian, camera, SECONDS)
     progress: list[float] = []
     result = finish(tmp_path / body["directory"], tmp_path / "out", progress.append)
     assert progress[-1] == 1.0 and progress == sorted(progress)

@@ -17,7 +17,18 @@
 // data-to; #result[data-state] is "busy", "done" or "failed"; #error[data-code]; the audit rows carry
 // data-number and data-switch.
 
-import { hideBanner, initialLanguage, language, setLanguage, setText, setTitle, showBanner, t } from "./i18n.js";
+import { adminCall, ApiError, signInForm, store, stored } from "./adminapi.js";
+import {
+  hideBanner,
+  initialLanguage,
+  language,
+  locale,
+  setLanguage,
+  setText,
+  setTitle,
+  showBanner,
+  t,
+} from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -66,7 +77,6 @@ const ui = {
   modeTemplate: $("mode-template"),
 };
 
-const API = "api/v1";
 const STORE = { key: "kelian.console.key", secret: "kelian.console.secret", by: "kelian.console.by" };
 const MODES = ["online", "offline"];
 const REFRESH_MS = 30_000; // lessons begin and end, people join: the tree is read again this often
@@ -75,13 +85,6 @@ const AUDIT_ROWS = 50;
 const CLOCK_SKEW_S = 5; // below this, the server's Date header (whole seconds) is no better than ours
 const SCOPE_LESSONS_SHOWN = 3; // a switch of many lessons names the first few in the audit log
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 const state = {
   credentials: null, // { key, secret } once the server accepted them
@@ -96,32 +99,7 @@ const state = {
   result: null, // { state, target, audit?, error? }: what #result shows
 };
 
-// -- storage: this tab only ------------------------------------------------------------------------
-
-function stored(key) {
-  try {
-    return sessionStorage.getItem(key) || "";
-  } catch {
-    return "";
-  }
-}
-
-function store(key, value) {
-  try {
-    if (value) sessionStorage.setItem(key, value);
-    else sessionStorage.removeItem(key);
-  } catch {
-    // storage disabled: the sign-in lasts until the page is reloaded
-  }
-}
-
 // -- the admin API ---------------------------------------------------------------------------------
-
-function basic({ key, secret }) {
-  // btoa takes Latin-1 only; a key or secret may be any UTF-8 (RFC 7617's charset)
-  const bytes = new TextEncoder().encode(`${key}:${secret}`);
-  return "Basic " + btoa(String.fromCharCode(...bytes));
-}
 
 function noteServerClock(response) {
   const date = Date.parse(response.headers.get("Date") || "");
@@ -134,34 +112,8 @@ function serverNow() {
   return (Date.now() + state.clockOffsetMs) / 1000;
 }
 
-async function request(method, path, body) {
-  if (!state.credentials) throw new ApiError(401, "unauthorized", "not signed in");
-  const headers = { Authorization: basic(state.credentials), Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(`${API}/${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit", // no browser login prompt on a 401: the page says what to do
-      cache: "no-store",
-    });
-  } catch (err) {
-    throw new ApiError(0, "network", String((err && err.message) || err));
-  }
-  noteServerClock(response);
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null; // a proxy's HTML error page, say
-  }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || response.statusText);
-  }
-  return data;
+function request(method, path, body) {
+  return adminCall(state.credentials, method, path, body, noteServerClock);
 }
 
 /** Run `work` on every item, at most `limit` at once. */
@@ -227,10 +179,6 @@ function handleError(err) {
 }
 
 // -- formats ---------------------------------------------------------------------------------------
-
-function locale() {
-  return language() === "zh" ? "zh-CN" : "en";
-}
 
 function number(value) {
   return new Intl.NumberFormat(locale()).format(value);
@@ -705,33 +653,26 @@ function showWho() {
 async function signIn(event) {
   event.preventDefault();
   clearError();
-  const key = ui.key.value.trim();
-  const secret = ui.secret.value;
-  const by = ui.by.value.trim();
-  if (!key || !secret) {
-    showError("need_credentials", "console.error.need_credentials");
-    (key ? ui.secret : ui.key).focus();
-    return;
-  }
-  if (!by) {
-    showError("need_by", "console.error.need_by");
-    ui.by.focus();
-    return;
-  }
-  ui.signin.disabled = true;
-  ui.checking.hidden = false;
-  state.credentials = { key, secret };
-  try {
-    await request("GET", "districts"); // the cheapest call that needs the key and secret
-  } catch (err) {
-    state.credentials = null;
-    handleError(err);
-    if (err.status === 401) ui.secret.value = "";
-    return;
-  } finally {
-    ui.signin.disabled = false;
-    ui.checking.hidden = true;
-  }
+  const signed = await signInForm({
+    key: ui.key,
+    secret: ui.secret,
+    name: ui.by,
+    nameError: ["need_by", "console.error.need_by"],
+    button: ui.signin,
+    busy: ui.checking,
+    showError,
+    handleError: (err) => {
+      state.credentials = null;
+      handleError(err);
+    },
+    check: (credentials) => {
+      state.credentials = credentials;
+      return request("GET", "districts"); // the cheapest call that needs the key and secret
+    },
+  });
+  if (!signed) return;
+  const { key, secret } = signed.credentials;
+  const by = signed.name;
   store(STORE.key, key);
   store(STORE.secret, secret);
   store(STORE.by, by);

@@ -926,6 +926,11 @@ export function language() {
 }
 
 /** The text for `key` in the current language, with {name} placeholders filled from `vars`. */
+/** The BCP 47 locale of the current language, for dates and numbers (Intl). */
+export function locale() {
+  return language() === "zh" ? "zh-CN" : "en";
+}
+
 export function t(key, vars = {}) {
   const text = dictionaries[current][key] ?? dictionaries.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (match, name) => (name in vars ? String(vars[name]) : match));

@@ -26,7 +26,18 @@
 // [data-preferred] what the page chose first; [data-fallback="hls"] when HLS failed and the MP4
 // took over; #error[data-code].
 
-import { hideBanner, initialLanguage, language, setLanguage, setText, setTitle, showBanner, t } from "./i18n.js";
+import { adminCall, ApiError, call, signInForm, store, stored } from "./adminapi.js";
+import {
+  hideBanner,
+  initialLanguage,
+  language,
+  locale,
+  setLanguage,
+  setText,
+  setTitle,
+  showBanner,
+  t,
+} from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,7 +64,6 @@ const ui = Object.fromEntries(
   ].map((id) => [id.replace(/-(\w)/g, (_, c) => c.toUpperCase()), $(id)])
 );
 
-const API = "api/v1";
 const HLS_TYPE = "application/vnd.apple.mpegurl";
 const STORE = {
   token: "kelian.library.token",
@@ -90,13 +100,6 @@ const SEEK_S = 10; // a remote's left and right in the player
 const PLAY_TOKEN_TTL = 3600;
 const PLAY_TOKEN_MARGIN_S = 120; // a new one this long before the old one expires
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
 
 const state = {
   mode: null, // "token" (people with a join token) or "review"
@@ -121,64 +124,18 @@ const state = {
   refreshTimer: 0,
 };
 
-// -- storage: this tab only ------------------------------------------------------------------------
-
-function stored(key) {
-  try {
-    return sessionStorage.getItem(key) || "";
-  } catch {
-    return "";
-  }
-}
-
-function store(key, value) {
-  try {
-    if (value) sessionStorage.setItem(key, value);
-    else sessionStorage.removeItem(key);
-  } catch {
-    // storage disabled: it lasts until the page is reloaded
-  }
-}
-
 // -- requests --------------------------------------------------------------------------------------
 
-async function call(url, options) {
-  let response;
-  try {
-    response = await fetch(url, { credentials: "omit", cache: "no-store", ...options });
-  } catch (err) {
-    throw new ApiError(0, "network", String((err && err.message) || err));
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null; // a proxy's HTML error page, say
-  }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || response.statusText);
-  }
-  return data;
-}
 
 /** What the join token may see: GET library/... with it as Bearer. */
 function people(path) {
   return call(`library/${path}`, { headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" } });
 }
 
-function basic({ key, secret }) {
-  // btoa takes Latin-1 only; a key or secret may be any UTF-8 (RFC 7617's charset)
-  const bytes = new TextEncoder().encode(`${key}:${secret}`);
-  return "Basic " + btoa(String.fromCharCode(...bytes));
-}
 
 /** The admin API with the reviewer's key and secret. */
 function admin(method, path, body) {
-  if (!state.credentials) return Promise.reject(new ApiError(401, "unauthorized", "not signed in"));
-  const headers = { Authorization: basic(state.credentials), Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  return call(`${API}/${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return adminCall(state.credentials, method, path, body);
 }
 
 /** An item's file (lesson.mp4, poster.jpg, hls/index.m3u8) with a token in its URL. */
@@ -246,10 +203,6 @@ function handleError(err) {
 }
 
 // -- formats ---------------------------------------------------------------------------------------
-
-function locale() {
-  return language() === "zh" ? "zh-CN" : "en";
-}
 
 function duration(seconds) {
   const s = Math.max(0, Math.round(Number(seconds) || 0));
@@ -694,35 +647,28 @@ async function copyLink() {
 async function signIn(event) {
   event.preventDefault();
   clearError();
-  const key = ui.apiKey.value.trim();
-  const secret = ui.apiSecret.value;
-  const reviewer = ui.reviewer.value.trim();
-  if (!key || !secret) {
-    showError("need_credentials", "console.error.need_credentials");
-    (key ? ui.apiSecret : ui.apiKey).focus();
-    return;
-  }
-  if (!reviewer) {
-    showError("need_reviewer", "library.error.need_reviewer");
-    ui.reviewer.focus();
-    return;
-  }
-  ui.signin.disabled = true;
-  ui.checking.hidden = false;
-  state.credentials = { key, secret };
-  state.mode = "review";
-  try {
-    await admin("GET", "library?limit=1"); // the cheapest call that needs the key and secret
-  } catch (err) {
-    handleError(err);
-    state.credentials = null;
-    state.mode = null;
-    if (err.status === 401) ui.apiSecret.value = "";
-    return;
-  } finally {
-    ui.signin.disabled = false;
-    ui.checking.hidden = true;
-  }
+  const signed = await signInForm({
+    key: ui.apiKey,
+    secret: ui.apiSecret,
+    name: ui.reviewer,
+    nameError: ["need_reviewer", "library.error.need_reviewer"],
+    button: ui.signin,
+    busy: ui.checking,
+    showError,
+    handleError: (err) => {
+      handleError(err);
+      state.credentials = null;
+      state.mode = null;
+    },
+    check: (credentials) => {
+      state.credentials = credentials;
+      state.mode = "review";
+      return admin("GET", "library?limit=1"); // the cheapest call that needs the key and secret
+    },
+  });
+  if (!signed) return;
+  const { key, secret } = signed.credentials;
+  const reviewer = signed.name;
   store(STORE.key, key);
   store(STORE.secret, secret);
   store(STORE.reviewer, reviewer);
