@@ -64,11 +64,22 @@ def tracks_of(directory: Path) -> list[Track]:
     return found
 
 
-def main_video(tracks: list[Track]) -> Track | None:
+def main_video(tracks: list[Track]) -> list[Track]:
+    """The files of the main video, in time order: the lecturer's camera (else the video with the
+    most recorded time), all its files: a camera that left and came back is one file a visit."""
     videos = [t for t in tracks if t.meta["kind"] == "video"]
     lecturer = [t for t in videos if t.meta.get("role") == "lecturer" and t.meta.get("source") == "camera"]
     pool = lecturer or videos
-    return max(pool, key=lambda t: t.end - t.start) if pool else None
+    if not pool:
+        return []
+    spans: dict[tuple[str, str], float] = {}
+    for t in pool:
+        key = (t.meta["participant"], t.meta["source"])
+        spans[key] = spans.get(key, 0.0) + t.end - t.start
+    chosen = max(spans, key=lambda k: spans[k])
+    return sorted(
+        (t for t in pool if (t.meta["participant"], t.meta["source"]) == chosen), key=lambda t: t.start
+    )
 
 
 def _audio(track: Track, t0: float) -> Iterator[tuple[int, np.ndarray]]:
@@ -112,21 +123,20 @@ def finish(
     out = out or directory / "finished"
     out.mkdir(parents=True, exist_ok=True)
     tracks = tracks_of(directory)
-    video = main_video(tracks)
+    videos = main_video(tracks)
     audios = [t for t in tracks if t.meta["kind"] == "audio"]
-    if video is None and not audios:
+    if not videos and not audios:
         raise ValueError(f"no recorded track in {directory}")
-    used = [video] if video else []
-    used += audios
+    used = videos + audios
     t0 = min(t.start for t in used)
     duration = max(t.end for t in used) - t0
     mp4 = av.open(str(out / "lesson.mp4"), "w", format="mp4", options={"movflags": "+faststart"})
     poster_written = False
     try:
         vstream = astream = None  # every stream before the first packet: the muxer writes its header then
-        if video is not None:
+        if videos:
             vstream = mp4.add_stream("libx264", rate=30)
-            vstream.width, vstream.height = _video_size(video)
+            vstream.width, vstream.height = _video_size(videos[0])
             vstream.pix_fmt = "yuv420p"
             vstream.codec_context.options = {"preset": "veryfast", "crf": "23"}
             vstream.codec_context.gop_size = 30 * GOP_SECONDS
@@ -135,8 +145,8 @@ def finish(
             vstream.codec_context.time_base = fractions.Fraction(1, 90_000)
         if audios:
             astream = mp4.add_stream("aac", rate=RATE, layout="mono")
-        if video is not None:
-            poster_written = _video(video, t0, duration, mp4, vstream, out / "poster.jpg", progress)
+        if videos:
+            poster_written = _video(videos, t0, duration, mp4, vstream, out / "poster.jpg", progress)
         if audios:
             _mix(audios, t0, duration, mp4, astream, progress)
     finally:
@@ -148,7 +158,7 @@ def finish(
         "mp4": "lesson.mp4",
         "hls": "hls/index.m3u8",
         "poster": "poster.jpg" if poster_written else None,
-        "video": video.meta["file"] if video else None,
+        "video": [t.meta["file"] for t in videos],
         "audio": [t.meta["file"] for t in audios],
     }
     (out / "finished.json").write_text(json.dumps(result, indent=1))
@@ -165,7 +175,7 @@ def _video_size(track: Track) -> tuple[int, int]:
 
 
 def _video(
-    track: Track,
+    tracks: list[Track],
     t0: float,
     duration: float,
     container: Any,
@@ -173,29 +183,31 @@ def _video(
     poster: Path,
     progress: Callable[[float], None] | None,
 ) -> bool:
-    """Transcode the main video; whether a poster was taken."""
+    """Transcode the main video, file after file on the lesson's timeline (a gap between them
+    holds the last picture); whether a poster was taken."""
     width, height = stream.width, stream.height
-    offset = track.start - t0
     poster_due, poster_taken, last_pts = duration * POSTER_AT, False, -1
-    with av.open(str(track.path)) as source:
-        for frame in source.decode(video=0):
-            if frame.time is None:
-                continue
-            at = offset + frame.time
-            pts = round(at * 90_000)
-            if pts <= last_pts:
-                continue
-            last_pts = pts
-            if (frame.width, frame.height) != (width, height):  # a layer switch: scale to the file's
-                frame = frame.reformat(width=width, height=height)
-            if not poster_taken and at >= poster_due:
-                frame.to_image().save(poster, quality=85)
-                poster_taken = True
-            frame.pts, frame.time_base = pts, fractions.Fraction(1, 90_000)
-            container.mux(stream.encode(frame))
-            if progress is not None and duration > 0:
-                progress(min(0.5, 0.5 * at / duration))
-        container.mux(stream.encode(None))
+    for track in tracks:
+        offset = track.start - t0
+        with av.open(str(track.path)) as source:
+            for frame in source.decode(video=0):
+                if frame.time is None:
+                    continue
+                at = offset + frame.time
+                pts = round(at * 90_000)
+                if pts <= last_pts:
+                    continue
+                last_pts = pts
+                if (frame.width, frame.height) != (width, height):  # another layer or camera: scaled
+                    frame = frame.reformat(width=width, height=height, format="yuv420p")
+                if not poster_taken and at >= poster_due:
+                    frame.to_image().save(poster, quality=85)
+                    poster_taken = True
+                frame.pts, frame.time_base = pts, fractions.Fraction(1, 90_000)
+                container.mux(stream.encode(frame))
+                if progress is not None and duration > 0:
+                    progress(min(0.5, 0.5 * at / duration))
+    container.mux(stream.encode(None))
     return poster_taken
 
 

@@ -5,16 +5,19 @@ files span the recorded time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import av
+from classroom_peers import api
 from kelian_server import running_server
 from library_lessons import record
-from sync_media import SECONDS, Flashing, beeps, flashes
+from sync_media import SECONDS, Beeping, Flashing, beeps, flashes
 
 from recorder.finish import finish
-from signaling.client import use_loopback_candidates
+from signaling.client import Client, use_loopback_candidates
 
 
 async def test_flashes_and_beeps_line_up_in_the_recording(tmp_path: Path) -> None:
@@ -73,3 +76,45 @@ async def test_a_finished_lesson_plays_as_mp4_and_hls_in_sync(tmp_path: Path) ->
     with av.open(str(tmp_path / "out" / "hls" / segments[0])) as segment:
         assert sum(1 for _ in segment.decode(video=0)) > 0
     assert (tmp_path / "out" / "poster.jpg").stat().st_size > 1000
+
+
+async def test_a_camera_that_leaves_and_comes_back_is_one_lesson(tmp_path: Path) -> None:
+    """The lecturer's connection drops mid-recording and joins again: each visit is a file of its
+    own, none corrupted, and the finished lesson lays them one after the other on its timeline."""
+    use_loopback_candidates()
+    async with running_server("127.0.0.1", recordings=str(tmp_path)) as kelian:
+        # booked ahead, as a lesson is: the room waits for its lecturer to come back
+        assert (await api(kelian, "POST", "/rooms", {"name": "lesson", "empty_timeout": 60}))[0] == 201
+        teacher = Client(kelian.url, kelian.token("teacher", "lecturer"))
+        try:
+            await teacher.connect()
+            await teacher.publish(Flashing(), Beeping())
+            await asyncio.sleep(0.5)
+            await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+            started = time.time()
+            await asyncio.sleep(3)
+        finally:
+            await teacher.close()  # leaves
+        again = Client(kelian.url, kelian.token("teacher", "lecturer"))
+        try:
+            await again.connect()
+            await again.publish(Flashing(), Beeping())
+            await asyncio.sleep(3)
+            stopped = time.time()
+            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+            assert status == 200
+        finally:
+            await again.close()
+    videos = [f for f in body["files"] if f["kind"] == "video"]
+    assert len(videos) == 2 and all(v["holes"] == 0 and v["frames"] > 30 for v in videos), videos
+    result = finish(tmp_path / body["directory"], tmp_path / "out")
+    assert result["video"] == [v["file"] for v in sorted(videos, key=lambda v: v["first_unix"])]
+    with av.open(str(tmp_path / "out" / "lesson.mp4")) as container:
+        frames = [f.time for f in container.decode(video=0) if f.time is not None]
+    assert frames[-1] - frames[0] > 0.9 * (stopped - started) - 1.0, (
+        frames[0],
+        frames[-1],
+        stopped - started,
+    )
+    second = min(v["first_unix"] for v in videos if v["first_unix"] > min(x["first_unix"] for x in videos))
+    assert any(abs(t + result["starts_at"] - second) < 0.1 for t in frames), "the second visit where it was"
