@@ -123,9 +123,9 @@ class Moderation:
     async def _apply(self, identity: str, by: Participant | None) -> None:
         room = self.room
         changed = {
-            p.sid: (p, p.grants, self.grants_of(p.claims))
+            p.sid: (p, p.grants, grants)
             for p in room.find(identity)
-            if self.grants_of(p.claims) != p.grants
+            if (grants := self.grants_of(p.claims)) != p.grants
         }
         if not changed:
             return

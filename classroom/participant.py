@@ -95,18 +95,18 @@ class Participant:
         return self.claims.classroom
 
     def info(self, tracks: bool = True) -> dict[str, Any]:
-        info = {
+        """As clients see it; without `tracks`, who it is only (the webhooks)."""
+        info: dict[str, Any] = {
             "sid": self.sid,
             "identity": self.identity,
             "name": self.name,
             "role": str(self.claims.role),
             "classroom": classroom_of(self),  # a box's own identity, a tutor's or a student's box
             "kind": self.kind,
-            "tracks": [track_info(p, self) for p in self.producers.values()],
-            "quality": self.quality,
         }
-        if not tracks:
-            del info["tracks"], info["quality"]
+        if tracks:
+            info["tracks"] = [track_info(p, self) for p in self.producers.values()]
+            info["quality"] = self.quality
         return info
 
     async def notify(self, message: dict[str, Any]) -> None:

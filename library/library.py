@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,13 @@ class Library:
         return item
 
     async def _finish(self, item: Item, source: Path) -> None:
+        try:
+            await self._run_finishing(item, source)
+        except (OSError, ValueError) as exc:  # no process to run it: the item says so, never "finishing"
+            item.status, item.reason = "failed", f"the finishing job did not run: {exc}"[:500]
+            await self.store.put(item)
+
+    async def _run_finishing(self, item: Item, source: Path) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "recorder.finish", str(source), str(self.directory / item.id), "--progress",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -108,14 +116,14 @@ class Library:
             id=_new_id(), kind="micro", lesson=lesson.id, created_at=time.time(),
             **(inherited | catalogue(fields)),
         )  # fmt: skip
-        made = await asyncio.to_thread(
-            cut,
-            self.directory / lesson.id / "lesson.mp4",
-            self.directory / item.id,
-            float(start),
-            float(end),
-            exact,
-        )
+        folder = self.directory / item.id
+        try:
+            made = await asyncio.to_thread(
+                cut, self.directory / lesson.id / "lesson.mp4", folder, float(start), float(end), exact
+            )
+        except (OSError, ValueError) as exc:  # PyAV's errors are both: leave no half-made clip behind
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ItemError(f"the clip could not be cut: {exc}") from None
         item.start, item.duration, item.status, item.progress = made["start"], made["duration"], "draft", 1.0
         await self.store.put(item)
         return item
