@@ -113,6 +113,6 @@ def review(item: Item, action: str, reviewer: str | None, reason: str | None) ->
     if action in ("publish", "reject") and not (isinstance(reviewer, str) and reviewer.strip()):
         raise ItemError("say who reviewed it (reviewer)")
     item.status = steps[item.status]
-    item.reason = reason.strip() if action == "reject" and reason else None
-    if reviewer:
+    item.reason = reason.strip() if action == "reject" and isinstance(reason, str) else None
+    if isinstance(reviewer, str) and reviewer.strip():
         item.reviewer = reviewer.strip()

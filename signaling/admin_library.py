@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
 
+from classroom import text
 from classroom.errors import ClassroomError
 from classroom.tokens import Role, TokenError, verify
 from library.library import Library, NotFound
@@ -26,6 +27,7 @@ from .admin import PREFIX, authenticate, endpoint, invalid, json_body
 LIBRARY = PREFIX + "/library"
 PUBLISHED_ONLY = frozenset({Role.STUDENT, Role.VIEWER})
 MAX_PAGE = 200
+MAX_REASON = 1000  # characters of a rejection's reason
 
 
 def _library(request: web.Request) -> Library:
@@ -99,6 +101,13 @@ async def review_item(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"action", "reviewer", "reason"})
     if unknown:
         raise invalid(f"unknown field {unknown[0]!r}; expected action, reviewer, reason")
+    try:  # the review's own rules come after: these are only what a name and a reason may be
+        if body.get("reviewer") is not None:
+            text.display_name(body["reviewer"], "reviewer")
+        if body.get("reason") is not None:
+            text.free_text(body["reason"], "reason", MAX_REASON)
+    except text.TextError as exc:
+        raise invalid(str(exc)) from None
     try:
         item = await _library(request).review(
             request.match_info["item"], body.get("action"), body.get("reviewer"), body.get("reason")

@@ -63,6 +63,9 @@ async def test_a_lesson_is_filed_searched_reviewed_and_played(recorded: tuple[Se
     status, body = await step("publish", reviewer="Li")
     assert (status, body["status"], body["reviewer"], body["reason"]) == (200, "published", "Li", None)
     assert (await step("dance"))[0] == 409
+    status, body = await step("withdraw", reviewer=42)  # type: ignore[arg-type]
+    assert status == 400 and "reviewer must be a non-empty string" in body["error"]["message"]
+    assert (await step("withdraw", reason="x" * 1001))[0] == 400
 
     status, headers, data = await fetch(kelian, f"/library/{lesson}/lesson.mp4", student)
     assert status == 200 and headers["Content-Type"] == "video/mp4" and len(data) > 10_000
