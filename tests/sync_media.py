@@ -79,8 +79,9 @@ def flashes(path: Path, first_unix: float) -> list[float]:
     return times
 
 
-def beeps(path: Path, first_unix: float) -> list[float]:
-    """Wall-clock times where the tone starts (5 ms resolution)."""
+def beeps(path: Path, first_unix: float, since: float = 0.0) -> list[float]:
+    """Wall-clock times where the tone starts (5 ms resolution). A tone already sounding when the
+    recorded audio begins (at wall-clock `since`) is cut, not a start: it is left out."""
     starts, loud_before = [], False
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):
@@ -92,7 +93,8 @@ def beeps(path: Path, first_unix: float) -> list[float]:
                     32768 if samples.max() > 2 else 1
                 )
                 at = first_unix + float(frame.pts * frame.time_base) + i / frame.sample_rate
-                if loud and not loud_before and (not starts or at - starts[-1] > 0.5):
+                cut = round(at) < since
+                if loud and not loud_before and not cut and (not starts or at - starts[-1] > 0.5):
                     starts.append(at)  # a tone's start, not a dip inside it (lossy codecs make some)
                 loud_before = loud
     return starts
