@@ -12,8 +12,10 @@ stays off the server's event loop. Over stdin and stdout, one JSON object a line
   ``{"cmd": "stop"}`` at the end;
 - it prints ``{"event": "file", ...}`` as each track's file is closed, and ``{"event": "stopped"}``.
 
-It asks for a keyframe (PLI) when a track has none yet or lost a frame, and sends a receiver report
-every second: the server hears from it that it is alive, as from any peer.
+A lost packet is asked for again (NACK) and waited for (recorder.reorder); only a frame still
+missing a packet after that is given up, and a keyframe asked for (PLI), as when a track has none
+yet. A receiver report goes out every second: the server hears from it that it is alive, as from
+any peer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+from .reorder import Reorder
 from .track import TrackFile, TrackInfo
 
 REPORT_EVERY = 1.0
@@ -38,10 +43,18 @@ def pli(media_ssrc: int) -> bytes:
     return struct.pack("!BBHII", 0x81, 206, 2, OUR_SSRC, media_ssrc)
 
 
+def nack(media_ssrc: int, lost: list[int]) -> bytes:
+    return bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=OUR_SSRC, media_ssrc=media_ssrc, lost=lost))
+
+
+Packet = tuple[int, int, bool, bytes]  # sequence number, timestamp, marker, payload
+
+
 class Recorder(asyncio.DatagramProtocol):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.tracks: dict[int, TrackFile] = {}
+        self.order: dict[int, Reorder[Packet]] = {}
         self.pending: dict[int, list[bytes]] = {}  # packets of an SSRC not announced yet (a few)
         self.server: tuple[str, int] | None = None
         self.transport: asyncio.DatagramTransport | None = None
@@ -76,12 +89,22 @@ class Recorder(asyncio.DatagramProtocol):
         if header > end:
             return
         seq = int.from_bytes(data[2:4], "big")
-        timestamp = int.from_bytes(data[4:8], "big")
-        try:
-            wants_keyframe = track.on_rtp(seq, timestamp, bool(data[1] & 0x80), data[header:end])
-        except (ValueError, OSError) as exc:  # a frame the muxer refused: skip it, keep the file
-            print(json.dumps({"event": "error", "track": track.info.track, "message": str(exc)}), flush=True)
-            wants_keyframe = True
+        packet = (seq, int.from_bytes(data[4:8], "big"), bool(data[1] & 0x80), data[header:end])
+        order = self.order.setdefault(track.info.ssrc, Reorder())
+        now = asyncio.get_running_loop().time()
+        self._write(track, order.push(seq, packet, now))
+        if order.missing and (lost := order.to_ask(now)):
+            self._send(nack(track.info.ssrc, lost))
+
+    def _write(self, track: TrackFile, packets: list[Packet]) -> None:
+        wants_keyframe = False
+        for packet in packets:
+            try:
+                wants_keyframe |= track.on_rtp(*packet)
+            except (ValueError, OSError) as exc:  # a frame the muxer refused: skip it, keep the file
+                message = {"event": "error", "track": track.info.track, "message": str(exc)}
+                print(json.dumps(message), flush=True)
+                wants_keyframe = True
         if wants_keyframe:
             self._ask_keyframe(track.info.ssrc)
 
@@ -128,7 +151,13 @@ class Recorder(asyncio.DatagramProtocol):
 
     def end(self, ssrc: int) -> dict[str, Any] | None:
         track = self.tracks.pop(ssrc, None)
-        return None if track is None else track.close()
+        order = self.order.pop(ssrc, None)
+        if track is None:
+            return None
+        if order is not None:
+            self._write(track, order.flush())
+            track.meta["recovered"] = order.recovered
+        return track.close()
 
     async def report(self) -> None:
         while True:

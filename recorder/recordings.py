@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from classroom.errors import ClassroomError
 from classroom.room import Room
 from classroom.rooms import Rooms
 
@@ -63,7 +64,7 @@ class Recordings:
         if room.mode.recording and not recorded:
             try:
                 await self.start(room)
-            except (OSError, ValueError, TimeoutError) as exc:  # no recorder: the lesson goes on
+            except (OSError, ClassroomError) as exc:  # no recorder: the lesson goes on
                 log.error("recording of %s did not start: %s", room.name, exc)
         elif not room.mode.recording and recorded:
             await self.stop(room.name)

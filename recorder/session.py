@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from classroom.errors import ClassroomError
 from classroom.participant import Participant
 from classroom.room import Room
 from sfu.consumer import Consumer
@@ -57,9 +58,16 @@ class RecordingSession:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT)
-        ready = json.loads(line)
-        self.transport = PlainTransport(self.room.node, ("127.0.0.1", int(ready["port"])))
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT)
+            port = int(json.loads(line)["port"]) if line else None
+        except TimeoutError:
+            raise ClassroomError("recorder_unavailable", "the recorder did not get ready in time") from None
+        except (ValueError, KeyError, TypeError):
+            port = None
+        if port is None:
+            raise ClassroomError("recorder_unavailable", f"the recorder did not start: {line[:200]!r}")
+        self.transport = PlainTransport(self.room.node, ("127.0.0.1", port))
         self.transport.on_close.append(lambda t: self.stopped.set())
         self._reader = asyncio.create_task(self._read())
         self.room.on_track.append(self.add)

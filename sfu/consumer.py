@@ -169,12 +169,12 @@ class Consumer:
         old = self.stream
         if old is not None and old is not stream and self in old.consumers:
             old.consumers.remove(self)
+        out_ts = self._continued(old, stream, ts) if self.packets and old is not None else self.last_ts + 1
         self.stream = stream
         self.target = None
         self.replayed = None
-        gap = max(1, int(0.033 * self.producer.codec.clock_rate)) if self.packets else 1
         self.seq_delta = (self.last_seq + 1 - seq) & 0xFFFF
-        self.ts_delta = (self.last_ts + gap - ts) & 0xFFFFFFFF  # about a frame: sources share no clock
+        self.ts_delta = (out_ts - ts) & 0xFFFFFFFF
         self.sync_seq = seq
         if old is not None and old is not stream and stream.picture_id >= 0 and old.picture_id >= 0:
             # continue the picture numbering the subscriber has seen (one past the last forwarded)
@@ -187,6 +187,26 @@ class Consumer:
             self.vp8_deltas = (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
         stream.consumers.append(self)
 
+    def _continued(self, old: RtpStream, new: RtpStream, ts: int) -> int:
+        """Where `new`'s timestamp `ts` goes on the output when `new` takes over from `old`: as far
+        after the last one sent as it was captured after it, so that a player's jitter buffer and a
+        recording keep real time across a layer switch, a failover or a pause. Layers of one
+        publisher share its sender reports' clock, which places it exactly (as mediasoup does);
+        other sources are placed by when their packets arrived. Never at or before the last sent."""
+        a, b = old.stats, new.stats
+        if old.producer is new.producer and a.last_sr_arrival and b.last_sr_arrival:
+            since_report = (ts - b.last_sr_rtp + 0x80000000) % 0x100000000 - 0x80000000
+            apart = (b.last_sr_ntp - a.last_sr_ntp) * self.producer.codec.clock_rate / 2**32
+            on_old = a.last_sr_rtp + round(apart) + since_report
+        elif a.transit is not None and b.transit is not None:
+            on_old = ts + round(b.transit - a.transit)  # what `old` would stamp the same arrival
+        else:  # nothing to place it by: about a frame after the last
+            return (self.last_ts + max(1, int(0.033 * self.producer.codec.clock_rate))) & 0xFFFFFFFF
+        out = (on_old + self.ts_delta) & 0xFFFFFFFF
+        if (out - self.last_ts - 1) & 0xFFFFFFFF >= 0x80000000:
+            return (self.last_ts + 1) & 0xFFFFFFFF  # captured no later than what went out: just after it
+        return out
+
     def replay(self, stream: RtpStream, packets: list[bytes]) -> None:
         """Start from a cached picture group (RtpStream.cached_gop) instead of a fresh keyframe.
 
@@ -194,11 +214,15 @@ class Consumer:
         continues: the decoder gets every reference it needs and the player shows the current
         picture at once, rather than playing seconds of old video behind live.
         """
-        seq0, ts0 = SEQ_TS.unpack_from(packets[0], 2)
+        seq0 = SEQ_TS.unpack_from(packets[0], 2)[0]
         frames = list(dict.fromkeys(U32.unpack_from(p, 4)[0] for p in packets))
-        self.switch_to(stream, seq0, ts0)
-        first = (ts0 + self.ts_delta) & 0xFFFFFFFF
-        self.ts_delta = (first + len(frames) - 1 - frames[-1]) & 0xFFFFFFFF
+        before = self.last_ts
+        self.switch_to(stream, seq0, frames[-1])  # the newest cached picture where it belongs; live after it
+        end = (frames[-1] + self.ts_delta) & 0xFFFFFFFF
+        if self.packets and (end - len(frames) - before) & 0xFFFFFFFF >= 0x80000000:
+            end = (before + len(frames)) & 0xFFFFFFFF  # no room before it: the group right after the last
+            self.ts_delta = (end - frames[-1]) & 0xFFFFFFFF
+        first = end - len(frames) + 1
         self.replayed = {ts: (first + i) & 0xFFFFFFFF for i, ts in enumerate(frames)}
         for packet in packets:
             seq, ts = SEQ_TS.unpack_from(packet, 2)

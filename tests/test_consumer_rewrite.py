@@ -35,7 +35,7 @@ from sfu.twcc import SendHistory  # noqa: E402
 
 VP8 = CodecSpec("VP8", "video", 96, 90000, None, "", 97)
 OPUS = CodecSpec("opus", "audio", 111, 48000, 2, "minptime=10;useinbandfec=1", None)
-SWITCH_GAP = int(0.033 * 90000)  # the timestamp step the Consumer puts at a source switch
+NTP_SECOND = 1 << 32
 
 
 @dataclass
@@ -296,6 +296,9 @@ def test_switch_continues_sequence_numbers_and_waits_for_the_keyframe() -> None:
     for i in range(10):  # q: seq 5000.., ts 100000..
         q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 0))
     last = transport.out[-1]
+    # the publisher's reports: f's 7_000_000 was captured half a second after q's 100_000
+    q.stats.on_sender_report(1000 * NTP_SECOND, 100_000)
+    f.stats.on_sender_report(1000 * NTP_SECOND + NTP_SECOND // 2, 7_000_000)
 
     consumer.attach(f)
     assert keyframe_requests(producer) == [0x1111, 0x2222]
@@ -312,9 +315,52 @@ def test_switch_continues_sequence_numbers_and_waits_for_the_keyframe() -> None:
     assert sent[10].packet[8:12] == b"\x00\x00\x22\x22"  # the first f packet...
     assert sent[10].seq == (last.seq + 1) & 0xFFFF  # ...follows the last q packet: no gap
     assert diffs([s.seq for s in sent], 16) == [1] * 16  # and no repeat anywhere
-    assert sent[10].ts == (last.ts + SWITCH_GAP) & 0xFFFFFFFF  # about one frame later
+    # f's keyframe (7_015_000) was captured 2/3 s after q's 100_000, 11/30 s after q's last (127_000)
+    assert sent[10].ts == (last.ts + 33_000) & 0xFFFFFFFF
     assert diffs([s.ts for s in sent[10:]], 32) == [3000] * 6
     assert {s.ssrc for s in sent} == {consumer.ssrc}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_switch_keeps_the_time_that_passed_by_when_packets_arrived(monkeypatch: Any) -> None:
+    """Without sender reports (or between two publishers, as at a failover), the new source is
+    placed by arrival: q stopped, and f's keyframe came 1.5 s after q's last picture, so it goes out
+    1.5 s of timestamps later, not a frame later: a player's jitter buffer and a recording keep
+    real time."""
+    clock = FakeClock()
+    monkeypatch.setattr("sfu.stats.time", clock)
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    for i in range(10):
+        clock.now += 1 / 30
+        q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 0))
+    last = transport.out[-1]
+    consumer.attach(f)
+    clock.now += 1.5
+    f.receive(vp8(30000, 7_000_000, 0x2222, key=True))
+    assert transport.out[-1].ts == (last.ts + 135_000) & 0xFFFFFFFF
+
+
+def test_a_switch_never_goes_back_in_time() -> None:
+    """f's keyframe was captured before q's last picture (the reports say so): it goes out one
+    tick after that picture, never at or before it."""
+    producer, q, f = two_layer_producer()
+    consumer, transport = subscribe(producer, q)
+    for i in range(10):
+        q.receive(vp8(5000 + i, 100_000 + i * 3000, 0x1111, key=i == 0))
+    last = transport.out[-1]
+    q.stats.on_sender_report(1000 * NTP_SECOND, 100_000)
+    f.stats.on_sender_report(1000 * NTP_SECOND, 7_000_000)  # same instant
+    consumer.attach(f)
+    f.receive(vp8(30000, 7_003_000, 0x2222, key=True))  # = q's 103_000, long sent
+    assert transport.out[-1].ts == (last.ts + 1) & 0xFFFFFFFF
 
 
 def picture_id(packet: bytes) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ import pytest_asyncio
 from classroom_peers import api, org, peers, room_of
 from kelian_server import Server, eventually, running_server
 
+from sfu.plain_transport import PlainTransport
 from signaling import appkeys
 from signaling.client import use_loopback_candidates
 
@@ -73,6 +75,86 @@ async def test_a_lesson_is_recorded_track_by_track(recording_server: Server, tmp
     assert teacher_video["duration"] > 3.5 and 1.5 < box_video["duration"] < teacher_video["duration"]
     assert box_video["first_unix"] > teacher_video["first_unix"] + 0.5, "the box came a second later"
     assert (await api(kelian, "GET", "/rooms/lesson/recording"))[0] == 404
+
+
+def sizes(path: Path) -> list[tuple[int, int]]:
+    """The picture sizes of a video file, in the order they come, each once a run."""
+    runs: list[tuple[int, int]] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if not runs or runs[-1] != (frame.width, frame.height):
+                runs.append((frame.width, frame.height))
+    return runs
+
+
+async def test_layer_switches_and_lost_packets_leave_a_whole_file(
+    recording_server: Server, tmp_path: Path
+) -> None:
+    """The lecturer's link is congested for a while, so its top simulcast layer stops arriving and
+    the recording goes on from the next; it loses packets on the way in, and the loopback to the
+    recorder loses some too: the recorder asks for them again, so the file holds both layers
+    without a frame given up, and spans the lesson."""
+    kelian = recording_server
+    async with peers(kelian, ("teacher", "lecturer", {}), kind="fusion") as (teacher,):
+        await teacher.publish()  # q, h and f layers and a microphone
+        inbound = next(t for t in kelian.node.transports.values() if t.producers)
+        camera = next(p for p in inbound.producers.values() if p.kind == "video")
+        top = camera.streams[-1]
+        deliver, arrived, congested = inbound.on_datagram, 0, False
+
+        def lossy_uplink(data: bytes) -> None:  # every 25th video packet from the lecturer is lost
+            nonlocal arrived  # (video only: browsers resend no audio, its decoder hides a loss)
+            if 127 < data[0] < 192 and not 192 <= data[1] <= 223:
+                ssrc = int.from_bytes(data[8:12], "big")
+                if congested and ssrc == top.ssrc:
+                    return
+                if any(ssrc == s.ssrc for s in camera.streams):
+                    arrived += 1
+                    if arrived % 25 == 0:
+                        return
+            deliver(data)
+
+        inbound.on_datagram = lossy_uplink  # type: ignore[method-assign]
+        status, _ = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+        assert status == 200
+        session = kelian.runner.app[appkeys.RECORDINGS].sessions["lesson"]
+        assert session.transport is not None
+        outbound = session.transport
+        send, sent = outbound.sendto, 0
+
+        def lossy_downlink(data: bytes, addr: Any) -> None:  # every 20th to the recorder too
+            nonlocal sent
+            sent += 1
+            if sent % 20 or 192 <= data[1] <= 223:
+                send(data, addr)
+
+        outbound.sendto = lossy_downlink  # type: ignore[method-assign]
+        video = next(c for c in session.consumers.values() if c.kind == "video")
+        assert await eventually(lambda: video.stream is top and video.synced, timeout=5)
+        await asyncio.sleep(2)
+        congested = True  # the 720p layer no longer gets through
+        assert await eventually(lambda: video.stream is not top and video.stream is not None, timeout=5)
+        await asyncio.sleep(1.5)
+        congested = False
+        assert await eventually(lambda: video.stream is top, timeout=5)
+        await asyncio.sleep(1.5)
+        stopped = time.time()
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+        assert status == 200
+        assert video.nacks > 0 and video.retransmissions > 0, "the recorder asked, the cache answered"
+    assert kelian.node.nacks_sent > 0, "and the server asked the lecturer for what its link lost"
+    files = {f["kind"]: f for f in body["files"]}
+    for kind, meta in files.items():
+        # one packet may be lost as the link congests, its resend with it: at most that frame is given up
+        assert meta["holes"] <= (1 if kind == "video" else 0) and meta["recovered"] > 0, (kind, meta)
+        path = tmp_path / body["directory"] / meta["file"]
+        frames, span, _ = decoded(path)
+        assert frames == meta["frames"] and abs(span - meta["duration"]) < 0.1, (kind, frames, span, meta)
+        lesson = stopped - meta["first_unix"]
+        assert abs(meta["duration"] - lesson) <= 0.01 * lesson, (kind, meta["duration"], lesson)
+    runs = sizes(tmp_path / body["directory"] / files["video"]["file"])
+    assert runs[0] == runs[-1] == (1280, 720) and (640, 360) in runs, runs
+    print(json.dumps({"sizes": runs, "recovered": {k: m["recovered"] for k, m in files.items()}}))
 
 
 async def test_a_killed_recorder_leaves_playable_files_and_the_lesson_goes_on(
@@ -135,3 +217,19 @@ async def test_rooms_are_recorded_by_their_policy(tmp_path: Path) -> None:
         assert await eventually(lambda: "s1-maths" in recordings.sessions), "online: recorded"
         status, _ = await api(kelian, "POST", "/switchover", {"school": "s1", "mode": "offline"})
         assert await eventually(lambda: "s1-maths" not in recordings.sessions), "back in class: not"
+
+
+async def test_a_recorder_that_cannot_start_is_a_clear_error_and_leaves_nothing(
+    recording_server: Server, monkeypatch: Any
+) -> None:
+    kelian = recording_server
+    monkeypatch.setattr("recorder.session.sys.executable", shutil.which("true"))
+    async with peers(kelian, ("teacher", "lecturer", {}), kind="fusion") as (teacher,):
+        await teacher.publish(audio=False, simulcast=False)
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+        assert status == 503 and body["error"]["code"] == "recorder_unavailable", body
+        assert "lesson" not in kelian.runner.app[appkeys.RECORDINGS].sessions
+        assert not any(isinstance(t, PlainTransport) for t in kelian.node.transports.values())
+        monkeypatch.undo()
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+        assert status == 200 and body["recording"], "a recorder that can start, starts"
