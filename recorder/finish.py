@@ -41,12 +41,14 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 RATE = 48_000  # the mix and the AAC output
 CHUNK = RATE  # samples the mixer settles at a time: one second
 GOP_SECONDS = 2  # a keyframe every two seconds: HLS segments cut there
 SEGMENT_SECONDS = 4
 POSTER_AT = 0.1  # of the duration
+MAX_COPIED_GOP = 4.0  # seconds between keyframes at most, for H.264 to be copied rather than transcoded
 
 # The speaker view (no lecturer camera), with the hysteresis of the live stage (sfu/audio_level.py):
 WINDOW = 0.5  # seconds: loudness is the RMS level of each participant's microphone over windows this long
@@ -303,7 +305,12 @@ def finish(
     poster_written = False
     try:
         vstream = astream = None  # every stream before the first packet: the muxer writes its header then
-        if videos:
+        copied = not lesson.spans and copyable(videos)
+        if copied:
+            with av.open(str(videos[0].path)) as source:
+                vstream = mp4.add_stream_from_template(source.streams.video[0])
+            vstream.time_base = fractions.Fraction(1, 90_000)
+        elif videos:
             vstream = mp4.add_stream("libx264", rate=30)
             # the first file's size; the speaker view's largest camera's (the others scaled up to it)
             vstream.width, vstream.height = max(
@@ -312,13 +319,15 @@ def finish(
             )
             vstream.pix_fmt = "yuv420p"
             vstream.codec_context.options = {"preset": "veryfast", "crf": "23"}
-            vstream.codec_context.gop_size = 30 * GOP_SECONDS
+            vstream.codec_context.gop_size = 30 * GOP_SECONDS  # at most; _video asks for them by time
             vstream.time_base = fractions.Fraction(1, 90_000)
             # the encoder counts in 90 kHz too: frames captured a few ms apart never share a tick
             vstream.codec_context.time_base = fractions.Fraction(1, 90_000)
         if audios:
             astream = mp4.add_stream("aac", rate=RATE, layout="mono")
-        if videos:
+        if copied:
+            poster_written = _copy(videos, t0, duration, mp4, vstream, out / "poster.jpg", progress)
+        elif videos:
             frames = (
                 _speaker_frames(videos, lesson.spans, t0)
                 if lesson.spans
@@ -337,6 +346,7 @@ def finish(
         "hls": "hls/index.m3u8",
         "poster": "poster.jpg" if poster_written else None,
         "main": lesson.main,
+        "transcoded": bool(videos) and not copied,
         "video": [t.meta["file"] for t in videos],
         "audio": [t.meta["file"] for t in audios],
     }
@@ -346,6 +356,79 @@ def finish(
     if progress is not None:
         progress(1.0)
     return result
+
+
+def copyable(videos: list[Track]) -> bool:
+    """Whether the main video can go into the MP4 as it was recorded, without transcoding: H.264
+    (what TVs decode) in files of one size and one set of parameter sets, with a keyframe at least
+    every MAX_COPIED_GOP seconds (HLS segments start at keyframes; a browser's H.264 has a keyframe
+    only when a viewer asks, an encoder such as OBS or FFmpeg every second or two). Reading this
+    costs a demux, no decoding."""
+    if not videos or any(t.meta.get("codec") != "H264" for t in videos):
+        return False
+    first: tuple[int, int, bytes] | None = None
+    for track in videos:
+        with av.open(str(track.path)) as source:
+            stream = source.streams.video[0]
+            context = stream.codec_context
+            shape = (context.width, context.height, bytes(context.extradata or b""))
+            if first is None:
+                first = shape
+            if shape != first or not shape[2]:
+                return False
+            last_key: float | None = None
+            for packet in source.demux(stream):
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                at = float(packet.pts * packet.time_base)
+                if packet.is_keyframe:
+                    last_key = at
+                elif last_key is None or at - last_key > MAX_COPIED_GOP:
+                    return False
+    return True
+
+
+def _copy(
+    tracks: list[Track],
+    t0: float,
+    duration: float,
+    container: Any,
+    stream: Any,
+    poster: Path,
+    progress: Callable[[float], None] | None,
+) -> bool:
+    """The main video's packets into the MP4 as they are, file after file on the lesson's timeline;
+    a poster decoded from the packets around POSTER_AT. Whether a poster was taken."""
+    poster_due, poster_taken, last_pts = duration * POSTER_AT, False, -1
+    decoder = None
+    for track in tracks:
+        offset = track.start - t0
+        with av.open(str(track.path)) as source:
+            for packet in source.demux(source.streams.video[0]):
+                if packet.pts is None or packet.time_base is None or not packet.size:
+                    continue
+                at = offset + float(packet.pts * packet.time_base)
+                if not poster_taken and (
+                    decoder or (packet.is_keyframe and at >= poster_due - MAX_COPIED_GOP)
+                ):
+                    if decoder is None:  # from the keyframe before the poster's time
+                        decoder = av.CodecContext.create("h264", "r")
+                        decoder.extradata = source.streams.video[0].codec_context.extradata
+                    for frame in decoder.decode(packet):
+                        if at >= poster_due:
+                            frame.to_image().save(poster, quality=85)
+                            poster_taken = True
+                pts = round(at * 90_000)
+                if pts <= last_pts:
+                    continue
+                last_pts = pts
+                packet.pts = packet.dts = pts
+                packet.time_base = fractions.Fraction(1, 90_000)
+                packet.stream = stream
+                container.mux(packet)
+                if progress is not None and duration > 0:
+                    progress(min(0.5, 0.5 * at / duration))
+    return poster_taken
 
 
 def _video_size(track: Track) -> tuple[int, int]:
@@ -411,12 +494,17 @@ def _video(
     """Transcode the main video's frames, given on the lesson's timeline (a gap between them holds
     the last picture; a frame not after the last one is left out); whether a poster was taken."""
     width, height = stream.width, stream.height
-    poster_due, poster_taken, last_pts = duration * POSTER_AT, False, -1
+    poster_due, poster_taken, last_pts, last_key = duration * POSTER_AT, False, -1, -math.inf
     for at, frame in frames:
         pts = round(at * 90_000)
         if pts <= last_pts:
             continue
         last_pts = pts
+        # a keyframe every GOP_SECONDS of the timeline, whatever the camera's frame rate: HLS cuts there
+        if at - last_key >= GOP_SECONDS:
+            frame.pict_type, last_key = PictureType.I, at
+        else:
+            frame.pict_type = PictureType.NONE
         if (frame.width, frame.height) != (width, height):  # another layer or camera: scaled
             frame = frame.reformat(width=width, height=height, format="yuv420p")
         if not poster_taken and at >= poster_due:

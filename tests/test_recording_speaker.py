@@ -30,13 +30,21 @@ def _sidecar(folder: Path, name: str, meta: dict[str, Any]) -> None:
     (folder / f"{name}.json").write_text(json.dumps({"file": f"{name}.mkv", "holes": 0, **meta}, indent=1))
 
 
-def camera(folder: Path, participant: str, role: str, colour: tuple[int, int, int]) -> None:
-    """A VP8 camera of one colour, 160x120 at FPS, SECONDS long."""
+def camera(
+    folder: Path, participant: str, role: str, colour: tuple[int, int, int], codec: str = "VP8", gop: int = 0
+) -> None:
+    """A camera of one colour, 160x120 at FPS, SECONDS long: VP8, or H.264 as an encoder such as OBS
+    sends it (no B-frames, a keyframe every `gop` frames)."""
     name = f"{participant}-camera"
     picture = np.zeros((120, 160, 3), dtype=np.uint8)
     picture[:, :] = colour
     with av.open(str(folder / f"{name}.mkv"), "w", format="matroska") as container:
-        stream = container.add_stream("libvpx", rate=FPS)
+        if codec == "H264":
+            stream = container.add_stream("libx264", rate=FPS)
+            keys = f"keyint={gop}:min-keyint={gop}:scenecut=0" if gop else "keyint=infinite:scenecut=0"
+            stream.codec_context.options = {"x264-params": f"bframes=0:{keys}"}
+        else:
+            stream = container.add_stream("libvpx", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         frames = int(SECONDS * FPS)
         for n in range(frames):
@@ -53,7 +61,7 @@ def camera(folder: Path, participant: str, role: str, colour: tuple[int, int, in
             "role": role,
             "source": "camera",
             "kind": "video",
-            "codec": "VP8",
+            "codec": codec,
             "clock": 90_000,
             "first_rtp": 0,
             "first_unix": START,
