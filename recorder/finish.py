@@ -302,7 +302,6 @@ def finish(
     lesson = plan(tracks)
     videos, audios, t0, duration = lesson.videos, lesson.audios, lesson.t0, lesson.duration
     mp4 = av.open(str(out / "lesson.mp4"), "w", format="mp4", options={"movflags": "+faststart"})
-    poster_written = False
     try:
         vstream = astream = None  # every stream before the first packet: the muxer writes its header then
         copied = not lesson.spans and copyable(videos)
@@ -325,17 +324,31 @@ def finish(
             vstream.codec_context.time_base = fractions.Fraction(1, 90_000)
         if audios:
             astream = mp4.add_stream("aac", rate=RATE, layout="mono")
+        poster = out / "poster.jpg"
+        poster.unlink(missing_ok=True)  # taken afresh: the one of an earlier run would stop it
+        sources: list[Iterator[av.Packet]] = []
         if copied:
-            poster_written = _copy(videos, t0, duration, mp4, vstream, out / "poster.jpg", progress)
+            sources.append(_copy(videos, t0, duration, vstream, poster))
         elif videos:
             frames = (
                 _speaker_frames(videos, lesson.spans, t0)
                 if lesson.spans
                 else itertools.chain.from_iterable(_frames(t, t0) for t in videos)
             )
-            poster_written = _video(frames, duration, mp4, vstream, out / "poster.jpg", progress)
+            sources.append(_video(frames, duration, vstream, poster))
         if audios:
-            _mix(audios, t0, duration, mp4, astream, progress)
+            sources.append(_mix(audios, t0, duration, astream))
+        # interleaved by time, as a player reading the file front to back (range requests, a
+        # phone) wants it: each source runs at most a packet ahead of the others
+        for packet in heapq.merge(*sources, key=_seconds):
+            mp4.mux(packet)
+            if progress is not None and duration > 0:
+                progress(min(0.99, max(0.0, _seconds(packet) / duration)))
+        if vstream is not None and not copied:
+            mp4.mux(vstream.encode(None))
+        if astream is not None:
+            mp4.mux(astream.encode(None))
+        poster_written = poster.exists()
     finally:
         mp4.close()
     to_hls(out / "lesson.mp4", out / "hls")
@@ -388,19 +401,11 @@ def copyable(videos: list[Track]) -> bool:
     return True
 
 
-def _copy(
-    tracks: list[Track],
-    t0: float,
-    duration: float,
-    container: Any,
-    stream: Any,
-    poster: Path,
-    progress: Callable[[float], None] | None,
-) -> bool:
-    """The main video's packets into the MP4 as they are, file after file on the lesson's timeline;
-    a poster decoded from the packets around POSTER_AT. Whether a poster was taken."""
-    poster_due, poster_taken, last_pts = duration * POSTER_AT, False, -1
-    decoder = None
+def _copy(tracks: list[Track], t0: float, duration: float, stream: Any, poster: Path) -> Iterator[av.Packet]:
+    """The main video's packets as they are, file after file on the lesson's timeline; the poster
+    decoded from the packets around POSTER_AT."""
+    poster_due, last_pts = duration * POSTER_AT, -1
+    decoder: Any = None
     for track in tracks:
         offset = track.start - t0
         with av.open(str(track.path)) as source:
@@ -408,16 +413,14 @@ def _copy(
                 if packet.pts is None or packet.time_base is None or not packet.size:
                     continue
                 at = offset + float(packet.pts * packet.time_base)
-                if not poster_taken and (
-                    decoder or (packet.is_keyframe and at >= poster_due - MAX_COPIED_GOP)
-                ):
+                near = packet.is_keyframe and at >= poster_due - MAX_COPIED_GOP
+                if not poster.exists() and (decoder or near):
                     if decoder is None:  # from the keyframe before the poster's time
                         decoder = av.CodecContext.create("h264", "r")
                         decoder.extradata = source.streams.video[0].codec_context.extradata
                     for frame in decoder.decode(packet):
                         if at >= poster_due:
                             frame.to_image().save(poster, quality=85)
-                            poster_taken = True
                 pts = round(at * 90_000)
                 if pts <= last_pts:
                     continue
@@ -425,10 +428,7 @@ def _copy(
                 packet.pts = packet.dts = pts
                 packet.time_base = fractions.Fraction(1, 90_000)
                 packet.stream = stream
-                container.mux(packet)
-                if progress is not None and duration > 0:
-                    progress(min(0.5, 0.5 * at / duration))
-    return poster_taken
+                yield packet
 
 
 def _video_size(track: Track) -> tuple[int, int]:
@@ -484,17 +484,12 @@ def _speaker_frames(
 
 
 def _video(
-    frames: Iterable[tuple[float, av.VideoFrame]],
-    duration: float,
-    container: Any,
-    stream: Any,
-    poster: Path,
-    progress: Callable[[float], None] | None,
-) -> bool:
-    """Transcode the main video's frames, given on the lesson's timeline (a gap between them holds
-    the last picture; a frame not after the last one is left out); whether a poster was taken."""
+    frames: Iterable[tuple[float, av.VideoFrame]], duration: float, stream: Any, poster: Path
+) -> Iterator[av.Packet]:
+    """The main video's frames, given on the lesson's timeline, encoded (a gap between them holds
+    the last picture; a frame not after the last one is left out); the poster from POSTER_AT."""
     width, height = stream.width, stream.height
-    poster_due, poster_taken, last_pts, last_key = duration * POSTER_AT, False, -1, -math.inf
+    poster_due, last_pts, last_key = duration * POSTER_AT, -1, -math.inf
     for at, frame in frames:
         pts = round(at * 90_000)
         if pts <= last_pts:
@@ -507,35 +502,26 @@ def _video(
             frame.pict_type = PictureType.NONE
         if (frame.width, frame.height) != (width, height):  # another layer or camera: scaled
             frame = frame.reformat(width=width, height=height, format="yuv420p")
-        if not poster_taken and at >= poster_due:
+        if at >= poster_due and not poster.exists():
             frame.to_image().save(poster, quality=85)
-            poster_taken = True
         frame.pts, frame.time_base = pts, fractions.Fraction(1, 90_000)
-        container.mux(stream.encode(frame))
-        if progress is not None and duration > 0:
-            progress(min(0.5, 0.5 * at / duration))
-    container.mux(stream.encode(None))
-    return poster_taken
+        yield from stream.encode(frame)
 
 
-def _mix(
-    tracks: list[Track],
-    t0: float,
-    duration: float,
-    container: Any,
-    stream: Any,
-    progress: Callable[[float], None] | None,
-) -> None:
+def _mix(tracks: list[Track], t0: float, duration: float, stream: Any) -> Iterator[av.Packet]:
     total = round(duration * RATE)
     at = 0
     for chunk in mixed(tracks, t0, total):
         frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = RATE, at, fractions.Fraction(1, RATE)
         at += len(chunk)
-        container.mux(stream.encode(frame))
-        if progress is not None and total:
-            progress(0.5 + 0.5 * at / total)
-    container.mux(stream.encode(None))
+        yield from stream.encode(frame)
+
+
+def _seconds(packet: av.Packet) -> float:
+    """When a packet is decoded, on the lesson's timeline: what interleaving orders by."""
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float(stamp * packet.time_base) if stamp is not None and packet.time_base else 0.0
 
 
 def to_hls(mp4: Path, folder: Path) -> None:

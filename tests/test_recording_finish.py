@@ -5,6 +5,7 @@ HLS segments can start every few seconds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -42,3 +43,16 @@ def test_h264_with_one_keyframe_is_transcoded_for_segments(tmp_path: Path) -> No
     assert result["transcoded"] is True
     keys = sum(key for _, key in packets(tmp_path / "out" / "lesson.mp4"))
     assert keys >= 2, "a keyframe every two seconds: HLS segments start there"
+
+
+def test_audio_and_video_are_interleaved_for_players_that_read_front_to_back(tmp_path: Path) -> None:
+    """A phone plays the MP4 by range requests as it goes: its audio and video lie side by side in
+    the file, second by second, not all the video and then all the audio."""
+    camera(tmp_path, "teacher", "lecturer", GREEN)
+    microphone(tmp_path, "teacher", "lecturer", [(1.0, 2.0)])
+    finish(tmp_path, tmp_path / "out")
+    with av.open(str(tmp_path / "out" / "lesson.mp4")) as mp4:
+        laid = [(p.pos, p.stream.type) for p in mp4.demux() if p.size and p.pos is not None]
+    order = [kind for _, kind in sorted(laid)]
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(order))
+    assert runs >= 2 * (SECONDS - 1), f"{runs} runs of one kind in the file"
