@@ -17,10 +17,12 @@ OUT_DIR (default RECORDING_DIR/finished):
 
 The tracks are laid on one timeline by the wall-clock time of each one's first frame (from the
 publishers' sender reports), which is what keeps a lecturer's voice on its lips. Only the video is
-transcoded (VP8 to H.264: set-top boxes decode nothing else), once: the HLS segments are the
-MP4's packets, remuxed. Mixing keeps at most a few seconds of audio in memory, so a 45-minute lesson
-costs what a 5-minute one does; the speaker view keeps one loudness figure per participant and half
-second (a few kilobytes for a lesson). ``progress`` is told the fraction done as it goes.
+transcoded, and only where set-top boxes need it (they decode H.264 alone, and HLS cuts at
+keyframes): VP8, and H.264 with keyframes too rare to cut at; H.264 from an encoder with a regular
+keyframe is copied as it is. The HLS segments are the MP4's packets, remuxed. Mixing keeps at
+most a few seconds of audio in memory, so a 45-minute lesson costs what a 5-minute one does; the
+speaker view keeps one loudness figure per participant and half second (a few kilobytes for a
+lesson). ``progress`` is told the fraction done as it goes.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-RECORDED = {"VP8", "opus"}  # H.264 comes with the finishing job's transcoding
+RECORDED = {"VP8", "H264", "opus"}  # by producer.codec.name; the recorder writes each as it came
 
 
 def safe_name(name: str) -> str:

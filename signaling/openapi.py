@@ -662,8 +662,8 @@ def _lesson_paths() -> dict[str, dict[str, Any]]:
         room + "/recording": {
             "post": op(
                 "Start or stop recording the room",
-                "Every track (VP8 and Opus) into a Matroska file of its own, written as it goes, with a JSON"
-                " file beside it (the wall-clock time of its first frame, from the publisher's sender"
+                "Every track (VP8, H.264, Opus) into a Matroska file of its own, written as it goes, with a"
+                " JSON file beside it (the wall-clock time of its first frame, from the publisher's sender"
                 " reports); tracks published later are recorded from then on. In a folder per room under"
                 " `--recordings`.",
                 {"200": _json({"type": "object"}, "The recording: its tracks, and its files once stopped.")},
