@@ -1,15 +1,17 @@
 """What recording and finishing cost, in process: `make bench` prints it.
 
 - The recorder: RTP packets of a ~1 Mbit/s 640x360 VP8 stream (the light peer's clip, as a
-  publisher sends it) fed to recorder.track.TrackFile, which depacketizes and writes Matroska as the
-  recorder process does; CPU seconds per second of media, as % of a core, and so how many such
-  streams one core records. No sockets: the UDP receive is the kernel's, and the same as any peer's.
+  publisher sends it) fed datagram by datagram to recorder.process.Recorder, which reorders,
+  depacketizes and writes Matroska as the recorder process does; CPU seconds per second of media,
+  as % of a core, and so how many such streams one core records. No sockets: the UDP receive is
+  the kernel's, and the same as any peer's.
 - The finishing job: a recorded minute (that stream and an Opus track) into MP4, HLS and a poster;
   seconds of lesson finished per second of CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import tempfile
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from loadtest.clips import audio_clip, video_clip
 from recorder.finish import finish
+from recorder.process import Recorder
 from recorder.track import TrackFile, TrackInfo
 
 from .peer_cost import FPS, LAYER
@@ -51,15 +54,23 @@ def _feed(track: TrackFile, packets: list[bytes]) -> None:
 
 
 def recorder_cost(seconds: int = 20) -> dict[str, float]:
+    """The recorder process's own path, datagram by datagram: header, reordering (recorder.reorder),
+    depacketizing and Matroska, as recorder.process.Recorder does it."""
     packets = _video_seconds(seconds)
     bits = sum(len(p) for p in packets) * 8 / seconds
-    with tempfile.TemporaryDirectory() as folder:
-        info = TrackInfo(1, "TR_1", "video", "VP8", CLOCK, "teacher", "camera", "lecturer")
-        track = TrackFile(info, Path(folder) / "camera")
+
+    async def record(folder: str) -> float:
+        recorder = Recorder(Path(folder))
+        command = {"ssrc": 1, "track": "TR_1", "kind": "video", "codec": "VP8", "clock": CLOCK}
+        recorder.add(command | {"participant": "teacher", "source": "camera", "file": "camera"})
         started = time.process_time()
-        _feed(track, packets)
-        track.close()
-        cpu = time.process_time() - started
+        for data in packets:
+            recorder.datagram_received(data, ("127.0.0.1", 9))
+        recorder.end(1)
+        return time.process_time() - started
+
+    with tempfile.TemporaryDirectory() as folder:
+        cpu = asyncio.run(record(folder))
     share = cpu / seconds
     return {
         "stream_kbit_s": round(bits / 1000, 1),

@@ -31,16 +31,20 @@ class Recordings:
         self._tasks: set[asyncio.Task[Any]] = set()
         rooms.listeners.append(self._heard)
 
-    async def start(self, room: Room) -> RecordingSession:
+    async def start(self, room: Room, tracks: list[str] | None = None) -> RecordingSession:
+        """Record the room (`tracks` None: every track, those published later too), or only these
+        tracks; a recording already going takes them in."""
         session = self.sessions.get(room.name)
         if session is None or session.stopped.is_set():
             session = self.sessions[room.name] = RecordingSession(room, self.directory / safe_name(room.name))
             try:
-                await session.start()
+                await session.start(tracks)
             except Exception:
                 del self.sessions[room.name]
                 await session.stop()
                 raise
+        else:
+            session.record(tracks)
         return session
 
     async def stop(self, name: str) -> RecordingSession | None:

@@ -46,12 +46,18 @@ class RecordingSession:
         self.directory = directory / time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started))
         self.process: asyncio.subprocess.Process | None = None
         self.transport: PlainTransport | None = None
-        self.consumers: dict[str, Consumer] = {}  # by track id
+        self.consumers: dict[str, Consumer] = {}  # by track id, while recorded
+        # what is recorded: every track, now and later (None), or only these; `skipped` were stopped
+        self.only: set[str] | None = None
+        self.skipped: set[str] = set()
+        self.visits: dict[str, int] = {}  # files begun per track: a track recorded again gets a new one
         self.files: list[dict[str, Any]] = []
         self.stopped = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, tracks: list[str] | None = None) -> None:
+        """Start the recorder process, and record `tracks` (None: the whole room)."""
+        self.only = None if tracks is None else set()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "recorder", "--dir", str(self.directory),
@@ -71,21 +77,47 @@ class RecordingSession:
         self.transport.on_close.append(lambda t: self.stopped.set())
         self._reader = asyncio.create_task(self._read())
         self.room.on_track.append(self.add)
+        self.record(tracks)
+
+    def record(self, tracks: list[str] | None) -> None:
+        """Record these tracks too (None: the whole room, tracks published later included)."""
+        if tracks is None:
+            self.only, self.skipped = None, set()
+        else:
+            self.skipped -= set(tracks)
+            if self.only is not None:
+                self.only |= set(tracks)
         for owner in list(self.room.participants.values()):
             for producer in list(owner.producers.values()):
                 self.add(producer, owner)
 
+    def leave_out(self, tracks: list[str]) -> None:
+        """Stop recording these tracks (their files close); the rest go on."""
+        self.skipped |= set(tracks)
+        for track in tracks:
+            if (consumer := self.consumers.pop(track, None)) is not None:
+                self.room.router.close_consumer(consumer)
+
+    def wanted(self, producer: Producer) -> bool:
+        return producer.id not in self.skipped and (self.only is None or producer.id in self.only)
+
     def add(self, producer: Producer, owner: Participant) -> None:
-        """Record `producer` from now on (its own file)."""
-        if self.transport is None or producer.id in self.consumers or producer.codec.name not in RECORDED:
+        """Record `producer` from now on (a file of its own), if it is one to record."""
+        if (
+            self.transport is None
+            or producer.id in self.consumers
+            or producer.codec.name not in RECORDED
+            or not self.wanted(producer)
+        ):
             return
-        consumer = self.room.router.consume(self.transport, producer, str(len(self.consumers)))
+        visit = self.visits[producer.id] = self.visits.get(producer.id, 0) + 1
+        consumer = self.room.router.consume(self.transport, producer, f"{producer.id}.{visit}")
         self.consumers[producer.id] = consumer
         consumer.on_close.append(lambda c: self._send({"cmd": "end", "ssrc": c.ssrc}))
+        consumer.on_close.append(lambda c: self._forget(producer.id, c))
         at = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.started))
-        name = "-".join(
-            safe_name(part) for part in (at, owner.identity, producer.source or producer.kind, producer.id)
-        )
+        parts = [at, owner.identity, producer.source or producer.kind, producer.id]
+        name = "-".join(safe_name(part) for part in parts + ([str(visit)] if visit > 1 else []))
         self._send(
             {
                 "cmd": "track",
@@ -100,6 +132,10 @@ class RecordingSession:
                 "file": name,
             }
         )
+
+    def _forget(self, track: str, consumer: Consumer) -> None:
+        if self.consumers.get(track) is consumer:  # its publisher left: recorded again if it comes back
+            del self.consumers[track]
 
     def _send(self, command: dict[str, Any]) -> None:
         process = self.process
@@ -145,6 +181,7 @@ class RecordingSession:
             "recording": not self.stopped.is_set(),
             "started_at": round(self.started, 3),
             "directory": f"{self.directory.parent.name}/{self.directory.name}",
-            "tracks": sorted(self.consumers),
+            "tracks": sorted(self.consumers),  # being recorded now
+            "only": None if self.only is None else sorted(self.only - self.skipped),
             "files": self.files,
         }

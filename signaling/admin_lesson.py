@@ -8,13 +8,18 @@ and the same events.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from classroom.errors import ClassroomError
 from classroom.moderation import SETTABLE
+from classroom.room import Room
 
 from . import appkeys
 from .admin import PREFIX, endpoint, invalid, json_object, name_field, room_of, sessions_of
+
+MAX_TRACKS_NAMED = 100  # in one recording request
 
 ROOM = PREFIX + "/rooms/{room}"
 PARTICIPANT = ROOM + "/participants/{identity}"
@@ -75,16 +80,35 @@ async def clear_standby(request: web.Request) -> web.Response:
 
 @endpoint
 async def set_recording(request: web.Request) -> web.Response:
-    """Start recording the room (every track, each into a file of its own), or stop."""
+    """Start recording the room (every track, each into a file of its own) or some of its tracks,
+    or stop."""
     room = room_of(request)
-    body = await json_object(request, {"on"}, required={"on"})
+    body = await json_object(request, {"on", "tracks"}, required={"on"})
+    tracks = _tracks(room, body["tracks"]) if "tracks" in body else None
     recordings = request.app[appkeys.RECORDINGS]
     if _flag(body, "on"):
-        return web.json_response((await recordings.start(room)).info())
-    session = await recordings.stop(room.name)
+        return web.json_response((await recordings.start(room, tracks)).info())
+    session = recordings.sessions.get(room.name)
     if session is None:
         raise ClassroomError("not_found", f"room {room.name} is not being recorded")
+    if tracks is not None:
+        session.leave_out(tracks)
+        return web.json_response(session.info())
+    await recordings.stop(room.name)
     return web.json_response(session.info())
+
+
+def _tracks(room: Room, value: Any) -> list[str]:
+    """A list of the room's track ids, each checked: a misspelt one is refused, not ignored."""
+    if not isinstance(value, list) or not value or len(value) > MAX_TRACKS_NAMED:
+        raise invalid(f"tracks is a list of 1 to {MAX_TRACKS_NAMED} track ids")
+    published = {p.id for owner in room.participants.values() for p in owner.producers.values()}
+    for track in value:
+        if not isinstance(track, str):
+            raise invalid("tracks is a list of track ids (text)")
+        if track not in published:
+            raise ClassroomError("not_found", f"no track {track[:64]!r} is published in room {room.name}")
+    return list(dict.fromkeys(value))
 
 
 @endpoint

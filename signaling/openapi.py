@@ -665,10 +665,20 @@ def _lesson_paths() -> dict[str, dict[str, Any]]:
                 "Every track (VP8, H.264, Opus) into a Matroska file of its own, written as it goes, with a"
                 " JSON file beside it (the wall-clock time of its first frame, from the publisher's sender"
                 " reports); tracks published later are recorded from then on. In a folder per room under"
-                " `--recordings`.",
-                {"200": _json({"type": "object"}, "The recording: its tracks, and its files once stopped.")},
+                " `--recordings`. With `tracks`, only those: started (or added), or stopped while the rest"
+                " go on; a track the room does not publish is refused with 404.",
+                {
+                    "200": _json(
+                        {"type": "object"}, "The recording: its tracks, and its files once stopped."
+                    ),
+                    "503": _error("The recorder process could not be started (`recorder_unavailable`)."),
+                },
                 [ROOM],
-                requestBody=obj(["on"], on=boolean),
+                requestBody=obj(
+                    ["on"],
+                    on=boolean,
+                    tracks={"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 100},
+                ),
             ),
             "get": op(
                 "The room's recording",

@@ -233,3 +233,93 @@ async def test_a_recorder_that_cannot_start_is_a_clear_error_and_leaves_nothing(
         monkeypatch.undo()
         status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
         assert status == 200 and body["recording"], "a recorder that can start, starts"
+
+
+async def test_single_tracks_are_recorded_on_demand(recording_server: Server, tmp_path: Path) -> None:
+    """Only the tracks named are recorded; more can be added and some left out while it goes on; a
+    track named wrongly is refused and changes nothing."""
+    kelian = recording_server
+    people = [("teacher", "lecturer", {}), ("box-1", "classroom", {})]
+    async with peers(kelian, *people, kind="fusion") as (teacher, box):
+        await teacher.publish(audio=True, simulcast=False)
+        await box.publish(audio=False, simulcast=False)
+        published = {
+            (o.identity, p.kind): p.id
+            for o in room_of(kelian).participants.values()
+            for p in o.producers.values()
+        }
+        camera, box_camera = published["teacher", "video"], published["box-1", "video"]
+        for wrong in (
+            {"on": True, "tracks": ["TR_nope"]},
+            {"on": True, "tracks": []},
+            {"on": True, "tracks": [1]},
+        ):
+            status, body = await api(kelian, "POST", "/rooms/lesson/recording", wrong)
+            assert status in (400, 404) and "lesson" not in kelian.runner.app[appkeys.RECORDINGS].sessions, (
+                body
+            )
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True, "tracks": [camera]})
+        assert status == 200 and body["tracks"] == [camera] and body["only"] == [camera], body
+        await asyncio.sleep(1.5)
+        status, body = await api(
+            kelian, "POST", "/rooms/lesson/recording", {"on": True, "tracks": [box_camera]}
+        )
+        assert status == 200 and body["tracks"] == sorted([camera, box_camera]), body
+        await asyncio.sleep(1.5)
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False, "tracks": [camera]})
+        assert status == 200 and body["recording"] and body["tracks"] == [box_camera], body
+        await asyncio.sleep(1)
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+        assert status == 200 and not body["recording"]
+    files = {f["track"]: f for f in body["files"]}
+    assert set(files) == {camera, box_camera}, "the microphone was never named"
+    for meta in files.values():
+        frames, span, _ = decoded(tmp_path / body["directory"] / meta["file"])
+        assert frames == meta["frames"] > 10 and abs(span - meta["duration"]) < 0.1, meta
+    assert files[camera]["duration"] < files[box_camera]["duration"] + 1.0 < 4.0, files
+
+
+async def test_a_recording_goes_through_a_mute_and_a_failover(
+    recording_server: Server, tmp_path: Path
+) -> None:
+    """The classroom box's camera is muted a while, then hangs, and the lecturer's laptop stands in
+    until it comes back: one file, continuous, its time the lesson's time."""
+    kelian = recording_server
+    async with peers(kelian, ("teacher", "lecturer", {}), ("box-l", "classroom", {}), kind="fusion") as (
+        teacher,
+        box,
+    ):
+        await teacher.publish(audio=False, simulcast=False)
+        await box.publish(audio=False, simulcast=False)
+        owners = {
+            o.identity: [p.id for p in o.producers.values()] for o in room_of(kelian).participants.values()
+        }
+        (primary,), (standby,) = owners["box-l"], owners["teacher"]
+        await teacher.request({"type": "set_standby", "track": primary, "standby": standby})
+        status, _ = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True, "tracks": [primary]})
+        assert status == 200
+        session = kelian.runner.app[appkeys.RECORDINGS].sessions["lesson"]
+        await asyncio.sleep(1.5)
+        await box.request({"type": "mute", "track": primary, "muted": True})
+        await asyncio.sleep(1)
+        await box.request({"type": "mute", "track": primary, "muted": False})
+        await asyncio.sleep(1.5)
+        assert box.publisher is not None
+        for stream in box.publisher.video:  # the box's camera hangs
+            stream.active = False
+        consumer = session.consumers[primary]
+        assert await eventually(lambda: consumer.producer.id == standby, timeout=5)
+        await asyncio.sleep(1.5)
+        for stream in box.publisher.video:  # and comes back
+            stream.next_keyframe()
+            stream.active = True
+        assert await eventually(lambda: consumer.producer.id == primary, timeout=5)
+        await asyncio.sleep(1.5)
+        stopped = time.time()
+        status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+    (meta,) = body["files"]
+    frames, span, _ = decoded(tmp_path / body["directory"] / meta["file"])
+    assert meta["holes"] == 0 and frames == meta["frames"], meta
+    lesson = stopped - meta["first_unix"]
+    assert abs(meta["duration"] - lesson) <= 0.01 * lesson, (meta["duration"], lesson)
+    assert abs(span - meta["duration"]) < 0.1, (span, meta)
