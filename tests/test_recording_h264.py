@@ -21,7 +21,7 @@ from classroom_peers import api
 from clients.picture import shows_quadrants
 from hypothesis import given
 from hypothesis import strategies as st
-from kelian_server import eventually, running_server
+from kelian_server import Server, eventually, running_server
 from sync_media import Beeping, Flashing, flashes
 from test_interop_ffmpeg import PUBLISHER, p256_certificate
 
@@ -346,6 +346,16 @@ def check_video_file(folder: Path, files: list[dict[str, Any]]) -> tuple[dict[st
     return meta, pictures[-1].to_ndarray(format="rgb24")
 
 
+async def recorded(kelian: Server, seconds: float) -> dict[str, Any]:
+    """`seconds` of the room's two tracks recorded; the recording as the admin API describes it."""
+    status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
+    assert status == 200 and len(body["tracks"]) == 2, body
+    await asyncio.sleep(seconds)
+    status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
+    assert status == 200
+    return body
+
+
 async def test_an_h264_publisher_is_recorded_and_finished(tmp_path: Path) -> None:
     use_loopback_candidates()
     async with running_server("127.0.0.1", recordings=str(tmp_path)) as kelian:
@@ -353,11 +363,7 @@ async def test_an_h264_publisher_is_recorded_and_finished(tmp_path: Path) -> Non
         try:
             await teacher.connect()
             await teacher.publish(Flashing(), Beeping(), video_codec="H264")
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
-            assert status == 200 and len(body["tracks"]) == 2, body
-            await asyncio.sleep(3)
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
-            assert status == 200
+            body = await recorded(kelian, 3)
         finally:
             await teacher.close()
     folder = tmp_path / body["directory"]
@@ -385,11 +391,7 @@ async def test_an_ffmpeg_whip_publisher_is_recorded(tmp_path: Path) -> None:
         try:
             room = kelian.rooms.get("lesson")  # type: ignore[attr-defined]
             assert await eventually(lambda: len(room.router.producers) == 2, timeout=15)
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": True})
-            assert status == 200 and len(body["tracks"]) == 2, body
-            await asyncio.sleep(3)
-            status, body = await api(kelian, "POST", "/rooms/lesson/recording", {"on": False})
-            assert status == 200
+            body = await recorded(kelian, 3)
         finally:
             out, err = await encoder.communicate()
     assert encoder.returncode == 0 and out.startswith(b"published"), err.decode(errors="replace")[-2000:]

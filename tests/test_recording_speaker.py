@@ -10,7 +10,6 @@ from __future__ import annotations
 import fractions
 import json
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -25,9 +24,27 @@ OPUS_FRAME = 960  # 20 ms
 RED, BLUE, GREEN = (220, 0, 0), (0, 0, 220), (0, 200, 0)
 
 
-def _sidecar(folder: Path, name: str, meta: dict[str, Any]) -> None:
+def _sidecar(
+    folder: Path, participant: str, role: str, source: str, codec: str, frames: int, seconds: float
+) -> None:
     """The JSON beside a track's file, with the fields TrackFile writes (meta, then close())."""
-    (folder / f"{name}.json").write_text(json.dumps({"file": f"{name}.mkv", "holes": 0, **meta}, indent=1))
+    kind, clock = ("audio", RATE) if source == "microphone" else ("video", 90_000)
+    meta = {
+        "track": f"TR_{participant}_{kind[0]}",
+        "participant": participant,
+        "role": role,
+        "source": source,
+        "kind": kind,
+        "codec": codec,
+        "clock": clock,
+        "file": f"{participant}-{source}.mkv",
+        "first_rtp": 0,
+        "first_unix": START,
+        "frames": frames,
+        "holes": 0,
+        "duration": round(seconds, 3),
+    }
+    (folder / f"{participant}-{source}.json").write_text(json.dumps(meta, indent=1))
 
 
 def camera(
@@ -52,23 +69,7 @@ def camera(
             frame.pts, frame.time_base = n, fractions.Fraction(1, FPS)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    _sidecar(
-        folder,
-        name,
-        {
-            "track": f"TR_{participant}_v",
-            "participant": participant,
-            "role": role,
-            "source": "camera",
-            "kind": "video",
-            "codec": codec,
-            "clock": 90_000,
-            "first_rtp": 0,
-            "first_unix": START,
-            "frames": frames,
-            "duration": round((frames - 1) / FPS, 3),
-        },
-    )
+    _sidecar(folder, participant, role, "camera", codec, frames, (frames - 1) / FPS)
 
 
 def microphone(folder: Path, participant: str, role: str, loud: list[tuple[float, float]]) -> None:
@@ -91,23 +92,7 @@ def microphone(folder: Path, participant: str, role: str, loud: list[tuple[float
             frame.time_base = fractions.Fraction(1, RATE)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    _sidecar(
-        folder,
-        name,
-        {
-            "track": f"TR_{participant}_a",
-            "participant": participant,
-            "role": role,
-            "source": "microphone",
-            "kind": "audio",
-            "codec": "opus",
-            "clock": RATE,
-            "first_rtp": 0,
-            "first_unix": START,
-            "frames": frames,
-            "duration": round((frames - 1) * OPUS_FRAME / RATE, 3),
-        },
-    )
+    _sidecar(folder, participant, role, "microphone", "opus", frames, (frames - 1) * OPUS_FRAME / RATE)
 
 
 def colours(mp4: Path) -> list[tuple[float, str]]:
