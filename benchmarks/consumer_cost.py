@@ -15,7 +15,10 @@ from typing import Any
 
 from sfu import codecs
 from sfu.consumer import Consumer
+from sfu.pipe import pipe_in, pipe_out
+from sfu.plain_transport import PlainRtp
 from sfu.producer import CodecSpec, Producer, ProducerSpec
+from sfu.router import Router
 from sfu.srtp import AEAD_AES_128_GCM, SrtpContext
 from sfu.twcc import SendHistory
 
@@ -56,6 +59,9 @@ class FakeTransport:
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers[consumer.ssrc] = consumer
+
+    def add_producer(self, producer: Producer) -> None:
+        pass
 
 
 def vp8_packets(count: int) -> list[bytes]:
@@ -108,6 +114,60 @@ async def measure(
     return best
 
 
+class CapturingPipe(FakeTransport):
+    """The origin's end of a pipe: plain RTP (sfu.plain_transport.PlainRtp), datagrams kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.srtp_tx = PlainRtp()  # type: ignore[assignment]
+        self.datagrams: list[bytes] = []
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self.datagrams.append(data)
+
+
+def _video_spec() -> ProducerSpec:
+    return ProducerSpec(
+        kind="video",
+        mid="0",
+        codec=CodecSpec("VP8", "video", 96, 90000, None, "", None),
+        publisher_payload_type=96,
+        publisher_rtx_payload_type=None,
+    )
+
+
+def _timed(receive: Any, packets: list[bytes], rounds: int = 3) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for packet in packets:
+            receive(packet)
+        best = min(best, (time.perf_counter() - start) / len(packets) * 1e6)
+    return best
+
+
+async def pipe_hop(packets: list[bytes]) -> float:
+    """Microseconds a packet costs to cross a pipe (sfu.pipe) to one more Node: the origin's pinned
+    Consumer writing it to the pipe, and the edge's mirror taking it in, to one subscriber there,
+    less what that subscriber would have cost on the origin. The sendto and recv of the datagram
+    are the kernel's, as for any subscriber, and not in it."""
+    origin = Producer(FakeTransport(), _video_spec())  # type: ignore[arg-type]
+    origin.streams[0].ssrc = 0x1234
+    pipe = CapturingPipe()
+    description = pipe_out(pipe, origin)  # type: ignore[arg-type]
+    origin.streams[0].receive(packets[0])
+    sending = _timed(origin.streams[0].receive, packets[1:])
+    crossed = pipe.datagrams[len(pipe.datagrams) - (len(packets) - 1) :]
+    router = Router("bench")
+    mirror = pipe_in(router, FakeTransport(), description)  # type: ignore[arg-type]
+    subscriber = FakeTransport(True)
+    Consumer(subscriber, mirror, "0").attach(mirror.streams[0])  # type: ignore[arg-type]
+    mirror.streams[0].receive(pipe.datagrams[0])
+    receiving = _timed(mirror.streams[0].receive, crossed)
+    direct = await measure(1, packets)
+    return sending + receiving - direct
+
+
 async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
     packets = vp8_packets(count)
     one = await measure(1, packets)
@@ -120,6 +180,7 @@ async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
         "us_per_packet_per_extra_consumer": (many - one) / extra,
         "us_per_packet_per_extra_consumer_without_transport_cc": (plain - one) / extra,
         "us_per_packet_per_extra_whep_player_own_extension_ids": (players - one) / extra,
+        "us_per_packet_pipe_hop_to_another_node": await pipe_hop(packets),
     }
 
 
