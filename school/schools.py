@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from classroom.errors import ClassroomError
-from classroom.room import RoomOptions
-from classroom.rooms import Rooms
 from classroom.tokens import mint
 
+from .lesson_rooms import LessonRooms
 from .model import Classroom, District, Lesson, Mode, Record, School, Student
 from .store import Store
 
-LESSON_GRACE = 15 * 60  # seconds a lesson's room stays open after its end, for a lesson that overruns
 TOKEN_SLACK = 3600  # a roster's tokens outlive the lesson by this much (it may overrun, rejoin)
 
 
@@ -57,46 +55,18 @@ class Schools:
     def __init__(
         self,
         store: Store,
-        rooms: Rooms,
+        lesson_rooms: LessonRooms,
         api_key: str,
         api_secret: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.rooms = rooms
+        self.lesson_rooms = lesson_rooms
         self.api_key, self.api_secret = api_key, api_secret
         self.clock = clock
         self.on_switch: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.counts: Counter[str] = Counter()  # switchovers by mode, clients told: for /metrics
         self.last_told_ms = 0.0
-        rooms.lessons = self.room_options
-
-    # -- a lesson's room ---------------------------------------------------------------------------
-
-    async def room_options(self, name: str) -> RoomOptions | None:
-        """The settings a lesson's room opens with; None if `name` is no lesson."""
-        lesson = await self.store.get("lesson", name)
-        if not isinstance(lesson, Lesson):
-            return None
-        school = await self.store.get("school", lesson.school)
-        assert isinstance(school, School)  # the store keeps no lesson without its school
-        boxes = []
-        for classroom_id in lesson.classrooms:
-            classroom = await self.store.get("classroom", classroom_id)
-            if isinstance(classroom, Classroom) and classroom.box:
-                boxes.append(classroom.box)
-        metadata = {"title": lesson.title} | ({"subject": lesson.subject} if lesson.subject else {})
-        return RoomOptions(
-            empty_timeout=max(60.0, lesson.ends_at + LESSON_GRACE - self.clock()),
-            metadata=metadata | ({"teacher": lesson.teacher} if lesson.teacher else {}),
-            kind=lesson.room_kind,
-            lesson=lesson.id,
-            school=school.id,
-            district=school.district,
-            boxes=tuple(boxes),
-            mode=str(lesson.mode or school.mode),
-            recording=str(lesson.recording),
-        )
 
     # -- the switchover ----------------------------------------------------------------------------
 
@@ -105,26 +75,12 @@ class Schools:
         started, at = time.monotonic(), self.clock()
         schools, lessons, writes = await self._resolve(scope, mode, at)
         await self.store.put(writes)
-        opened = 0
-        if mode is Mode.ONLINE:
-            for lesson in lessons:
-                if lesson.id not in self.rooms.rooms:
-                    options = await self.room_options(lesson.id)
-                    if options is not None and lesson.id not in self.rooms.rooms:
-                        self.rooms.create(lesson.id, options)
-                        opened += 1
+        opened = await self.lesson_rooms.open([lesson.id for lesson in lessons]) if mode is Mode.ONLINE else 0
         switch_id = "SW_" + secrets.token_urlsafe(9)
         event = {"switch": switch_id, "scope": scope.to_dict(), "by": by}
         in_scope = set(scope.lessons) or {lesson.id for lesson in lessons}
-        told = rooms = recording = 0
-        for room in list(self.rooms.rooms.values()):
-            options = room.options
-            if options.lesson is None or room.closed:
-                continue
-            if options.lesson in in_scope or (not scope.lessons and options.school in schools):
-                rooms += 1
-                told += await room.mode.switch(str(mode), event | {"lesson": options.lesson})
-                recording += room.mode.recording
+        done = await self.lesson_rooms.switch(str(mode), event, in_scope, set() if scope.lessons else schools)
+        told, rooms, recording = done.told, done.rooms, done.recording
         told_ms = round((time.monotonic() - started) * 1000, 1)
         audit = {
             "switch": switch_id,

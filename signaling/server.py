@@ -19,6 +19,7 @@ from classroom.rooms import Rooms
 from library.library import Library
 from library.store import LibraryStore
 from recorder.recordings import Recordings
+from school.lesson_rooms import LocalLessonRooms
 from school.schools import Schools
 from school.store import SqliteStore
 from sfu.node import Node
@@ -100,7 +101,8 @@ def create_app(config: Config, node: Node) -> web.Application:
     app[appkeys.ROOMS] = rooms
     app[appkeys.SOCKETS] = weakref.WeakSet()
     store = SqliteStore(config.database)
-    schools = app[appkeys.SCHOOLS] = Schools(store, rooms, config.api_key, config.api_secret)
+    lesson_rooms = LocalLessonRooms(rooms, store)
+    schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms, config.api_key, config.api_secret)
     hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
     rooms.listeners.append(hooks.emit)
 
