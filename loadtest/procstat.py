@@ -31,19 +31,23 @@ def rss_bytes(pid: int | str = "self") -> int:
 
 
 def server_metric(url: str, name: str) -> float | None:
-    """A counter from the server's /metrics, or None if it cannot be read. A server that keeps its
-    metrics behind a token (KELIAN_METRICS_TOKEN) is read with the same variable's value."""
+    """A counter from the server's /metrics, summed over its samples (a server of several worker
+    processes gives one a process), or None if it cannot be read. A server that keeps its metrics
+    behind a token (KELIAN_METRICS_TOKEN) is read with the same variable's value."""
     request = urllib.request.Request(url + "/metrics")
     if token := os.environ.get("KELIAN_METRICS_TOKEN"):
         request.add_header("Authorization", f"Bearer {token}")
+    total: float | None = None
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
+                if line.startswith((name + " ", name + "{")):
+                    rest = line[len(name) :]
+                    rest = rest[rest.index("}") + 1 :] if rest.startswith("{") else rest
+                    total = (total or 0.0) + float(rest.split()[0])
     except (OSError, ValueError):
         return None
-    return None
+    return total
 
 
 class CpuClock:

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", help="share state with other nodes through Redis (KELIAN_REDIS_URL)")
     serve.add_argument(
+        "--workers",
+        help='worker processes behind one address, each with its own media port: a number, or "auto" for'
+        " one per core (KELIAN_WORKERS, 1)",
+    )
+    serve.add_argument(
         "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"
     )
     serve.add_argument("--webhook-urls", help="where to POST events, comma-separated (KELIAN_WEBHOOK_URLS)")
@@ -175,6 +180,10 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(_dev_banner(config), file=out, flush=True)
 
     # Imported lazily: the media stack is slow to import and `token` needs none of it.
+    if config.workers > 1:
+        from cluster import front
+
+        return _run(front.serve(config, config.workers))
     from signaling import server
 
     return _run(server.serve(config))

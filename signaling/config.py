@@ -55,6 +55,9 @@ class Config:
     api_secret: str
     dev_credentials: bool = False
     redis_url: str | None = None
+    # Worker processes, each with its event loop and media port, behind one front (cluster/): 1 is
+    # one process as it always was; "auto" on the command line is one per core.
+    workers: int = 1
     # The organisation (schools, lessons, modes, the switchover audit): an SQLite file, so that a
     # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
     database: str = "kelian.db"
@@ -151,6 +154,7 @@ class Config:
             api_secret=api_secret,
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
+            workers=pick("workers", _parse_workers, defaults.workers),
             database=pick("database", _parse_str, defaults.database),
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
             recordings=pick("recordings", _parse_str, defaults.recordings),
@@ -183,6 +187,10 @@ class Config:
                         " KELIAN_API_SECRET this is a development server: anyone who reaches it could mint"
                         " tokens. Set the credentials, or --dev-on-network to mean it"
                     )
+        if config.workers > 1 and config.database == ":memory:":
+            raise ConfigError(
+                "--workers: the workers share the organisation's database; give --database a file"
+            )
         return config
 
 
@@ -309,6 +317,15 @@ def _parse_count(source: str, raw: Any) -> int:
     count = _parse_int(source, raw)
     if not 0 <= count <= 1000:
         raise ConfigError(f"{source}: {count} is out of range (0-1000)")
+    return count
+
+
+def _parse_workers(source: str, raw: Any) -> int:
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    count = _parse_int(source, raw)
+    if not 1 <= count <= 256:
+        raise ConfigError(f'{source}: {count} workers is out of range (1-256, or "auto": one per core)')
     return count
 
 

@@ -8,6 +8,7 @@ import hmac
 import logging
 import resource
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,11 @@ def create_app(config: Config, node: Node) -> web.Application:
     return app
 
 
-async def start(config: Config) -> tuple[web.AppRunner, Node]:
-    """Start the media port and the HTTP server; the caller stops both with `stop`."""
+async def start(
+    config: Config, extend: Callable[[web.Application], None] | None = None
+) -> tuple[web.AppRunner, Node]:
+    """Start the media port and the HTTP server; the caller stops both with `stop`. `extend` adds to
+    the app before it starts (a worker's internal routes, cluster.worker)."""
     node = Node(
         host=config.media_host,
         port=config.media_port,
@@ -164,14 +168,21 @@ async def start(config: Config) -> tuple[web.AppRunner, Node]:
     await node.start()
     logs.quiet_bad_requests()
     app = create_app(config, node)
+    if extend is not None:
+        extend(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     total = min(config.max_connections, _descriptor_budget())
     gate = ConnectionGate(total, config.max_connections_per_address, app[appkeys.ROOMS].refusals)
     site = GatedSite(runner, config.http_host, config.http_port, gate)
     await site.start()
-    log.info("signaling on http://%s:%d", config.http_host, config.http_port)
+    log.info("signaling on http://%s:%d", config.http_host, bound_port(runner))
     return runner, node
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The HTTP port the server listens on (the one the system chose, for port 0)."""
+    return int(runner.addresses[0][1])
 
 
 class GatedSite(web.BaseSite):

@@ -30,9 +30,9 @@ class SqliteThread:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, isolation_level=None)  # we say BEGIN and COMMIT
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")  # another store or process of the same file is writing
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file: the first to open it sets it
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut may lose the last commit only
-            db.execute("PRAGMA busy_timeout=5000")  # another store of the same file is writing
             db.executescript(self.schema)
             self._local.db = db
         return db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import pytest
@@ -168,3 +169,14 @@ def test_wildcard_media_host_announces_a_real_address() -> None:
     address = config.candidate_address
     assert address != "0.0.0.0"
     assert address.count(".") == 3
+
+
+def test_workers_are_a_count_or_one_per_core() -> None:
+    assert Config.load(None, env=CREDS).workers == 1
+    assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "3"}).workers == 3
+    assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "auto"}).workers == (os.cpu_count() or 1)
+    for bad in ("0", "-1", "999", "many"):
+        with pytest.raises(ConfigError, match="KELIAN_WORKERS"):
+            Config.load(None, env=CREDS | {"KELIAN_WORKERS": bad})
+    with pytest.raises(ConfigError, match="database"):
+        Config.load(None, env=CREDS | {"KELIAN_WORKERS": "2", "KELIAN_DATABASE": ":memory:"})

@@ -1,0 +1,1 @@
+"""kelian on every core: worker processes behind one front (docs/scaling.md)."""

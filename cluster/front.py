@@ -1,0 +1,336 @@
+"""The front: one HTTP/WebSocket address before every worker of this machine.
+
+    kelian serve --workers N
+
+Each worker (cluster.worker) is a whole kelian server with its own event loop and UDP media port;
+a room lives whole on one of them, placed on the least loaded when first needed (cluster.placement).
+The front holds what is not a room's: the organisation and the switchover (school/), the library,
+the pages; and it passes on what is a room's to the worker that holds it: a participant's WebSocket
+(routed by the room in its join token), WHIP and WHEP (by the room in the path), the admin API's
+room calls. Media never crosses the front: each worker announces its own media port in its SDP.
+
+A switchover is done here once (modes written, audited, one webhook) and its room side reaches
+every worker at once (cluster.lesson_rooms). /metrics gathers every worker's figures under a
+``worker`` label; /healthz says how each worker is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from classroom.limits import Refusals
+from classroom.tokens import verify
+from library.library import Library
+from library.store import LibraryStore
+from school.schools import Schools
+from school.store import SqliteStore
+from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server
+from signaling.config import Config
+from signaling.limits import ConnectionGate
+from signaling.metrics import LessonCollector
+from signaling.webhooks import Webhooks
+from signaling.ws import SUBPROTOCOL_MSGPACK, Codec
+
+from .lesson_rooms import ClusterLessonRooms
+from .placement import Worker
+from .proxy import client_socket, forward, relay
+from .workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+POOL = web.AppKey("pool", WorkerPool)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+ROOM = admin.PREFIX + "/rooms/{room}"
+
+
+def create_front_app(config: Config, pool: WorkerPool) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
+    app[appkeys.CONFIG] = config
+    app[POOL] = pool
+    session = app[SESSION] = aiohttp.ClientSession(
+        auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
+    )
+    store = SqliteStore(config.database)
+    schools = app[appkeys.SCHOOLS] = Schools(
+        store, ClusterLessonRooms(pool, session), config.api_key, config.api_secret
+    )
+    hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
+
+    async def switched(audit: dict[str, Any]) -> None:
+        hooks.emit("switchover", **audit)
+
+    schools.on_switch.append(switched)
+    shelves = LibraryStore(config.database)
+    library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
+    registry = app[appkeys.REGISTRY] = CollectorRegistry()
+    registry.register(LessonCollector(schools, hooks))
+    ProcessCollector(registry=registry)
+
+    async def open_state(app: web.Application) -> None:
+        await store.open()
+        await shelves.open()
+        await hooks.start()
+
+    async def close_state(app: web.Application) -> None:
+        await library.close()
+        await shelves.close()
+        await hooks.stop()
+        await store.close()
+        await session.close()
+
+    app.on_startup.append(open_state)
+    app.on_cleanup.append(close_state)
+    app.add_routes(
+        [
+            web.get("/", server.index),
+            web.get("/console", server.console),
+            web.get("/library", server.library_page),
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
+            web.get("/ws", websocket),
+            web.post("/{kind:whip|whep}/{room}", by_room),
+            web.route("*", "/{kind:whip|whep}/{room}/{resource}", by_room),
+            web.options("/{kind:whip|whep}/{room}", by_room),
+            web.get(admin.PREFIX + "/rooms", list_rooms, allow_head=False),
+            web.post(admin.PREFIX + "/rooms", create_room),
+            web.route("*", ROOM, room_call),
+            web.route("*", ROOM + "/{tail:.+}", room_call),
+            web.post(admin.PREFIX + "/tokens", admin.create_token),
+            *admin_school.routes(),
+            *admin_library.routes(),
+            *openapi.routes(),
+            *devtoken.routes(),
+        ]
+    )
+    if (server.WEB / "static").is_dir():
+        app.router.add_static("/static", server.WEB / "static")
+    return app
+
+
+# -- a room's calls, to its worker -----------------------------------------------------------------
+
+
+async def by_room(request: web.Request) -> web.Response:
+    """WHIP and WHEP: a new session is placed with its room; an existing one is where its room is."""
+    pool, room = request.app[POOL], request.match_info["room"]
+    opening = request.method == "POST" and "resource" not in request.match_info
+    worker = pool.placement.place(room) if opening else pool.placement.locate(room)
+    if worker is None:
+        return web.Response(status=404, text=f"no session in room {room!r}\n")
+    return await forward(request, worker, request.app[SESSION])
+
+
+@admin.endpoint
+async def room_call(request: web.Request) -> web.Response:
+    worker = request.app[POOL].placement.locate(request.match_info["room"])
+    if worker is None:
+        return admin.error_response(404, "not_found", f"no room {request.match_info['room']!r}")
+    return await forward(request, worker, request.app[SESSION])
+
+
+@admin.endpoint
+async def create_room(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        name = admin.name_field(body["name"], "name")
+    except (ValueError, KeyError, TypeError):
+        return await forward(request, _any(request), request.app[SESSION])  # the worker says what is wrong
+    placement = request.app[POOL].placement
+    existed = placement.locate(name) is not None
+    worker = placement.place(name)
+    answer = await forward(request, worker, request.app[SESSION])
+    if answer.status >= 300 and not existed:
+        placement.release(name, worker)
+    return answer
+
+
+@admin.endpoint
+async def list_rooms(request: web.Request) -> web.Response:
+    answers = await _everyone(request, "GET", request.rel_url.path_qs)
+    rooms = [room for answer in answers for room in answer.get("rooms", [])]
+    return web.json_response({"rooms": rooms})
+
+
+def _any(request: web.Request) -> Worker:
+    live = [w for w in request.app[POOL].placement.workers if w.alive]
+    if not live:
+        raise web.HTTPServiceUnavailable(text="no worker is running\n")
+    return min(live, key=lambda w: w.load)
+
+
+async def _everyone(request: web.Request, method: str, path: str) -> list[dict[str, Any]]:
+    session = request.app[SESSION]
+    headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization",)}
+
+    async def ask(worker: Worker) -> dict[str, Any]:
+        try:
+            async with session.request(method, worker.url + path, headers=headers) as answer:
+                result = await answer.json()
+        except (aiohttp.ClientError, OSError, ValueError):
+            return {}
+        return result if isinstance(result, dict) else {}
+
+    live = [w for w in request.app[POOL].placement.workers if w.alive]
+    return list(await asyncio.gather(*(ask(w) for w in live)))
+
+
+# -- participants' sockets ------------------------------------------------------------------------
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    """Read the join, place its room, and join the socket to one on the room's worker."""
+    config = request.app[appkeys.CONFIG]
+    client = client_socket()
+    await client.prepare(request)
+    try:
+        first = await client.receive(timeout=config.join_timeout)
+    except TimeoutError:
+        await client.close(code=4408, message=b"join_timeout")
+        return client
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return client
+    placement = request.app[POOL].placement
+    room = _room_of(first, client, config)
+    try:
+        worker = placement.place(room) if room is not None else _any(request)
+    except (LookupError, web.HTTPServiceUnavailable):
+        await client.close(code=1013, message=b"try again")
+        return client
+    await relay(client, first, worker, request, request.app[SESSION])
+    return client
+
+
+def _room_of(first: aiohttp.WSMessage, client: web.WebSocketResponse, config: Config) -> str | None:
+    """The room a join is for, from a token that verifies here (the worker checks it again, and
+    answers anything else itself: a room is placed only for a join that can open it)."""
+    binary = client.ws_protocol == SUBPROTOCOL_MSGPACK
+    try:
+        message = Codec(binary).decode(first)
+        claims = verify(
+            message.get("token"),
+            config.api_key,
+            config.api_secret,
+            room=message.get("room"),
+            max_ttl=config.max_token_ttl,
+        )
+    except Exception:  # anything a join could hold: the worker answers it
+        return None
+    return claims.room
+
+
+# -- the machine's state --------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    workers = [
+        {
+            "worker": w.index,
+            "alive": w.alive,
+            "rooms": len(w.rooms),
+            "transports": w.transports,
+            "media": {"port": w.media_port},
+        }
+        for w in pool.placement.workers
+    ]
+    config = request.app[appkeys.CONFIG]
+    ok = any(w.alive for w in pool.placement.workers)
+    return web.json_response(
+        {
+            "status": "ok" if ok else "no worker",
+            "dev": config.dev_credentials,
+            "rooms": len(pool.placement.rooms),
+            "transports": sum(w.transports for w in pool.placement.workers),
+            "workers": workers,
+        },
+        status=200 if ok else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Every worker's figures and the front's, each sample labelled with its ``worker``."""
+    unauthorized = await server.metrics_endpoint(request)  # the token check, and the front's own text
+    if unauthorized.status != 200:
+        return unauthorized
+    assert isinstance(unauthorized.body, bytes)
+    texts = {"front": unauthorized.body.decode()}
+    session = request.app[SESSION]
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+
+    async def scrape(worker: Worker) -> tuple[str, str]:
+        try:
+            async with session.get(worker.url + "/metrics", headers=headers) as answer:
+                return str(worker.index), await answer.text() if answer.status == 200 else ""
+        except (aiohttp.ClientError, OSError):
+            return str(worker.index), ""
+
+    live = [w for w in request.app[POOL].placement.workers if w.alive]
+    texts.update(await asyncio.gather(*(scrape(w) for w in live)))
+    registry = CollectorRegistry()
+    registry.register(Gathered(texts))
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class Gathered(Collector):
+    """Metric families of several processes' exposition texts, merged by name, labelled by source."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for source, text in self.texts.items():
+            for family in text_string_to_metric_families(text):
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+                merged.samples += [
+                    Sample(s.name, s.labels | {"worker": source}, s.value, s.timestamp, s.exemplar)
+                    for s in family.samples
+                ]
+        yield from families.values()
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+
+async def start(config: Config, workers: int) -> tuple[web.AppRunner, WorkerPool]:
+    pool = WorkerPool(config, workers)
+    app = create_front_app(config, pool)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()  # the database first: made (and in WAL mode) before the workers open it
+    try:
+        await pool.start()
+        gate = ConnectionGate(config.max_connections, config.max_connections_per_address, Refusals())
+        site = server.GatedSite(runner, config.http_host, config.http_port, gate)
+        await site.start()
+    except BaseException:
+        await pool.stop()
+        await runner.cleanup()
+        raise
+    log.info("front on http://%s:%d, %d workers", config.http_host, server.bound_port(runner), workers)
+    return runner, pool
+
+
+async def stop(runner: web.AppRunner, pool: WorkerPool) -> None:
+    await runner.cleanup()
+    await pool.stop()
+
+
+async def serve(config: Config, workers: int) -> None:
+    runner, pool = await start(config, workers)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await stop(runner, pool)

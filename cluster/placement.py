@@ -1,0 +1,65 @@
+"""Which worker holds which room: one room, one worker, chosen least-loaded when it is first needed.
+
+The front is the only one that places (workers create only the rooms they are sent), so a room can
+never open on two workers at once; a worker says when a room of its own has closed, and the place is
+free again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Worker:
+    index: int
+    http_port: int
+    media_port: int
+    rooms: set[str] = field(default_factory=set)
+    transports: int = 0  # from its latest load report
+    alive: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """What "least loaded" compares: media transports first (what costs CPU), then rooms."""
+        return self.transports, len(self.rooms)
+
+
+class Placement:
+    def __init__(self) -> None:
+        self.workers: list[Worker] = []
+        self.rooms: dict[str, Worker] = {}
+
+    def locate(self, room: str) -> Worker | None:
+        return self.rooms.get(room)
+
+    def place(self, room: str) -> Worker:
+        """The worker of `room`: where it is, or the least-loaded live worker, which takes it."""
+        worker = self.rooms.get(room)
+        if worker is not None and worker.alive:
+            return worker
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise LookupError("no worker is running")
+        worker = min(live, key=lambda w: w.load)
+        worker.rooms.add(room)
+        self.rooms[room] = worker
+        return worker
+
+    def release(self, room: str, worker: Worker) -> None:
+        """`worker` closed `room` (or never opened it): the room may go anywhere next time."""
+        worker.rooms.discard(room)
+        if self.rooms.get(room) is worker:
+            del self.rooms[room]
+
+    def lost(self, worker: Worker) -> list[str]:
+        """`worker` died: its rooms are free again (their participants reconnect); which they were."""
+        worker.alive = False
+        gone = sorted(worker.rooms)
+        for room in gone:
+            self.release(room, worker)
+        return gone

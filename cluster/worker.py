@@ -1,0 +1,117 @@
+"""A worker: a whole kelian server (rooms, media port) on loopback, behind the front.
+
+    python -m cluster.worker        (started by cluster.workers.WorkerPool, never by hand)
+
+Its configuration comes in the environment (KELIAN_WORKER: the front's Config as JSON, with its own
+ports); it listens for HTTP on a loopback port of its own, which only the front reaches, and speaks
+to the front on stdout, one JSON object a line: ``ready`` (its ports), ``closed`` (a room of its
+ended: the place is free), ``load`` (every second). The front asks it for what the switchover needs
+of its rooms on /internal/..., with the cluster's secret in ``X-Kelian-Internal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import json
+import os
+import signal
+import sys
+from typing import Any, cast
+
+from aiohttp import web
+
+from school.lesson_rooms import LocalLessonRooms
+from signaling import appkeys, server
+from signaling.config import Config
+
+SECRET_HEADER = "X-Kelian-Internal"
+LOAD_EVERY = 1.0
+
+
+def tell(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event} | fields), flush=True)
+
+
+def config_from(raw: str) -> Config:
+    fields = json.loads(raw)
+    fields["webhook_urls"] = tuple(fields.get("webhook_urls") or ())
+    return Config(**fields)
+
+
+def internal_routes(secret: str) -> list[web.RouteDef]:
+    def guarded(handler: Any) -> Any:
+        async def check(request: web.Request) -> web.StreamResponse:
+            sent = request.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), secret.encode()):
+                return web.json_response({"error": "not the front"}, status=403)
+            return cast(web.StreamResponse, await handler(request))
+
+        return check
+
+    def lesson_rooms(request: web.Request) -> LocalLessonRooms:
+        return cast(LocalLessonRooms, request.app[appkeys.SCHOOLS].lesson_rooms)
+
+    async def open_lessons(request: web.Request) -> web.Response:
+        body = await request.json()
+        here = lesson_rooms(request)
+        opened = await here.open(list(body["lessons"]))
+        rooms = here.rooms.rooms
+        return web.json_response({"opened": opened, "open": [n for n in body["lessons"] if n in rooms]})
+
+    async def switch(request: web.Request) -> web.Response:
+        body = await request.json()
+        done = await lesson_rooms(request).switch(
+            str(body["mode"]), dict(body["event"]), set(body["lessons"]), set(body["schools"])
+        )
+        return web.json_response(dataclasses.asdict(done))
+
+    return [
+        web.post("/internal/lessons/open", guarded(open_lessons)),
+        web.post("/internal/lessons/switch", guarded(switch)),
+    ]
+
+
+async def run() -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # the front stops us
+    config = config_from(os.environ["KELIAN_WORKER"])
+    secret = os.environ["KELIAN_INTERNAL_SECRET"]
+
+    def extend(app: web.Application) -> None:
+        app.add_routes(internal_routes(secret))
+        rooms = app[appkeys.ROOMS]
+        rooms.listeners.append(
+            lambda event, **fields: (
+                tell("closed", room=fields.get("room")) if event == "lesson_ended" else None
+            )
+        )
+
+    runner, node = await server.start(config, extend)
+    rooms = runner.app[appkeys.ROOMS]
+    tell("ready", http=server.bound_port(runner), media=node.port)
+    try:
+        while True:
+            await asyncio.sleep(LOAD_EVERY)
+            tell("load", transports=len(node.transports), rooms=len(rooms.rooms))
+    finally:
+        await server.stop(runner, node)
+
+
+def main() -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
