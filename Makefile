@@ -6,7 +6,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-all fuzz bench capacity soak lint format screenshots clean distclean
+.PHONY: install serve test test-all fuzz bench capacity soak lint format screenshots deploy-check clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point). An existing venv is
 # reused rather than re-created, so a venv made by another interpreter is not rewritten underneath us.
@@ -49,6 +49,17 @@ screenshots: $(STAMP)
 SOAK_ARGS ?=
 soak: $(STAMP)
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
+
+# deploy/ (docs/deploy.md): the Prometheus config, the alert rules and their unit tests through promtool
+# (Debian's prometheus package), then tests/test_deploy.py, which make test runs too: every query of the
+# dashboard and the alerts against a real kelian's /metrics, the image's command and variables, the
+# systemd unit, the kernel settings. Fails, rather than skips, when promtool is missing.
+deploy-check: $(STAMP)
+	@command -v promtool >/dev/null || { echo "deploy-check: promtool is missing (apt-get install prometheus)" >&2; exit 1; }
+	cd deploy/prometheus && promtool check config --syntax-only prometheus.yml
+	cd deploy/prometheus && promtool check rules alerts.yml
+	cd deploy/prometheus && promtool test rules alerts.test.yml
+	KELIAN_REQUIRE_SYSTEM=1 $(PY) -m pytest -q tests/test_deploy.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
