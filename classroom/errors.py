@@ -55,6 +55,7 @@ ERRORS: dict[str, ErrorCode] = {
     "lesson_offline": ErrorCode(403, "a student or viewer joining a lesson that is in person (offline)"),
     "stage_full": ErrorCode(409, "as many participants are on stage as may be"),
     "too_many_tracks": ErrorCode(409, "more tracks than one participant may publish or receive"),
+    "unavailable": ErrorCode(503, "the worker or node of the room is being replaced: try again"),
     "recorder_unavailable": ErrorCode(503, "the recorder process could not be started"),
     "rate_limited": ErrorCode(429, "more requests than the session's rate"),
     "join_timeout": ErrorCode(408, "a socket that did not join in time"),

@@ -195,8 +195,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await client.prepare(request)
     try:
         first = await client.receive(timeout=config.join_timeout)
-    except TimeoutError:
-        await client.close(code=4408, message=b"join_timeout")
+    except TimeoutError:  # as a worker answers a socket that never joins (signaling.ws)
+        codec = Codec(client.ws_protocol == SUBPROTOCOL_MSGPACK)
+        await codec.send(client, {"type": "error", "code": "join_timeout", "message": "no join in time"})
+        await codec.send(client, {"type": "disconnected", "reason": "join_timeout"})
+        await client.close(code=4000, message=b"join_timeout")
         return client
     if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return client

@@ -7,7 +7,10 @@ free again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+SETTLE = 5.0  # seconds a placed room has to open on its worker before a load report may free it
 
 
 @dataclass(eq=False)
@@ -33,6 +36,7 @@ class Placement:
     def __init__(self) -> None:
         self.workers: list[Worker] = []
         self.rooms: dict[str, Worker] = {}
+        self.placed_at: dict[str, float] = {}
 
     def locate(self, room: str) -> Worker | None:
         return self.rooms.get(room)
@@ -48,6 +52,7 @@ class Placement:
         worker = min(live, key=lambda w: w.load)
         worker.rooms.add(room)
         self.rooms[room] = worker
+        self.placed_at[room] = time.monotonic()
         return worker
 
     def release(self, room: str, worker: Worker) -> None:
@@ -55,6 +60,15 @@ class Placement:
         worker.rooms.discard(room)
         if self.rooms.get(room) is worker:
             del self.rooms[room]
+            self.placed_at.pop(room, None)
+
+    def reconcile(self, worker: Worker, held: set[str]) -> None:
+        """`worker` holds `held` now: a room placed there a while ago that it does not hold never
+        opened (a join it refused), and is free again."""
+        settled = time.monotonic() - SETTLE
+        for room in list(worker.rooms - held):
+            if self.placed_at.get(room, 0.0) < settled:
+                self.release(room, worker)
 
     def lost(self, worker: Worker) -> list[str]:
         """`worker` died: its rooms are free again (their participants reconnect); which they were."""

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from signaling.admin import error_response
 from signaling.ws import MAX_MESSAGE, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
 from .placement import Worker
@@ -43,15 +44,19 @@ async def forward(request: web.Request, worker: Worker, session: aiohttp.ClientS
     headers = _headers(request.headers)
     headers[FORWARDED_FOR] = request.remote or ""
     body = await request.read()
-    async with session.request(
-        request.method,
-        worker.url + request.rel_url.path_qs,
-        headers=headers,
-        data=body,
-        allow_redirects=False,
-    ) as answer:
-        data = await answer.read()
-        return web.Response(status=answer.status, body=data, headers=_headers(answer.headers))
+    try:
+        async with session.request(
+            request.method,
+            worker.url + request.rel_url.path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as answer:
+            data = await answer.read()
+            return web.Response(status=answer.status, body=data, headers=_headers(answer.headers))
+    except (aiohttp.ClientError, OSError):  # the worker died under it: it is being replaced
+        message = "the room's worker is restarting: try again"
+        return error_response(503, "unavailable", message, {"Retry-After": "1"})
 
 
 async def relay(

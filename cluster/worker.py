@@ -96,7 +96,7 @@ async def run() -> None:
     try:
         while True:
             await asyncio.sleep(LOAD_EVERY)
-            tell("load", transports=len(node.transports), rooms=len(rooms.rooms))
+            tell("load", transports=len(node.transports), rooms=sorted(rooms.rooms))
     finally:
         await server.stop(runner, node)
 

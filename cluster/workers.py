@@ -86,6 +86,7 @@ class WorkerPool:
                 self.placement.release(event["room"], worker)
             elif event.get("event") == "load":
                 worker.transports = int(event.get("transports", 0))
+                self.placement.reconcile(worker, set(event.get("rooms", ())))
         await process.wait()
         if self.stopping:
             return

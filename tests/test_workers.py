@@ -24,6 +24,7 @@ from test_whip_whep import bearer, delete, post_offer, whip_publish
 
 from classroom.tokens import mint
 from cluster import front
+from cluster.placement import SETTLE, Placement, Worker
 from cluster.workers import WorkerPool
 from loadtest.peer import Peer
 from signaling.client import use_loopback_candidates
@@ -235,3 +236,24 @@ async def test_whip_and_whep_go_through_the_front(cluster: Cluster) -> None:
         assert gone.status == 404, "no room placed: nothing to end"
         await player.close()
         await publisher.close()
+
+
+def test_a_room_placed_for_a_join_that_never_opened_it_is_freed() -> None:
+    placement = Placement()
+    worker = Worker(0, 1, 2)
+    placement.workers = [worker]
+    assert placement.place("locked") is worker and placement.place("open") is worker
+    placement.reconcile(worker, {"open"})
+    assert placement.locate("locked") is worker, "a join may still be on its way"
+    placement.placed_at["locked"] -= SETTLE + 1
+    placement.placed_at["open"] -= SETTLE + 1
+    placement.reconcile(worker, {"open"})
+    assert placement.locate("locked") is None and placement.locate("open") is worker
+
+
+async def test_a_join_the_front_cannot_read_is_answered_by_a_worker(cluster: Cluster) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(cluster.url + "/ws") as ws:
+        await ws.send_str('{"type": "join", "token": "not a token"}')
+        answer = await ws.receive_json(timeout=5)
+    assert answer["type"] == "error" and answer["code"] == "unauthorized", answer
+    assert not cluster.pool.placement.rooms, "nothing placed for it"
