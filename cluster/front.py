@@ -17,8 +17,12 @@ every worker at once (cluster.lesson_rooms). /metrics gathers every worker's fig
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hmac
 import logging
-from collections.abc import Iterator
+import secrets
+import socket
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,13 +32,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+from redis.exceptions import RedisError
 
 from classroom.limits import Refusals
 from classroom.tokens import verify
 from library.library import Library
 from library.store import LibraryStore
+from school.lesson_rooms import LessonRooms
+from school.redis_store import organisation_store
 from school.schools import Schools
-from school.store import SqliteStore
 from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server
 from signaling.config import Config
 from signaling.limits import ConnectionGate
@@ -42,7 +48,8 @@ from signaling.metrics import LessonCollector
 from signaling.webhooks import Webhooks
 from signaling.ws import SUBPROTOCOL_MSGPACK, Codec
 
-from .lesson_rooms import ClusterLessonRooms
+from .lesson_rooms import NODE_OPEN, NODE_SWITCH, NodeLessonRooms, WorkerLessonRooms
+from .nodes import RELAYED, NodeInfo, NodeRegistry, relay_mark
 from .placement import Worker
 from .proxy import client_socket, forward, relay
 from .workers import WorkerPool
@@ -51,20 +58,34 @@ log = logging.getLogger(__name__)
 
 POOL = web.AppKey("pool", WorkerPool)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+HERE = web.AppKey("here", WorkerLessonRooms)
+NODES = web.AppKey("nodes", NodeRegistry)
+MARK = web.AppKey("relay_mark", str)
+TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 ROOM = admin.PREFIX + "/rooms/{room}"
 
 
-def create_front_app(config: Config, pool: WorkerPool) -> web.Application:
+def create_front_app(
+    config: Config, pool: WorkerPool, registry: NodeRegistry | None = None
+) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
     app[appkeys.CONFIG] = config
     app[POOL] = pool
+    app[TASKS] = set()
+    app[MARK] = relay_mark(config.api_secret)
     session = app[SESSION] = aiohttp.ClientSession(
         auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
     )
-    store = SqliteStore(config.database)
-    schools = app[appkeys.SCHOOLS] = Schools(
-        store, ClusterLessonRooms(pool, session), config.api_key, config.api_secret
-    )
+    store = organisation_store(config.database, config.redis_url)  # Redis if shared, else SQLite
+    here = app[HERE] = WorkerLessonRooms(pool, session)
+    lesson_rooms: LessonRooms = here
+    if registry is not None:
+        nodes = app[NODES] = registry
+        lesson_rooms = NodeLessonRooms(nodes, here, session, config.api_secret)
+        pool.placement.on_release.append(
+            lambda room: _background(app, nodes.release(room))  # the cluster may place it anew
+        )
+    schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms, config.api_key, config.api_secret)
     hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
 
     async def switched(audit: dict[str, Any]) -> None:
@@ -73,9 +94,9 @@ def create_front_app(config: Config, pool: WorkerPool) -> web.Application:
     schools.on_switch.append(switched)
     shelves = LibraryStore(config.database)
     library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
-    registry = app[appkeys.REGISTRY] = CollectorRegistry()
-    registry.register(LessonCollector(schools, hooks))
-    ProcessCollector(registry=registry)
+    figures = app[appkeys.REGISTRY] = CollectorRegistry()
+    figures.register(LessonCollector(schools, hooks))
+    ProcessCollector(registry=figures)
 
     async def open_state(app: web.Application) -> None:
         await store.open()
@@ -107,6 +128,8 @@ def create_front_app(config: Config, pool: WorkerPool) -> web.Application:
             web.route("*", ROOM, room_call),
             web.route("*", ROOM + "/{tail:.+}", room_call),
             web.post(admin.PREFIX + "/tokens", admin.create_token),
+            web.post(NODE_OPEN, node_open),
+            web.post(NODE_SWITCH, node_switch),
             *admin_school.routes(),
             *admin_library.routes(),
             *openapi.routes(),
@@ -121,22 +144,44 @@ def create_front_app(config: Config, pool: WorkerPool) -> web.Application:
 # -- a room's calls, to its worker -----------------------------------------------------------------
 
 
+async def target(request: web.Request, room: str, create: bool) -> tuple[str, dict[str, str]] | None:
+    """Where a call for `room` goes: this machine's worker that holds it (placed there now if
+    `create`), or the front of the node that does (cluster.nodes), with the relay mark; None if no
+    one holds it."""
+    placement = request.app[POOL].placement
+    registry = request.app.get(NODES)
+    if registry is not None and not relayed(request):
+        holder = await (registry.claim(room) if create else registry.locate(room))
+        if holder is None:
+            return None
+        if holder.id != registry.node.id:
+            return holder.url, {RELAYED: request.app[MARK]}
+    worker = placement.place(room) if create else placement.locate(room)
+    return None if worker is None else (worker.url, {})
+
+
+def relayed(request: web.Request) -> bool:
+    """Sent by another node of the cluster, which found the room is here: serve it, never relay."""
+    mark = request.headers.get(RELAYED, "")
+    return hmac.compare_digest(mark.encode(), request.app[MARK].encode())
+
+
 async def by_room(request: web.Request) -> web.Response:
     """WHIP and WHEP: a new session is placed with its room; an existing one is where its room is."""
-    pool, room = request.app[POOL], request.match_info["room"]
+    room = request.match_info["room"]
     opening = request.method == "POST" and "resource" not in request.match_info
-    worker = pool.placement.place(room) if opening else pool.placement.locate(room)
-    if worker is None:
+    to = await target(request, room, opening)
+    if to is None:
         return web.Response(status=404, text=f"no session in room {room!r}\n")
-    return await forward(request, worker, request.app[SESSION])
+    return await forward(request, to[0], request.app[SESSION], to[1])
 
 
 @admin.endpoint
 async def room_call(request: web.Request) -> web.Response:
-    worker = request.app[POOL].placement.locate(request.match_info["room"])
-    if worker is None:
+    to = await target(request, request.match_info["room"], create=False)
+    if to is None:
         return admin.error_response(404, "not_found", f"no room {request.match_info['room']!r}")
-    return await forward(request, worker, request.app[SESSION])
+    return await forward(request, to[0], request.app[SESSION], to[1])
 
 
 @admin.endpoint
@@ -145,14 +190,44 @@ async def create_room(request: web.Request) -> web.Response:
         body = await request.json()
         name = admin.name_field(body["name"], "name")
     except (ValueError, KeyError, TypeError):
-        return await forward(request, _any(request), request.app[SESSION])  # the worker says what is wrong
+        return await forward(
+            request, _any(request).url, request.app[SESSION]
+        )  # the worker says what is wrong
     placement = request.app[POOL].placement
-    existed = placement.locate(name) is not None
-    worker = placement.place(name)
-    answer = await forward(request, worker, request.app[SESSION])
-    if answer.status >= 300 and not existed:
+    existed = placement.locate(name)
+    to = await target(request, name, create=True)
+    assert to is not None  # placed now
+    answer = await forward(request, to[0], request.app[SESSION], to[1])
+    worker = placement.locate(name)
+    if answer.status >= 300 and existed is None and worker is not None:
         placement.release(name, worker)
     return answer
+
+
+async def node_open(request: web.Request) -> web.Response:
+    """Another node's switchover: open these lessons' rooms on this node's workers."""
+    if not relayed(request):
+        raise web.HTTPForbidden(text="for the cluster's nodes only\n")
+    body = await request.json()
+    return web.json_response({"opened": await request.app[HERE].open(list(body["lessons"]))})
+
+
+async def node_switch(request: web.Request) -> web.Response:
+    """Another node's switchover: tell this node's lesson rooms their new mode."""
+    if not relayed(request):
+        raise web.HTTPForbidden(text="for the cluster's nodes only\n")
+    body = await request.json()
+    done = await request.app[HERE].switch(
+        str(body["mode"]), dict(body["event"]), set(body["lessons"]), set(body["schools"])
+    )
+    return web.json_response(dataclasses.asdict(done))
+
+
+def _background(app: web.Application, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    tasks = app[TASKS]
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 @admin.endpoint
@@ -203,14 +278,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         return client
     if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return client
-    placement = request.app[POOL].placement
     room = _room_of(first, client, config)
     try:
-        worker = placement.place(room) if room is not None else _any(request)
-    except (LookupError, web.HTTPServiceUnavailable):
+        to = await target(request, room, create=True) if room is not None else (_any(request).url, {})
+    except (LookupError, web.HTTPServiceUnavailable, OSError, RedisError):
+        to = None
+    if to is None:
         await client.close(code=1013, message=b"try again")
         return client
-    await relay(client, first, worker, request, request.app[SESSION])
+    await relay(client, first, to[0], request, request.app[SESSION], to[1])
     return client
 
 
@@ -310,15 +386,27 @@ class Gathered(Collector):
 
 async def start(config: Config, workers: int) -> tuple[web.AppRunner, WorkerPool]:
     pool = WorkerPool(config, workers)
-    app = create_front_app(config, pool)
+    registry = None
+    if config.redis_url:
+        node = NodeInfo(f"{socket.gethostname()}-{secrets.token_hex(3)}", "")
+        load = lambda: sum(w.transports for w in pool.placement.workers)  # noqa: E731
+        registry = NodeRegistry(config.redis_url, node, load)
+    app = create_front_app(config, pool, registry)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()  # the database first: made (and in WAL mode) before the workers open it
     try:
         await pool.start()
-        gate = ConnectionGate(config.max_connections, config.max_connections_per_address, Refusals())
+        total = min(config.max_connections, server.descriptor_budget())
+        gate = ConnectionGate(total, config.max_connections_per_address, Refusals())
         site = server.GatedSite(runner, config.http_host, config.http_port, gate)
         await site.start()
+        if registry is not None:
+            host = config.announced_address or config.candidate_address
+            registry.node.url = config.node_url or f"http://{host}:{server.bound_port(runner)}"
+            await registry.start()
     except BaseException:
+        if registry is not None:
+            await registry.stop()
         await pool.stop()
         await runner.cleanup()
         raise
@@ -327,8 +415,15 @@ async def start(config: Config, workers: int) -> tuple[web.AppRunner, WorkerPool
 
 
 async def stop(runner: web.AppRunner, pool: WorkerPool) -> None:
+    app: web.Application = runner.app
+    registry = app.get(NODES)
+    if registry is not None:
+        await registry.stop()  # out of the cluster first: no node sends anything more here
+    tasks = app[TASKS]
     await runner.cleanup()
     await pool.stop()
+    for task in list(tasks):
+        task.cancel()
 
 
 async def serve(config: Config, workers: int) -> None:

@@ -8,6 +8,7 @@ free again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SETTLE = 5.0  # seconds a placed room has to open on its worker before a load report may free it
@@ -37,6 +38,7 @@ class Placement:
         self.workers: list[Worker] = []
         self.rooms: dict[str, Worker] = {}
         self.placed_at: dict[str, float] = {}
+        self.on_release: list[Callable[[str], None]] = []  # a room no worker here holds any more
 
     def locate(self, room: str) -> Worker | None:
         return self.rooms.get(room)
@@ -61,6 +63,8 @@ class Placement:
         if self.rooms.get(room) is worker:
             del self.rooms[room]
             self.placed_at.pop(room, None)
+            for callback in self.on_release:
+                callback(room)
 
     def reconcile(self, worker: Worker, held: set[str]) -> None:
         """`worker` holds `held` now: a room placed there a while ago that it does not hold never

@@ -18,8 +18,6 @@ from multidict import CIMultiDict
 from signaling.admin import error_response
 from signaling.ws import MAX_MESSAGE, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
-from .placement import Worker
-
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -39,15 +37,18 @@ def _headers(source: CIMultiDict[str] | aiohttp.typedefs.LooseHeaders) -> CIMult
     return CIMultiDict((k, v) for k, v in CIMultiDict(source).items() if k.lower() not in HOP_BY_HOP)
 
 
-async def forward(request: web.Request, worker: Worker, session: aiohttp.ClientSession) -> web.Response:
-    """`request` as the worker answers it."""
+async def forward(
+    request: web.Request, to: str, session: aiohttp.ClientSession, extra: dict[str, str] | None = None
+) -> web.Response:
+    """`request` as the server at `to` (a worker, or another node's front) answers it."""
     headers = _headers(request.headers)
     headers[FORWARDED_FOR] = request.remote or ""
+    headers.update(extra or {})
     body = await request.read()
     try:
         async with session.request(
             request.method,
-            worker.url + request.rel_url.path_qs,
+            to + request.rel_url.path_qs,
             headers=headers,
             data=body,
             allow_redirects=False,
@@ -55,24 +56,27 @@ async def forward(request: web.Request, worker: Worker, session: aiohttp.ClientS
             data = await answer.read()
             return web.Response(status=answer.status, body=data, headers=_headers(answer.headers))
     except (aiohttp.ClientError, OSError):  # the worker died under it: it is being replaced
-        message = "the room's worker is restarting: try again"
+        message = "the room's worker or node is restarting: try again"
         return error_response(503, "unavailable", message, {"Retry-After": "1"})
 
 
 async def relay(
     client: web.WebSocketResponse,
     first: aiohttp.WSMessage,
-    worker: Worker,
+    to: str,
     request: web.Request,
     session: aiohttp.ClientSession,
+    extra: dict[str, str] | None = None,
 ) -> None:
-    """Join `client` (which sent `first`) to a WebSocket of its own on `worker`, until either ends."""
+    """Join `client` (which sent `first`) to a WebSocket of its own at `to` (a worker, or another
+    node's front), until either ends."""
     protocols = (client.ws_protocol,) if client.ws_protocol else ()
+    headers = {FORWARDED_FOR: request.remote or ""} | (extra or {})
     try:
         upstream = await session.ws_connect(
-            worker.url + "/ws" + (f"?{request.query_string}" if request.query_string else ""),
+            to + "/ws" + (f"?{request.query_string}" if request.query_string else ""),
             protocols=protocols,
-            headers={FORWARDED_FOR: request.remote or ""},
+            headers=headers,
             max_msg_size=MAX_MESSAGE,
             autoping=True,
         )

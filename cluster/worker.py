@@ -93,8 +93,9 @@ async def run() -> None:
     runner, node = await server.start(config, extend)
     rooms = runner.app[appkeys.ROOMS]
     tell("ready", http=server.bound_port(runner), media=node.port)
+    front = os.getppid()
     try:
-        while True:
+        while os.getppid() == front:  # a front killed outright takes its workers with it
             await asyncio.sleep(LOAD_EVERY)
             tell("load", transports=len(node.transports), rooms=sorted(rooms.rooms))
     finally:

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", help="share state with other nodes through Redis (KELIAN_REDIS_URL)")
     serve.add_argument(
+        "--node-url", help="with --redis-url, how other nodes reach this one's HTTP (KELIAN_NODE_URL)"
+    )
+    serve.add_argument(
         "--workers",
         help='worker processes behind one address, each with its own media port: a number, or "auto" for'
         " one per core (KELIAN_WORKERS, 1)",
@@ -180,7 +183,7 @@ def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(_dev_banner(config), file=out, flush=True)
 
     # Imported lazily: the media stack is slow to import and `token` needs none of it.
-    if config.workers > 1:
+    if config.workers > 1 or config.redis_url:  # several workers, or a node of a cluster: the front
         from cluster import front
 
         return _run(front.serve(config, config.workers))

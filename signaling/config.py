@@ -58,6 +58,9 @@ class Config:
     # Worker processes, each with its event loop and media port, behind one front (cluster/): 1 is
     # one process as it always was; "auto" on the command line is one per core.
     workers: int = 1
+    # With --redis-url: how the other nodes reach this one's HTTP (default: its announced address and
+    # HTTP port).
+    node_url: str | None = None
     # The organisation (schools, lessons, modes, the switchover audit): an SQLite file, so that a
     # restart keeps the timetable with nothing to install; ":memory:" keeps it in memory only.
     database: str = "kelian.db"
@@ -155,6 +158,7 @@ class Config:
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
             workers=pick("workers", _parse_workers, defaults.workers),
+            node_url=pick("node_url", _parse_http_url, defaults.node_url),
             database=pick("database", _parse_str, defaults.database),
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
             recordings=pick("recordings", _parse_str, defaults.recordings),
@@ -320,9 +324,16 @@ def _parse_count(source: str, raw: Any) -> int:
     return count
 
 
+def _parse_http_url(source: str, raw: Any) -> str:
+    value = _parse_str(source, raw)
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: {value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 def _parse_workers(source: str, raw: Any) -> int:
-    if isinstance(raw, str) and raw.strip().lower() == "auto":
-        return os.cpu_count() or 1
+    if isinstance(raw, str) and raw.strip().lower() == "auto":  # the cores this process may run on
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     count = _parse_int(source, raw)
     if not 1 <= count <= 256:
         raise ConfigError(f'{source}: {count} workers is out of range (1-256, or "auto": one per core)')

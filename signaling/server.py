@@ -21,8 +21,8 @@ from library.library import Library
 from library.store import LibraryStore
 from recorder.recordings import Recordings
 from school.lesson_rooms import LocalLessonRooms
+from school.redis_store import organisation_store
 from school.schools import Schools
-from school.store import SqliteStore
 from sfu.node import Node
 
 from . import (
@@ -101,7 +101,7 @@ def create_app(config: Config, node: Node) -> web.Application:
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
     app[appkeys.SOCKETS] = weakref.WeakSet()
-    store = SqliteStore(config.database)
+    store = organisation_store(config.database, config.redis_url)  # Redis if shared, else SQLite
     lesson_rooms = LocalLessonRooms(rooms, store)
     schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms, config.api_key, config.api_secret)
     hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
@@ -171,11 +171,16 @@ async def start(
     if extend is not None:
         extend(app)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    total = min(config.max_connections, _descriptor_budget())
-    gate = ConnectionGate(total, config.max_connections_per_address, app[appkeys.ROOMS].refusals)
-    site = GatedSite(runner, config.http_host, config.http_port, gate)
-    await site.start()
+    try:
+        await runner.setup()  # opens the stores: a database or Redis that cannot be had fails here
+        total = min(config.max_connections, descriptor_budget())
+        gate = ConnectionGate(total, config.max_connections_per_address, app[appkeys.ROOMS].refusals)
+        site = GatedSite(runner, config.http_host, config.http_port, gate)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        await node.stop()  # nothing half-started is left behind
+        raise
     log.info("signaling on http://%s:%d", config.http_host, bound_port(runner))
     return runner, node
 
@@ -206,7 +211,7 @@ class GatedSite(web.BaseSite):
         )
 
 
-def _descriptor_budget(reserve: int = 512) -> int:
+def descriptor_budget(reserve: int = 512) -> int:
     """Connections the process can hold: its file-descriptor limit (raised to the hard limit) less a
     reserve for media sockets, files and the event loop, so a flood never takes the last one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -174,7 +174,7 @@ def test_wildcard_media_host_announces_a_real_address() -> None:
 def test_workers_are_a_count_or_one_per_core() -> None:
     assert Config.load(None, env=CREDS).workers == 1
     assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "3"}).workers == 3
-    assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "auto"}).workers == (os.cpu_count() or 1)
+    assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "auto"}).workers == len(os.sched_getaffinity(0))
     for bad in ("0", "-1", "999", "many"):
         with pytest.raises(ConfigError, match="KELIAN_WORKERS"):
             Config.load(None, env=CREDS | {"KELIAN_WORKERS": bad})

@@ -1,0 +1,174 @@
+"""Many machines: the nodes of a kelian cluster, and which node holds which room, in Redis.
+
+Each node (a front and its workers, cluster.front) announces itself every second under a key that
+expires after NODE_TTL seconds: a node that stops (killed, cut off) is gone from the cluster
+within that time, with nothing to clean up. A room belongs to one node, claimed in one atomic step
+(a Lua script, so two nodes asked for the same new room at once cannot both take it); a room whose
+node is gone is claimed afresh by the next node that needs it, so its participants, rejoining,
+find it again on a live node. A node being drained takes no new room.
+
+The node that receives a participant, a WHIP or WHEP request or an admin call for a room held by
+another node relays it there (cluster.front), over the other node's front as any client would
+reach it; only the media goes straight to the holding node's worker, as its SDP says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 1.0  # seconds between a node's announcements
+NODE_TTL = 3.0  # seconds after its last announcement that a node counts as gone
+
+# KEYS[1] the room's key; ARGV[1] the node key prefix, ARGV[2] the node taking it, ARGV[3] the rooms
+# counter prefix. The room's node if it is alive, else the given one's (claimed now), whose count of
+# rooms goes up: what the next claim's "least loaded" sees at once. One script: atomic.
+CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[1] .. owner) == 1 then
+    return owner
+end
+if owner then
+    redis.call('DECR', ARGV[3] .. owner)
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('INCR', ARGV[3] .. ARGV[2])
+redis.call('EXPIRE', ARGV[3] .. ARGV[2], 86400)
+return ARGV[2]
+"""
+# KEYS[1] the room's key; ARGV[1] the node letting go (only its own claim goes), ARGV[2] the counter
+# prefix.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DECR', ARGV[2] .. ARGV[1])
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass
+class NodeInfo:
+    id: str
+    url: str  # where other nodes reach its front
+    load: int = 0  # media transports on all its workers
+    draining: bool = False
+    rooms: int = 0  # held now (from the cluster's count, not its announcement)
+
+
+RELAYED = "X-Kelian-Relayed"  # a node's request to another: served there, never relayed again
+
+
+def relay_mark(api_secret: str) -> str:
+    """What a node puts in RELAYED: only nodes with the cluster's API secret can make it."""
+    return hmac.new(api_secret.encode(), b"kelian relay", hashlib.sha256).hexdigest()
+
+
+class NodeRegistry:
+    def __init__(
+        self, url: str, node: NodeInfo, load: Callable[[], int] = lambda: 0, prefix: str = "kelian:"
+    ) -> None:
+        self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        self.node = node
+        self.load = load
+        self.prefix = prefix
+        self._claim = self.redis.register_script(CLAIM)
+        self._release = self.redis.register_script(RELEASE)
+        self._beat: asyncio.Task[None] | None = None
+
+    def _node_key(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}"
+
+    def _room_key(self, room: str) -> str:
+        return f"{self.prefix}room:{room}"
+
+    def _count_key(self, node_id: str) -> str:
+        return f"{self.prefix}rooms:{node_id}"
+
+    async def start(self) -> None:
+        """Announce this node now (a wrong URL fails here, at start), then every HEARTBEAT."""
+        await self.announce()
+        self._beat = asyncio.create_task(self._beating())
+
+    async def announce(self) -> None:
+        self.node.load = self.load()
+        info = json.dumps(self.node.__dict__)
+        await self.redis.set(self._node_key(self.node.id), info, px=int(NODE_TTL * 1000))
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.announce()
+            except (aioredis.RedisError, OSError) as exc:  # Redis restarting: announce again next beat
+                log.warning("node %s: heartbeat failed: %s", self.node.id, exc)
+
+    async def stop(self) -> None:
+        """Leave the cluster at once (a clean stop), rather than after NODE_TTL."""
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            await self.redis.delete(self._node_key(self.node.id))
+        await self.redis.aclose()
+
+    async def nodes(self) -> dict[str, NodeInfo]:
+        """The live nodes, by id."""
+        found: dict[str, NodeInfo] = {}
+        async for key in self.redis.scan_iter(match=self._node_key("*"), count=100):
+            raw = await self.redis.get(key)
+            if raw is None:
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                info = NodeInfo(**json.loads(raw))
+                found[info.id] = info
+        if found:
+            counts = await self.redis.mget([self._count_key(n) for n in found])
+            for info, count in zip(found.values(), counts, strict=True):
+                info.rooms = int(count or 0)
+        return found
+
+    async def claim(self, room: str) -> NodeInfo:
+        """The node of `room`: the one holding it, or, if none alive does, the least-loaded live node
+        that is not draining (this one if it is the least loaded), which takes it."""
+        holder = await self.locate(room)
+        if holder is not None:
+            return holder
+        nodes = await self.nodes()
+        open_nodes = [n for n in nodes.values() if not n.draining] or [self.node]
+        chosen = min(open_nodes, key=lambda n: (n.load, n.rooms, n.id != self.node.id, n.id))
+        owner = await self._claim(
+            keys=[self._room_key(room)], args=[self._node_key(""), chosen.id, self._count_key("")]
+        )
+        return nodes.get(owner) or (self.node if owner == self.node.id else chosen)
+
+    async def locate(self, room: str) -> NodeInfo | None:
+        """The live node holding `room`, if any."""
+        owner = await self.redis.get(self._room_key(room))
+        if owner is None:
+            return None
+        if owner == self.node.id:
+            return self.node
+        raw = await self.redis.get(self._node_key(str(owner)))
+        if raw is None:
+            return None
+        try:
+            return NodeInfo(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
+
+    async def release(self, room: str) -> None:
+        """This node no longer holds `room`."""
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            await self._release(keys=[self._room_key(room)], args=[self.node.id, self._count_key("")])

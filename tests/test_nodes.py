@@ -1,0 +1,193 @@
+"""Many machines on Redis: nodes (each a front and its workers) announce themselves in a real
+redis-server; a room belongs to one node, and a participant may reach any node: it is served by the
+room's node, relayed there. A node killed outright is gone from the cluster within seconds, and its
+rooms open again on a live node when their participants come back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from classroom_peers import BASIC, org
+from kelian_server import API_KEY, API_SECRET, eventually, free_tcp_port
+
+from classroom.tokens import mint
+from cluster import front
+from cluster.front import NODES, POOL
+from cluster.nodes import NODE_TTL
+from loadtest.peer import Peer
+from signaling.config import Config
+
+
+def token(identity: str, role: str, room: str, kind: str = "fusion") -> str:
+    return mint(API_KEY, API_SECRET, room=room, identity=identity, role=role, kind=kind)
+
+
+@asynccontextmanager
+async def node(redis_url: str, folder: Path) -> AsyncIterator[tuple[str, Any]]:
+    """A node in this process (its worker a process of its own): its URL and its front's app."""
+    folder.mkdir()
+    config = Config(
+        http_host="127.0.0.1",
+        http_port=free_tcp_port(),
+        media_port=0,
+        api_key=API_KEY,
+        api_secret=API_SECRET,
+        redis_url=redis_url,
+        database=str(folder / "kelian.db"),
+        recordings=str(folder / "recordings"),
+        library=str(folder / "library"),
+        auto_record=False,
+    )
+    runner, pool = await front.start(config, 1)
+    try:
+        yield f"http://127.0.0.1:{config.http_port}", runner.app
+    finally:
+        await front.stop(runner, pool)
+
+
+def frames(peer: Peer) -> int:
+    tracks = peer.stats()["subscriber"]["tracks"].values()
+    return min((t["frames"] for t in tracks if t["kind"] == "video"), default=0)
+
+
+async def test_a_participant_reaching_another_node_is_served_by_the_rooms_node(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with node(redis_url, tmp_path / "a") as (a, app_a), node(redis_url, tmp_path / "b") as (b, app_b):
+        nodes = await app_a[NODES].nodes()
+        assert set(nodes) == {app_a[NODES].node.id, app_b[NODES].node.id}, nodes
+        teacher = Peer(a, token("teacher", "lecturer", "maths"))
+        box = Peer(b, token("box", "classroom", "maths"))  # through the other node
+        try:
+            await teacher.connect()
+            await box.connect()
+            holder = await app_b[NODES].locate("maths")
+            assert holder is not None and holder.id == app_a[NODES].node.id, "the room is on node a"
+            assert app_b[POOL].placement.locate("maths") is None, "node b holds nothing of it"
+            await teacher.publish(audio=False, simulcast=False)
+            await box.publish(audio=False, simulcast=False)
+            assert await eventually(lambda: frames(box) > 10 and frames(teacher) > 10), "both ways"
+            status = teacher.stats()["subscriber"]["tracks"]
+            assert status, "the teacher hears from the box that came by the other node"
+        finally:
+            await teacher.close()
+            await box.close()
+
+
+async def test_viewers_through_three_nodes_all_decode(redis_url: str, tmp_path: Path) -> None:
+    async with (
+        node(redis_url, tmp_path / "a") as (a, _),
+        node(redis_url, tmp_path / "b") as (b, _),
+        node(redis_url, tmp_path / "c") as (c, _),
+    ):
+        presenter = Peer(a, token("presenter", "lecturer", "talk", "live"))
+        viewers = [Peer(url, token(f"v{i}", "viewer", "talk", "live")) for i, url in enumerate([a, b, c] * 3)]
+        try:
+            await presenter.connect()
+            await presenter.publish(audio=True, simulcast=False)
+            for viewer in viewers:
+                await viewer.connect()
+            assert await eventually(lambda: all(frames(v) > 10 for v in viewers), timeout=15)
+        finally:
+            for peer in [presenter, *viewers]:
+                await peer.close()
+
+
+async def serve_node(redis_url: str, folder: Path) -> tuple[str, asyncio.subprocess.Process]:
+    """`kelian serve --redis-url ...` as a process of its own, and its URL once it answers."""
+    folder.mkdir()
+    port = free_tcp_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
+    env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
+    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--http-port", str(port)]
+    command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
+    command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
+    process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as r:
+                if r.status == 200:
+                    return url, process
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    process.kill()
+    raise AssertionError("the node did not start")
+
+
+async def test_a_killed_nodes_rooms_come_back_on_a_live_node(redis_url: str, tmp_path: Path) -> None:
+    a, node_a = await serve_node(redis_url, tmp_path / "a")
+    b, node_b = await serve_node(redis_url, tmp_path / "b")
+    teacher = Peer(a, token("teacher", "lecturer", "maths"))
+    try:
+        await teacher.connect()
+        await teacher.publish(audio=False, simulcast=False)
+        node_a.send_signal(signal.SIGKILL)
+        await node_a.wait()
+        await asyncio.sleep(NODE_TTL)  # its announcement lapses
+        again = Peer(b, token("teacher", "lecturer", "maths"))
+        box = Peer(b, token("box", "classroom", "maths"))
+        try:
+            await again.connect()  # back, by the node that lives
+            await box.connect()
+            await again.publish(audio=False, simulcast=False)
+            assert await eventually(lambda: frames(box) > 10, timeout=10), "the lesson goes on at node b"
+        finally:
+            await again.close()
+            await box.close()
+    finally:
+        await teacher.close()
+        for process in (node_a, node_b):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 30)
+    assert node_b.returncode == 0
+
+
+async def test_a_switchover_at_one_node_reaches_the_lessons_of_every_node(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The organisation lives in Redis, so every node knows the timetable; a switchover asked of
+    node b opens the lessons' rooms on whichever nodes the cluster gives them and tells every
+    node's clients at once."""
+    async with node(redis_url, tmp_path / "a") as (a, app_a), node(redis_url, tmp_path / "b") as (b, app_b):
+        status, body = await call(a, "POST", "/import", org(time.time()))
+        assert status == 200, body
+        status, audit = await call(b, "POST", "/switchover", {"district": "d1", "mode": "online"})
+        assert status == 200 and audit["rooms_opened"] == 2, audit
+        holders = {(await app_a[NODES].locate(lesson)).id for lesson in ("s1-maths", "s2-maths")}  # type: ignore[union-attr]
+        assert holders == {app_a[NODES].node.id, app_b[NODES].node.id}, "one lesson a node"
+        boxes = []
+        try:
+            for lesson, url in (("s1-maths", a), ("s2-maths", b)):
+                status, roster = await call(url, "POST", f"/lessons/{lesson}/tokens")
+                entry = next(e for e in roster["tokens"] if e["role"] == "classroom")
+                box = Peer(url, entry["token"])
+                await box.connect()
+                boxes.append(box)
+            status, audit = await call(a, "POST", "/switchover", {"district": "d1", "mode": "offline"})
+            assert status == 200 and (audit["rooms"], audit["clients_told"]) == (2, 2), audit
+            for box in boxes:
+                assert await eventually(lambda box=box: any(e.get("type") == "mode" for e in box.events))
+        finally:
+            for box in boxes:
+                await box.close()
+
+
+async def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{url}/api/v1{path}", json=body, headers=BASIC) as response,
+    ):
+        text = await response.text()
+        return response.status, (await response.json() if text else None)
