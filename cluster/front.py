@@ -52,6 +52,7 @@ from .lesson_rooms import NODE_OPEN, NODE_SWITCH, NodeLessonRooms, WorkerLessonR
 from .nodes import RELAYED, NodeInfo, NodeRegistry, relay_mark
 from .placement import Worker
 from .proxy import client_socket, forward, relay
+from .worker import SECRET_HEADER
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ HERE = web.AppKey("here", WorkerLessonRooms)
 NODES = web.AppKey("nodes", NodeRegistry)
 MARK = web.AppKey("relay_mark", str)
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+STOP = web.AppKey("stop", asyncio.Event)  # set: serve() returns (a drain with "exit")
+DRAIN_DEADLINE = 30.0  # seconds a drain waits for the rooms to move before it counts as done
 ROOM = admin.PREFIX + "/rooms/{room}"
 
 
@@ -72,6 +75,7 @@ def create_front_app(
     app[appkeys.CONFIG] = config
     app[POOL] = pool
     app[TASKS] = set()
+    app[STOP] = asyncio.Event()
     app[MARK] = relay_mark(config.api_secret)
     session = app[SESSION] = aiohttp.ClientSession(
         auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
@@ -128,6 +132,7 @@ def create_front_app(
             web.route("*", ROOM, room_call),
             web.route("*", ROOM + "/{tail:.+}", room_call),
             web.post(admin.PREFIX + "/tokens", admin.create_token),
+            web.post(admin.PREFIX + "/node/drain", drain),
             web.post(NODE_OPEN, node_open),
             web.post(NODE_SWITCH, node_switch),
             *admin_school.routes(),
@@ -202,6 +207,54 @@ async def create_room(request: web.Request) -> web.Response:
     if answer.status >= 300 and existed is None and worker is not None:
         placement.release(name, worker)
     return answer
+
+
+@admin.endpoint
+async def drain(request: web.Request) -> web.Response:
+    """Take this node out of service: no new room comes here, the rooms it holds are given up and
+    their clients told to reconnect (they come back through any node, and the cluster places each
+    room anew on a node not draining); with "exit", the node stops once its workers hold no room,
+    or after "deadline" seconds."""
+    body = await admin.json_object(request, {"deadline", "exit"}, required=set())
+    deadline = body.get("deadline", DRAIN_DEADLINE)
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 <= deadline <= 3600:
+        raise admin.invalid("deadline is a number of seconds from 0 to 3600")
+    leave = body.get("exit", False)
+    if not isinstance(leave, bool):
+        raise admin.invalid("exit is true or false")
+    app = request.app
+    placement = app[POOL].placement
+    registry = app.get(NODES)
+    if registry is not None:
+        registry.node.draining = True
+        await registry.announce()
+    rooms = sorted(placement.rooms)
+    for room in rooms:
+        if registry is not None:
+            await registry.release(room)
+    await asyncio.gather(*(_ask_worker(app, w, "/internal/drain") for w in placement.workers if w.alive))
+    _background(app, _drained(app, float(deadline), leave))
+    return web.json_response({"draining": True, "rooms": rooms}, status=202)
+
+
+async def _ask_worker(app: web.Application, worker: Worker, path: str) -> None:
+    headers = {SECRET_HEADER: app[POOL].secret}
+    try:
+        async with app[SESSION].post(worker.url + path, headers=headers) as answer:
+            await answer.read()
+    except (aiohttp.ClientError, OSError):
+        pass  # a worker gone already holds nothing
+
+
+async def _drained(app: web.Application, deadline: float, leave: bool) -> None:
+    """Wait until no worker here holds a room (or the deadline), then stop if asked."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline
+    while app[POOL].placement.rooms and loop.time() < until:
+        await asyncio.sleep(0.2)
+    log.info("drained: %d rooms left", len(app[POOL].placement.rooms))
+    if leave:
+        app[STOP].set()
 
 
 async def node_open(request: web.Request) -> web.Response:
@@ -389,8 +442,12 @@ async def start(config: Config, workers: int) -> tuple[web.AppRunner, WorkerPool
     registry = None
     if config.redis_url:
         node = NodeInfo(f"{socket.gethostname()}-{secrets.token_hex(3)}", "")
-        load = lambda: sum(w.transports for w in pool.placement.workers)  # noqa: E731
-        registry = NodeRegistry(config.redis_url, node, load)
+        registry = NodeRegistry(
+            config.redis_url,
+            node,
+            load=lambda: sum(w.transports for w in pool.placement.workers),
+            held=lambda: sorted(pool.placement.rooms),
+        )
     app = create_front_app(config, pool, registry)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()  # the database first: made (and in WAL mode) before the workers open it
@@ -429,6 +486,6 @@ async def stop(runner: web.AppRunner, pool: WorkerPool) -> None:
 async def serve(config: Config, workers: int) -> None:
     runner, pool = await start(config, workers)
     try:
-        await asyncio.Event().wait()
+        await runner.app[STOP].wait()
     finally:
         await stop(runner, pool)

@@ -76,11 +76,17 @@ def relay_mark(api_secret: str) -> str:
 
 class NodeRegistry:
     def __init__(
-        self, url: str, node: NodeInfo, load: Callable[[], int] = lambda: 0, prefix: str = "kelian:"
+        self,
+        url: str,
+        node: NodeInfo,
+        load: Callable[[], int] = lambda: 0,
+        held: Callable[[], list[str]] = list,
+        prefix: str = "kelian:",
     ) -> None:
         self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
         self.node = node
-        self.load = load
+        self.load = load  # media transports of this node now
+        self.held = held  # the rooms this node holds now
         self.prefix = prefix
         self._claim = self.redis.register_script(CLAIM)
         self._release = self.redis.register_script(RELEASE)
@@ -110,8 +116,24 @@ class NodeRegistry:
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self.announce()
+                await self.reassert()
             except (aioredis.RedisError, OSError) as exc:  # Redis restarting: announce again next beat
                 log.warning("node %s: heartbeat failed: %s", self.node.id, exc)
+
+    async def reassert(self) -> None:
+        """Claim again the rooms this node holds: a Redis that restarted without them (no
+        persistence) learns them back within a beat, so no other node opens a second copy."""
+        held = self.held()
+        if not held or self.node.draining:
+            return
+        args = [self._node_key(""), self.node.id, self._count_key("")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in held:
+                await self._claim(keys=[self._room_key(room)], args=args, client=pipe)
+            owners = await pipe.execute()
+        for room, owner in zip(held, owners, strict=True):
+            if owner != self.node.id:
+                log.error("room %s is open here and on node %s: its participants should rejoin", room, owner)
 
     async def stop(self) -> None:
         """Leave the cluster at once (a clean stop), rather than after NODE_TTL."""

@@ -24,7 +24,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from school.lesson_rooms import LocalLessonRooms
-from signaling import appkeys, server
+from signaling import appkeys, server, ws
 from signaling.config import Config
 
 SECRET_HEADER = "X-Kelian-Internal"
@@ -68,9 +68,20 @@ def internal_routes(secret: str) -> list[web.RouteDef]:
         )
         return web.json_response(dataclasses.asdict(done))
 
+    async def drain(request: web.Request) -> web.Response:
+        """The node is going away: every socket closes as on a shutdown, without "disconnected", so
+        clients reconnect (to another node, the front having given the rooms up); then the rooms
+        close, so that none waits here for a session that will resume elsewhere."""
+        await ws.close_all(request.app)
+        rooms = request.app[appkeys.ROOMS]
+        for room in list(rooms.rooms.values()):
+            await room.close("moved")
+        return web.json_response({"rooms": len(rooms.rooms)})
+
     return [
         web.post("/internal/lessons/open", guarded(open_lessons)),
         web.post("/internal/lessons/switch", guarded(switch)),
+        web.post("/internal/drain", guarded(drain)),
     ]
 
 

@@ -21,7 +21,7 @@ from kelian_server import API_KEY, API_SECRET, eventually, free_tcp_port
 
 from classroom.tokens import mint
 from cluster import front
-from cluster.front import NODES, POOL
+from cluster.front import NODES, POOL, STOP
 from cluster.nodes import NODE_TTL
 from loadtest.peer import Peer
 from signaling.config import Config
@@ -191,3 +191,61 @@ async def call(url: str, method: str, path: str, body: Any = None) -> tuple[int,
     ):
         text = await response.text()
         return response.status, (await response.json() if text else None)
+
+
+async def test_a_drained_node_gives_its_rooms_up_and_stops(redis_url: str, tmp_path: Path) -> None:
+    """`POST /api/v1/node/drain` on node a: no new room goes there, its rooms are given up and
+    their clients' sockets closed without a "disconnected" (so kelian.js reconnects), they come back
+    through any node to a lesson placed on node b, and node a stops once it holds nothing."""
+    async with node(redis_url, tmp_path / "a") as (a, app_a), node(redis_url, tmp_path / "b") as (b, app_b):
+        teacher = Peer(a, token("teacher", "lecturer", "maths"))
+        await teacher.connect()
+        try:
+            assert (await app_a[NODES].locate("maths")).id == app_a[NODES].node.id  # type: ignore[union-attr]
+            status, body = await call(a, "POST", "/node/drain", {"deadline": 10, "exit": True})
+            assert status == 202 and body["rooms"] == ["maths"], body
+            assert await eventually(
+                lambda: teacher._channel is not None and teacher._channel.closed, timeout=5
+            )
+            assert not any(e.get("type") == "disconnected" for e in teacher.events), "told to come back"
+            assert await eventually(lambda: app_a[STOP].is_set(), timeout=10), "empty: it stops"
+            nodes = await app_b[NODES].nodes()
+            assert nodes[app_a[NODES].node.id].draining
+            again = Peer(a, token("teacher", "lecturer", "maths"))  # the load balancer's old choice
+            box = Peer(b, token("box", "classroom", "maths"))
+            try:
+                await again.connect()
+                await box.connect()
+                holder = await app_b[NODES].locate("maths")
+                assert holder is not None and holder.id == app_b[NODES].node.id, "placed anew on node b"
+                await again.publish(audio=False, simulcast=False)
+                assert await eventually(lambda: frames(box) > 10), "the lesson goes on"
+            finally:
+                await again.close()
+                await box.close()
+        finally:
+            await teacher.close()
+
+
+async def test_a_redis_that_lost_everything_learns_the_rooms_back(redis_url: str, tmp_path: Path) -> None:
+    """Redis restarted without persistence: within a heartbeat every node announces itself and
+    claims the rooms it holds again, so a participant arriving by another node still finds its
+    lesson where it is, not a second copy of it."""
+    async with node(redis_url, tmp_path / "a") as (a, app_a), node(redis_url, tmp_path / "b") as (b, app_b):
+        teacher = Peer(a, token("teacher", "lecturer", "maths"))
+        await teacher.connect()
+        try:
+            await app_a[NODES].redis.flushdb()
+            assert await app_b[NODES].locate("maths") is None
+            for _ in range(40):
+                holder = await app_b[NODES].locate("maths")
+                if holder is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert holder is not None and holder.id == app_a[NODES].node.id
+            box = Peer(b, token("box", "classroom", "maths"))
+            await box.connect()
+            await box.close()
+            assert app_b[POOL].placement.locate("maths") is None, "no second copy on node b"
+        finally:
+            await teacher.close()
