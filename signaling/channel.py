@@ -50,10 +50,17 @@ class Channel:
     """
 
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, on_event: EventHandler, *, binary: bool = False
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        on_event: EventHandler,
+        *,
+        binary: bool = False,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.on_event = on_event
+        self.on_close = on_close  # the socket ended, and not by close(): the network or the server
         self.binary = binary
+        self._closing = False
         self.bad_messages = 0
         self._ws = ws
         self._ids = itertools.count(1)
@@ -69,13 +76,14 @@ class Channel:
         *,
         binary: bool = False,
         timeout: float = 10.0,
+        on_close: Callable[[], None] | None = None,
     ) -> Channel:
         """Connect to the server at HTTP base `url` with the kelian subprotocol and start reading."""
         protocol = "kelian.v1.msgpack" if binary else "kelian.v1.json"
         ws = await asyncio.wait_for(
             session.ws_connect(ws_url(url), protocols=(protocol,), heartbeat=HEARTBEAT), timeout
         )
-        return cls(ws, on_event, binary=binary)
+        return cls(ws, on_event, binary=binary, on_close=on_close)
 
     @property
     def closed(self) -> bool:
@@ -106,6 +114,7 @@ class Channel:
 
     async def close(self, timeout: float = 2.0) -> None:
         """Close the socket (waiting at most `timeout` for the server) and stop reading."""
+        self._closing = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), timeout)
         self._reader.cancel()
@@ -150,3 +159,5 @@ class Channel:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError("signaling connection closed"))
+            if self.on_close is not None and not self._closing:
+                self.on_close()

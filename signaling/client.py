@@ -2,6 +2,11 @@
 
 For classroom boxes, tests and load tests. It speaks the same WebSocket protocol as the browser
 client and uses aiortc's RTCPeerConnection, one to publish and one to receive, as the server expects.
+
+Reconnection is the client's job, as kelian.js does it: when the socket drops without the server
+ending the session ("disconnected"), it joins again, through each of its URLs in turn (the nodes of
+a cluster, or one load balancer), asking to resume its session; where that session is gone (its
+node died, or was drained), it starts a new one and publishes the same tracks again.
 """
 
 from __future__ import annotations
@@ -9,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from .channel import Channel, RequestError
@@ -23,6 +29,10 @@ from .media import EncodedTrack
 log = logging.getLogger(__name__)
 
 ClientError = RequestError  # the server answered a request with an error reply
+RECONNECT_DELAYS = (0.0, 0.3, 0.7, 1.5, 2.5, 4.0, 4.0, 5.0, 5.0, 5.0)  # seconds; about 28 in all
+# a reconnection stops for good on these: trying again cannot help (as kelian.js)
+FINAL_ERRORS = frozenset({"unauthorized", "forbidden", "room_full", "room_closed", "room_locked", "denied"})
+Publication = tuple[tuple[MediaStreamTrack, ...], list[str] | None, str | None]
 
 
 @dataclass
@@ -44,10 +54,19 @@ def use_loopback_candidates() -> None:
 
 
 class Client:
-    def __init__(self, url: str, token: str, *, binary: bool = False) -> None:
-        self.url = url.rstrip("/")
+    def __init__(
+        self, url: str | Sequence[str], token: str, *, binary: bool = False, reconnect: bool = True
+    ) -> None:
+        self.urls = [u.rstrip("/") for u in ([url] if isinstance(url, str) else url)]
+        self.url = self.urls[0]  # the one it is connected through
         self.token = token
         self.binary = binary
+        self.reconnect = reconnect
+        self.state = "new"  # connected, reconnecting, closed
+        self.reconnections = 0
+        self._published: list[Publication] = []
+        self._relay = MediaRelay()
+        self._reconnecting: asyncio.Task[None] | None = None
         self.participant: dict[str, Any] = {}
         self.room: dict[str, Any] = {}
         self.grants: dict[str, bool] = {}  # what it may do now; moderators change it ("permissions")
@@ -62,21 +81,86 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
         self._channel: Channel | None = None
         self._track_infos: dict[str, dict[str, Any]] = {}
-        self._offers: asyncio.Queue[str] = asyncio.Queue()
+        # offers with the socket they came on: one from before a new session is not answered
+        self._offers: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._offer_task: asyncio.Task[None] | None = None
+        self._socket = 0  # counts the sockets this client has opened
+        self._media_socket = 1  # offers from this socket on are for the media session we have
+        self._media = asyncio.Lock()  # held while a reconnection decides what the media are
 
     # -- connection ------------------------------------------------------------------------------
 
     async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
-        self._channel = await Channel.open(
-            self._session, self.url, self._dispatch, binary=self.binary, timeout=timeout
-        )
         self._offer_task = asyncio.create_task(self._answer_offers())
-        joined = await self.request({"type": "join", "token": self.token}, timeout=timeout)
+        joined = await self._join(self.url, None, timeout)
+        self.state = "connected"
+        return joined  # or "waiting_room": wait_admitted() waits for a moderator
+
+    async def _join(self, url: str, resume: str | None, timeout: float) -> dict[str, Any]:
+        assert self._session is not None
+        self._socket += 1
+        socket = self._socket
+
+        async def on_event(message: dict[str, Any]) -> None:
+            await self._dispatch(message, socket)
+
+        self._channel = await Channel.open(
+            self._session, url, on_event, binary=self.binary, timeout=timeout, on_close=self._lost
+        )
+        message = {"type": "join", "token": self.token} | ({"resume": resume} if resume else {})
+        joined = await self.request(message, timeout=timeout)
+        self.url = url
         if joined["type"] == "joined":
             self._joined(joined)
-        return joined  # or "waiting_room": wait_admitted() waits for a moderator
+        return joined
+
+    def _lost(self) -> None:
+        """The socket ended, not by us: join again in the background, once at a time."""
+        if not self.reconnect or self.state != "connected" or self._reconnecting is not None:
+            return
+        self.state = "reconnecting"
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        sid = self.participant.get("sid")
+        start = self.urls.index(self.url) if self.url in self.urls else 0
+        order = self.urls[start:] + self.urls[:start]  # the same node first: it may be a blip
+        try:
+            for delay in RECONNECT_DELAYS:
+                await asyncio.sleep(delay)
+                for url in order:
+                    if self.state != "reconnecting":
+                        return
+                    async with self._media:  # no offer is answered until we know whose it is
+                        try:
+                            joined = await self._join(url, sid, timeout=5.0)
+                        except RequestError as exc:
+                            if exc.code in FINAL_ERRORS:
+                                self.state = "closed"
+                                return
+                            continue
+                        except (OSError, aiohttp.ClientError, TimeoutError, ConnectionError):
+                            continue
+                        if not joined.get("resumed"):
+                            self._media_socket = self._socket
+                            await self._restart_media()
+                    self.reconnections += 1
+                    self.state = "connected"
+                    return
+            self.state = "closed"
+        finally:
+            self._reconnecting = None
+
+    async def _restart_media(self) -> None:
+        """A new session: new PeerConnections, the same tracks published again."""
+        for pc in (self.publisher, self.subscriber):
+            if pc is not None:
+                await pc.close()
+        self.publisher = self.subscriber = None
+        self.tracks.clear()
+        for tracks, sources, codec in self._published:
+            await self._publish(tracks, sources, codec)
 
     async def wait_admitted(self, timeout: float = 10.0) -> None:
         """In a room with a waiting room: until a moderator admits this client ("joined" follows)."""
@@ -103,18 +187,20 @@ class Client:
             raise ConnectionError("not connected")
         await self._channel.send(message)
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _dispatch(self, message: dict[str, Any], socket: int) -> None:
         """An event (anything but a reply) from the server."""
         kind = message.get("type")
         self.events.append(message)
         if kind == "offer":
-            self._offers.put_nowait(message["sdp"])
+            self._offers.put_nowait((socket, message["sdp"]))
         elif kind == "track_published":
             self._track_infos[message["track"]["id"]] = message["track"]
         elif kind == "joined":  # admitted from the waiting room
             self._joined(message)
         elif kind == "permissions":
             self.grants = message["grants"]
+        elif kind == "disconnected":  # the server ended the session: not to be resumed
+            self.state = "closed"
         for callback in self.on_event:
             callback(message)
 
@@ -128,10 +214,21 @@ class Client:
         `video_codec` ("VP8" or "H264") must match what an EncodedTrack carries: aiortc packetizes
         pre-encoded frames with the negotiated codec's packetizer.
         """
+        reply = await self._publish(tracks, sources, video_codec)
+        self._published.append((tracks, sources, video_codec))  # published again after a new join
+        return reply
+
+    async def _publish(
+        self, tracks: tuple[MediaStreamTrack, ...], sources: list[str] | None, video_codec: str | None
+    ) -> dict[str, Any]:
         pc = self.publisher = RTCPeerConnection()
         source_by_mid: dict[str, str] = {}
         for i, track in enumerate(tracks):
-            transceiver = pc.addTransceiver(track, direction="sendonly")
+            # through a relay: aiortc stops the track it sends when its PeerConnection closes, and a
+            # new session after a rejoin publishes the same tracks again
+            transceiver = pc.addTransceiver(
+                self._relay.subscribe(track, buffered=False), direction="sendonly"
+            )
             if track.kind == "video" and video_codec is not None:
                 capabilities = RTCRtpSender.getCapabilities("video").codecs
                 transceiver.setCodecPreferences(
@@ -156,13 +253,16 @@ class Client:
 
     async def _answer_offers(self) -> None:
         while True:
-            sdp = await self._offers.get()
-            try:
-                await self._answer(sdp)
-            except ConnectionError:
-                return  # closing: the offer came as the connection went
-            except Exception:
-                log.exception("could not answer the server's offer")
+            socket, sdp = await self._offers.get()
+            async with self._media:
+                if socket < self._media_socket:
+                    continue  # for the session before a rejoin: its PeerConnection is gone
+                try:
+                    await self._answer(sdp)
+                except ConnectionError:
+                    return  # closing: the offer came as the connection went
+                except Exception:
+                    log.exception("could not answer the server's offer")
 
     async def _answer(self, sdp: str) -> None:
         if self.subscriber is None:
@@ -267,6 +367,9 @@ class Client:
         return dict(reply["question"])
 
     async def close(self) -> None:
+        self.state = "closed"
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._channel is not None:
             if not self._channel.closed:
                 with contextlib.suppress(Exception):

@@ -24,7 +24,9 @@ from cluster import front
 from cluster.front import NODES, POOL, STOP
 from cluster.nodes import NODE_TTL
 from loadtest.peer import Peer
+from signaling.client import Client, use_loopback_candidates
 from signaling.config import Config
+from signaling.media import video_track
 
 
 def token(identity: str, role: str, room: str, kind: str = "fusion") -> str:
@@ -249,3 +251,41 @@ async def test_a_redis_that_lost_everything_learns_the_rooms_back(redis_url: str
             assert app_b[POOL].placement.locate("maths") is None, "no second copy on node b"
         finally:
             await teacher.close()
+
+
+async def test_the_python_client_comes_back_by_itself_when_its_node_dies(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A classroom box (signaling.client.Client, given the cluster's nodes) and a student, both on
+    node a; node a is killed outright: each joins again by itself through node b, the box publishes
+    its camera again, and the student sees it."""
+    use_loopback_candidates()
+    a, node_a = await serve_node(redis_url, tmp_path / "a")
+    b, node_b = await serve_node(redis_url, tmp_path / "b")
+    box = Client([a, b], token("box", "classroom", "maths"))
+    student = Client([a, b], token("student", "student", "maths"))
+    try:
+        await box.connect()
+        await box.publish(video_track())
+        await student.connect()
+        (first,) = await student.wait_for_tracks(1)
+        await asyncio.wait_for(first.track.recv(), 5)
+        node_a.send_signal(signal.SIGKILL)
+        await node_a.wait()
+        assert await eventually(
+            lambda: (
+                box.state == student.state == "connected" and box.reconnections == student.reconnections == 1
+            ),
+            timeout=20,
+        ), (box.state, student.state)
+        assert box.url == student.url == b
+        (again,) = await student.wait_for_tracks(1, timeout=10)  # the new session's
+        for _ in range(5):
+            await asyncio.wait_for(again.track.recv(), 5)
+    finally:
+        await box.close()
+        await student.close()
+        for process in (node_a, node_b):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 30)
