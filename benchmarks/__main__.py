@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest.report import table
 
-from . import consumer_cost, peer_cost, recorder_cost, suite
+from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, suite
 
 COLUMNS = [
     ("case", "case"),
@@ -63,6 +63,11 @@ def main() -> int:
         )
         for warning in r["warnings"]:
             print(f"    warning: {warning}", flush=True)
+    print(
+        "\na node of two killed outright: its clients back with media (benchmarks.cluster_cost)", flush=True
+    )
+    failure = asyncio.run(cluster_cost.node_failure())
+    print(f"  {failure}", flush=True)
     print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
     switches = suite.layer_switches()
     print(f"  {switches}")
@@ -74,6 +79,7 @@ def main() -> int:
         "recorder_cost": recording,
         "runs": rows,
         "layer_switch": switches,
+        "node_failure": failure,
     }
     suite.write_results(report)
     return 0

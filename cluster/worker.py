@@ -108,7 +108,11 @@ async def run() -> None:
     try:
         while os.getppid() == front:  # a front killed outright takes its workers with it
             await asyncio.sleep(LOAD_EVERY)
-            tell("load", transports=len(node.transports), rooms=sorted(rooms.rooms))
+            try:
+                tell("load", transports=len(node.transports), rooms=sorted(rooms.rooms))
+            except BrokenPipeError:  # the same: nobody reads us any more
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (nothing is written to it but at exit)
+                break
     finally:
         await server.stop(runner, node)
 
