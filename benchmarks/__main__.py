@@ -63,9 +63,10 @@ def main() -> int:
         )
         for warning in r["warnings"]:
             print(f"    warning: {warning}", flush=True)
-    print(
-        "\na node of two killed outright: its clients back with media (benchmarks.cluster_cost)", flush=True
-    )
+    print("\none pipe hop between two Nodes, loopback, one process (cluster_cost)", flush=True)
+    hop = asyncio.run(cluster_cost.pipe_latency())
+    print(f"  {hop}", flush=True)
+    print("\na node of two killed outright: its clients back with media (cluster_cost)", flush=True)
     failure = asyncio.run(cluster_cost.node_failure())
     print(f"  {failure}", flush=True)
     print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
@@ -80,6 +81,7 @@ def main() -> int:
         "runs": rows,
         "layer_switch": switches,
         "node_failure": failure,
+        "pipe_hop": hop,
     }
     suite.write_results(report)
     return 0
