@@ -44,7 +44,7 @@ from school.schools import Schools
 from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server
 from signaling.config import Config
 from signaling.limits import ConnectionGate
-from signaling.metrics import LessonCollector
+from signaling.metrics import LessonCollector, RefusalCollector
 from signaling.webhooks import Webhooks
 from signaling.ws import SUBPROTOCOL_MSGPACK, Codec
 
@@ -64,6 +64,7 @@ NODES = web.AppKey("nodes", NodeRegistry)
 MARK = web.AppKey("relay_mark", str)
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 STOP = web.AppKey("stop", asyncio.Event)  # set: serve() returns (a drain with "exit")
+REFUSALS = web.AppKey("refusals", Refusals)  # the front's own: connections it turned away
 DRAIN_DEADLINE = 30.0  # seconds a drain waits for the rooms to move before it counts as done
 ROOM = admin.PREFIX + "/rooms/{room}"
 
@@ -75,6 +76,7 @@ def create_front_app(
     app[appkeys.CONFIG] = config
     app[POOL] = pool
     app[TASKS] = set()
+    app[REFUSALS] = Refusals()
     app[STOP] = asyncio.Event()
     app[MARK] = relay_mark(config.api_secret)
     session = app[SESSION] = aiohttp.ClientSession(
@@ -100,6 +102,7 @@ def create_front_app(
     library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
     figures = app[appkeys.REGISTRY] = CollectorRegistry()
     figures.register(LessonCollector(schools, hooks))
+    figures.register(RefusalCollector(app[REFUSALS]))  # its own connection bounds
     ProcessCollector(registry=figures)
 
     async def open_state(app: web.Application) -> None:
@@ -454,7 +457,7 @@ async def start(config: Config, workers: int) -> tuple[web.AppRunner, WorkerPool
     try:
         await pool.start()
         total = min(config.max_connections, server.descriptor_budget())
-        gate = ConnectionGate(total, config.max_connections_per_address, Refusals())
+        gate = ConnectionGate(total, config.max_connections_per_address, app[REFUSALS])
         site = server.GatedSite(runner, config.http_host, config.http_port, gate)
         await site.start()
         if registry is not None:

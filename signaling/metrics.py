@@ -11,9 +11,10 @@ import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from classroom.limits import Refusals
 from classroom.rooms import Rooms
 from school.schools import Schools
 from sfu.node import Node
@@ -92,14 +93,27 @@ class KelianCollector(Collector):
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
-        refused = CounterMetricFamily(
-            "kelian_refused",
-            "What the server's bounds refused, by reason (docs/security.md)",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self.rooms.refusals.items()):
-            refused.add_metric([reason], count)
-        yield refused
+        yield refused(self.rooms.refusals)
+
+
+def refused(refusals: Refusals) -> CounterMetricFamily:
+    """kelian_refused_total{reason}: a node's, or a front's own (its connection bounds)."""
+    family = CounterMetricFamily(
+        "kelian_refused",
+        "What the server's bounds refused, by reason (docs/security.md)",
+        labels=["reason"],
+    )
+    for reason, count in sorted(refusals.items()):
+        family.add_metric([reason], count)
+    return family
+
+
+class RefusalCollector(Collector):
+    def __init__(self, refusals: Refusals) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[Metric]:
+        yield refused(self.refusals)
 
 
 class LessonCollector(Collector):

@@ -257,3 +257,34 @@ async def test_a_join_the_front_cannot_read_is_answered_by_a_worker(cluster: Clu
         answer = await ws.receive_json(timeout=5)
     assert answer["type"] == "error" and answer["code"] == "unauthorized", answer
     assert not cluster.pool.placement.rooms, "nothing placed for it"
+
+
+async def test_the_fronts_own_refusals_are_counted(tmp_path: Path) -> None:
+    """The front turns connections away itself (its per-address bound): /metrics says so, under
+    worker="front", as a single process would say it."""
+    config = Config(
+        http_host="127.0.0.1",
+        http_port=free_tcp_port(),
+        media_port=0,
+        api_key=API_KEY,
+        api_secret=API_SECRET,
+        database=str(tmp_path / "kelian.db"),
+        recordings=str(tmp_path / "recordings"),
+        library=str(tmp_path / "library"),
+        auto_record=False,
+        max_connections_per_address=2,
+    )
+    runner, pool = await front.start(config, 2)
+    url = f"http://127.0.0.1:{config.http_port}"
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", config.http_port) for _ in range(2)]
+        refused = await asyncio.open_connection("127.0.0.1", config.http_port)
+        assert await refused[0].read() == b"", "the third from one address is closed at once"
+        for _, writer in [*held, refused]:
+            writer.close()
+        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+            text = await r.text()
+        line = next(x for x in text.splitlines() if x.startswith("kelian_refused_total{") and "front" in x)
+        assert 'reason="address_limit"' in line and float(line.split()[-1]) >= 1, line
+    finally:
+        await front.stop(runner, pool)
