@@ -62,7 +62,17 @@ async def _node(redis_url: str, folder: Path) -> tuple[asyncio.subprocess.Proces
     folder.mkdir()
     port = free_port(socket.SOCK_STREAM)
     env = dict(os.environ, KELIAN_API_KEY=API_KEY, KELIAN_API_SECRET=API_SECRET)
-    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--http-port", str(port)]
+    command = [
+        "-m",
+        "signaling",
+        "serve",
+        "--redis-url",
+        redis_url,
+        "--workers",
+        "1",
+        "--http-port",
+        str(port),
+    ]
     command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
     command += ["--recordings", str(folder / "rec"), "--library", str(folder / "lib"), "--log-level", "error"]
     process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)

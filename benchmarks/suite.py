@@ -101,7 +101,7 @@ def server(record: bool = False) -> Iterator[tuple[int, str]]:
     media = tempfile.TemporaryDirectory(prefix="kelian-bench-")
     process = subprocess.Popen(
         [sys.executable, "-m", "signaling", "serve", "--database", ":memory:",
-         "--auto-record", "true" if record else "false", "--recordings", media.name,
+         "--auto-record", "true" if record else "false", "--recordings", media.name, "--workers", "1",
          "--http-port", str(http_port), "--media-port", str(media_port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -22,6 +22,7 @@ import hmac
 import logging
 import secrets
 import socket
+import weakref
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ from library.store import LibraryStore
 from school.lesson_rooms import LessonRooms
 from school.redis_store import organisation_store
 from school.schools import Schools
-from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server
+from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server, ws
 from signaling.config import Config
 from signaling.limits import ConnectionGate
 from signaling.metrics import LessonCollector, RefusalCollector
@@ -76,6 +77,7 @@ def create_front_app(
     app[appkeys.CONFIG] = config
     app[POOL] = pool
     app[TASKS] = set()
+    app[appkeys.SOCKETS] = weakref.WeakSet()
     app[REFUSALS] = Refusals()
     app[STOP] = asyncio.Event()
     app[MARK] = relay_mark(config.api_secret)
@@ -119,6 +121,7 @@ def create_front_app(
 
     app.on_startup.append(open_state)
     app.on_cleanup.append(close_state)
+    app.on_shutdown.append(ws.close_all)  # clients hear 1001 and reconnect, rather than hold the stop
     app.add_routes(
         [
             web.get("/", server.index),
@@ -228,13 +231,9 @@ async def drain(request: web.Request) -> web.Response:
     app = request.app
     placement = app[POOL].placement
     registry = app.get(NODES)
-    if registry is not None:
-        registry.node.draining = True
-        await registry.announce()
     rooms = sorted(placement.rooms)
-    for room in rooms:
-        if registry is not None:
-            await registry.release(room)
+    if registry is not None:
+        await registry.drain(rooms)
     await asyncio.gather(*(_ask_worker(app, w, "/internal/drain") for w in placement.workers if w.alive))
     _background(app, _drained(app, float(deadline), leave))
     return web.json_response({"draining": True, "rooms": rooms}, status=202)
@@ -324,6 +323,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     config = request.app[appkeys.CONFIG]
     client = client_socket()
     await client.prepare(request)
+    request.app[appkeys.SOCKETS].add(client)  # closed on shutdown (signaling.ws.close_all)
     try:
         first = await client.receive(timeout=config.join_timeout)
     except TimeoutError:  # as a worker answers a socket that never joins (signaling.ws)

@@ -87,6 +87,7 @@ class NodeRegistry:
         self.node = node
         self.load = load  # media transports of this node now
         self.held = held  # the rooms this node holds now
+        self._claims = asyncio.Lock()  # a reassertion and a drain never interleave
         self.prefix = prefix
         self._claim = self.redis.register_script(CLAIM)
         self._release = self.redis.register_script(RELEASE)
@@ -123,14 +124,15 @@ class NodeRegistry:
     async def reassert(self) -> None:
         """Claim again the rooms this node holds: a Redis that restarted without them (no
         persistence) learns them back within a beat, so no other node opens a second copy."""
-        held = self.held()
-        if not held or self.node.draining:
-            return
-        args = [self._node_key(""), self.node.id, self._count_key("")]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room in held:
-                await self._claim(keys=[self._room_key(room)], args=args, client=pipe)
-            owners = await pipe.execute()
+        async with self._claims:
+            held = self.held()
+            if not held or self.node.draining:
+                return
+            args = [self._node_key(""), self.node.id, self._count_key("")]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in held:
+                    await self._claim(keys=[self._room_key(room)], args=args, client=pipe)
+                owners = await pipe.execute()
         for room, owner in zip(held, owners, strict=True):
             if owner != self.node.id:
                 log.error("room %s is open here and on node %s: its participants should rejoin", room, owner)
@@ -189,6 +191,14 @@ class NodeRegistry:
             return NodeInfo(**json.loads(raw))
         except (ValueError, TypeError):
             return None
+
+    async def drain(self, rooms: list[str]) -> None:
+        """Take no new room and give these up, at once for the whole cluster to see."""
+        async with self._claims:
+            self.node.draining = True
+            await self.announce()
+            for room in rooms:
+                await self.release(room)
 
     async def release(self, room: str) -> None:
         """This node no longer holds `room`."""

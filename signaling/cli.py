@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         help='worker processes behind one address, each with its own media port: a number, or "auto" for'
-        " one per core (KELIAN_WORKERS, 1)",
+        " one per core (KELIAN_WORKERS, one per core; 1 with --database :memory:)",
     )
     serve.add_argument(
         "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"

@@ -55,8 +55,9 @@ class Config:
     api_secret: str
     dev_credentials: bool = False
     redis_url: str | None = None
-    # Worker processes, each with its event loop and media port, behind one front (cluster/): 1 is
-    # one process as it always was; "auto" on the command line is one per core.
+    # Worker processes, each with its event loop and media port, behind one front (cluster/). Loaded
+    # from flags and environment the default is one per core (1 with a ":memory:" database, which
+    # processes cannot share); a Config made in code, as tests make them, is one process.
     workers: int = 1
     # With --redis-url: how the other nodes reach this one's HTTP (default: its announced address and
     # HTTP port).
@@ -157,7 +158,7 @@ class Config:
             api_secret=api_secret,
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
-            workers=pick("workers", _parse_workers, defaults.workers),
+            workers=pick("workers", _parse_workers, 0),  # 0: not given, one per core below
             node_url=pick("node_url", _parse_http_url, defaults.node_url),
             database=pick("database", _parse_str, defaults.database),
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),
@@ -191,6 +192,8 @@ class Config:
                         " KELIAN_API_SECRET this is a development server: anyone who reaches it could mint"
                         " tokens. Set the credentials, or --dev-on-network to mean it"
                     )
+        if config.workers == 0:
+            config.workers = 1 if config.database == ":memory:" else _cores()
         if config.workers > 1 and config.database == ":memory:":
             raise ConfigError(
                 "--workers: the workers share the organisation's database; give --database a file"
@@ -331,9 +334,14 @@ def _parse_http_url(source: str, raw: Any) -> str:
     return value.rstrip("/")
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _parse_workers(source: str, raw: Any) -> int:
-    if isinstance(raw, str) and raw.strip().lower() == "auto":  # the cores this process may run on
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return _cores()
     count = _parse_int(source, raw)
     if not 1 <= count <= 256:
         raise ConfigError(f'{source}: {count} workers is out of range (1-256, or "auto": one per core)')

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import cluster
 import signaling
 from classroom.tokens import Role, verify
 from signaling.cli import main
@@ -76,6 +77,14 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     module.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "signaling.server", module)
     monkeypatch.setattr(signaling, "server", module, raising=False)
+    front = types.ModuleType("cluster.front")  # a front before several workers: the same stand-in
+
+    async def serve_workers(config: Config, workers: int) -> None:
+        await serve(config)
+
+    front.serve = serve_workers  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cluster.front", front)
+    monkeypatch.setattr(cluster, "front", front, raising=False)
     return fake
 
 

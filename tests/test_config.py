@@ -54,6 +54,7 @@ def test_every_env_variable_is_read() -> None:
         "KELIAN_LOG_LEVEL": "warning",
         "KELIAN_LOG_FORMAT": "json",
         "KELIAN_MAX_BITRATE": "1500000",
+        "KELIAN_WORKERS": "3",
     }
     config = Config.load(None, env=env)
     assert config == Config(
@@ -69,6 +70,7 @@ def test_every_env_variable_is_read() -> None:
         log_level="warning",
         log_format="json",
         max_bitrate=1_500_000,
+        workers=3,
     )
     assert config.candidate_address == "203.0.113.7"
 
@@ -172,7 +174,8 @@ def test_wildcard_media_host_announces_a_real_address() -> None:
 
 
 def test_workers_are_a_count_or_one_per_core() -> None:
-    assert Config.load(None, env=CREDS).workers == 1
+    assert Config.load(None, env=CREDS).workers == len(os.sched_getaffinity(0)), "by default"
+    assert Config.load(None, env=CREDS | {"KELIAN_DATABASE": ":memory:"}).workers == 1, "nothing to share"
     assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "3"}).workers == 3
     assert Config.load(None, env=CREDS | {"KELIAN_WORKERS": "auto"}).workers == len(os.sched_getaffinity(0))
     for bad in ("0", "-1", "999", "many"):

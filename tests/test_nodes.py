@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from browser import JOIN, new_page, wait_frames_decoded
 from classroom_peers import BASIC, org
 from kelian_server import API_KEY, API_SECRET, eventually, free_tcp_port
+from playwright.async_api import Browser
 
 from classroom.tokens import mint
 from cluster import front
@@ -110,7 +112,17 @@ async def serve_node(redis_url: str, folder: Path) -> tuple[str, asyncio.subproc
     port = free_tcp_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
     env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
-    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--http-port", str(port)]
+    command = [
+        "-m",
+        "signaling",
+        "serve",
+        "--redis-url",
+        redis_url,
+        "--workers",
+        "1",
+        "--http-port",
+        str(port),
+    ]
     command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
     command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
     process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
@@ -289,3 +301,32 @@ async def test_the_python_client_comes_back_by_itself_when_its_node_dies(
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_kelian_js_follows_its_lesson_to_another_node_by_itself(
+    redis_url: str, tmp_path: Path, browser: Browser
+) -> None:
+    """A student's page in Chromium, served by node a, watching a classroom box; node a is drained:
+    the page's SDK reconnects by itself (through node a, which relays it to the lesson placed anew
+    on node b) without a reload, and decodes the box's camera again."""
+    use_loopback_candidates()
+    async with node(redis_url, tmp_path / "a") as (a, _), node(redis_url, tmp_path / "b") as (b, app_b):
+        box = Client([a, b], token("box", "classroom", "maths"))
+        try:
+            await box.connect()
+            await box.publish(video_track())
+            page = await new_page(browser, label="student")
+            await page.goto(a)
+            await page.evaluate(JOIN, [token("student", "student", "maths"), False])
+            await wait_frames_decoded(page, 10)
+            status, _ = await call(a, "POST", "/node/drain", {"deadline": 10})
+            assert status == 202
+            assert await eventually(lambda: box.reconnections == 1 and box.state == "connected", timeout=15)
+            holder = await app_b[NODES].locate("maths")
+            assert holder is not None and holder.id == app_b[NODES].node.id
+            await page.wait_for_function("window.states.includes('reconnecting')")
+            await page.wait_for_function("window.kelianRoom.state === 'connected'", timeout=20_000)
+            await wait_frames_decoded(page, 10)  # counted on its new receiving PeerConnection
+            assert await page.evaluate("window.notReloaded") is True
+        finally:
+            await box.close()
