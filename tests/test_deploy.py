@@ -10,6 +10,7 @@ kelian asks for. The image itself is not built here: that needs a registry.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -27,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from helpers import free_tcp_port, require_system
 from kelian_server import API_KEY, API_SECRET, Server, running_server
 from prometheus_client.parser import text_string_to_metric_families
@@ -597,7 +600,7 @@ def test_image_is_built_from_the_package_only() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages <= allowed, f"packages left out of the image: {packages - allowed}"
-    others = {"pyproject.toml", project["project"]["readme"], "deploy/healthcheck.py"}
+    others = {"pyproject.toml", project["project"]["readme"], "deploy/healthcheck.py", "deploy/drain.py"}
     assert others <= allowed
     packages_here = {path.name for path in REPO.iterdir() if (path / "__init__.py").exists()}
     assert allowed - packages - others <= packages_here, "let in, but not a package"
@@ -725,3 +728,446 @@ def test_only_variables_kelian_reads_are_named() -> None:
     unknown = {name: files for name, files in named.items() if name not in config_variables()}
     assert not unknown, unknown
     assert "KELIAN_METRICS_TOKEN" in named and "KELIAN_API_SECRET" in named
+
+
+# -- the cluster: deploy/drain.py, deploy/compose/, deploy/kubernetes/ ------------------------------
+
+COMPOSE = DEPLOY / "compose"
+KUBERNETES = DEPLOY / "kubernetes"
+DRAIN = DEPLOY / "drain.py"
+KUBERNETES_VERSION = "1.30"  # the oldest Kubernetes the manifests are checked against
+NODES = ("kelian-a", "kelian-b")
+
+
+def drain_parser() -> argparse.ArgumentParser:
+    """drain.py's own options, read from the script as the image runs it."""
+    sys.path.insert(0, str(DEPLOY))  # it imports healthcheck.py beside it, as in the image
+    try:
+        spec = importlib.util.spec_from_file_location("kelian_drain", DRAIN)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(DEPLOY))
+    parser: argparse.ArgumentParser = module.build_parser()
+    return parser
+
+
+def image_copies(path: str) -> bool:
+    """Whether the image has this file at this path (a COPY from deploy/, let in by .dockerignore)."""
+    allowed = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    return any(
+        source in allowed and target == path
+        for source, target in (arguments.split()[-2:] for arguments in dockerfile_args("COPY"))
+        if source.startswith("deploy/")
+    )
+
+
+async def serve_cluster_node(redis_url: str, folder: Path) -> tuple[int, asyncio.subprocess.Process]:
+    """`kelian serve --redis-url ...` as a process of its own, and its HTTP port once it answers."""
+    folder.mkdir()
+    port = free_tcp_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
+    env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
+    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--http-port", str(port)]
+    command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
+    command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
+    process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
+    for _ in range(300):
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                if r.status == 200:
+                    return port, process
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    process.kill()
+    raise AssertionError("the node did not start")
+
+
+async def drain(port: int, *args: str, secret: str = API_SECRET) -> tuple[int, str]:
+    """deploy/drain.py run as the image runs it, with the environment kelian has."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
+    env |= {"KELIAN_HTTP_HOST": "0.0.0.0", "KELIAN_HTTP_PORT": str(port)}
+    env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": secret}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(DRAIN), *args, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_drain_script_stops_a_live_node(redis_url: str, tmp_path: Path) -> None:
+    port, node = await serve_cluster_node(redis_url, tmp_path / "node")
+    try:
+        assert (await drain(port, "--deadline", "5", secret="wrong-secret-0123456789abcdef"))[0] == 1
+        assert node.returncode is None, "a refused drain leaves the node alone"
+        status, stderr = await drain(port, "--deadline", "5")
+        assert status == 0, stderr
+        assert "stopped" in stderr, stderr
+        assert await asyncio.wait_for(node.wait(), 30) == 0, "the node exits, and cleanly"
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
+
+
+async def test_drain_script_keep_running_returns_once_empty(redis_url: str, tmp_path: Path) -> None:
+    """The Kubernetes preStop form: the node stays up, drained; SIGTERM (the kubelet's) stops it."""
+    port, node = await serve_cluster_node(redis_url, tmp_path / "node")
+    try:
+        status, stderr = await drain(port, "--deadline", "5", "--keep-running")
+        assert status == 0 and "holds no room" in stderr, stderr
+        assert await health(port) == (0, ""), "still up"
+        node.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(node.wait(), 30) == 0
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()
+
+
+async def test_drain_script_fails_on_no_node() -> None:
+    status, stderr = await drain(free_tcp_port())
+    assert status == 1 and "drain:" in stderr
+
+
+# -- compose -----------------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((COMPOSE / "compose.yaml").read_text())  # anchors merged
+    return data
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${NAME:-default} as it reads with NAME unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def udp_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(published, container) of every UDP port, ranges spelled out."""
+    pairs = set()
+    for port in service.get("ports", []):
+        spec, _, protocol = str(port).partition("/")
+        if protocol != "udp":
+            continue
+        published, container = spec.split(":")[-2:]
+        low, _, high = published.partition("-")
+        target_low, _, target_high = container.partition("-")
+        published_range = range(int(low), int(high or low) + 1)
+        target_range = range(int(target_low), int(target_high or target_low) + 1)
+        assert len(published_range) == len(target_range), port
+        pairs |= set(zip(published_range, target_range, strict=True))
+    return pairs
+
+
+def test_compose_has_redis_two_nodes_prometheus_and_grafana() -> None:
+    services = compose()["services"]
+    assert set(services) == {"redis", *NODES, "prometheus", "grafana"}
+    redis = services["redis"]
+    assert "--appendonly" in redis["command"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    for name, service in services.items():
+        assert service["restart"] in ("unless-stopped", "always"), name
+        assert "healthcheck" in service, name
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services and condition == {"condition": "service_healthy"}, name
+
+
+def test_compose_nodes_are_kelian_cluster_nodes() -> None:
+    services = compose()["services"]
+    drain_deadline = drain_parser().get_default("deadline")
+    media: set[int] = set()
+    for name in NODES:
+        node = services[name]
+        assert node["build"] == {"context": "../..", "dockerfile": "deploy/Dockerfile"}
+        arguments = build_parser().parse_args(node["command"])
+        assert arguments.command == "serve"
+        environment = {k: interpolate(str(v)) for k, v in node["environment"].items()}
+        config = load_config(image_env() | environment | {"KELIAN_WORKERS": arguments.workers or "1"})
+        assert config.redis_url == "redis://redis:6379/0"
+        assert config.node_url == f"http://{name}:{config.http_port}", "how the other nodes reach it"
+        assert config.announced_address == "127.0.0.1", "a default that works on one host"
+        assert "${KELIAN_ANNOUNCED_ADDRESS" in node["environment"]["KELIAN_ANNOUNCED_ADDRESS"]
+        ports = range(config.media_port, config.media_port + config.workers)
+        assert config.workers > 1
+        assert udp_ports(node) == {(p, p) for p in ports}, f"{name}: every worker's port, on its number"
+        assert not media & set(ports), "two nodes on one host need media ports of their own"
+        media |= set(ports)
+        assert any(str(p).endswith(f":{config.http_port}/tcp") for p in node["ports"]), name
+        assert node["env_file"] == "kelian.env", "the API key and secret are not written in the file"
+        assert not {"KELIAN_API_KEY", "KELIAN_API_SECRET", "KELIAN_METRICS_TOKEN"} & set(environment)
+        grace = int(node["stop_grace_period"].rstrip("s"))
+        assert grace > drain_deadline + 10, f"{name}: a drain and a stop must fit before SIGKILL"
+        assert node["stop_signal"] == "SIGTERM"
+        assert node["healthcheck"]["test"] == [
+            "CMD",
+            *json.loads(dockerfile_args("HEALTHCHECK")[-1].split(" CMD ", 1)[1]),
+        ]
+        assert node["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert image_copies("/opt/kelian/drain.py"), "docs tell to docker compose exec drain.py"
+
+
+def test_compose_prometheus_scrapes_both_nodes(tmp_path: Path) -> None:
+    services = compose()["services"]
+    prometheus = services["prometheus"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"] if v.startswith(".")}
+    config_file = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    assert (COMPOSE / mounts[config_file]).resolve() == COMPOSE / "prometheus.yml"
+    config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        mounted = mounts[str(Path(config_file).parent / rule_file)]
+        assert (COMPOSE / mounted).resolve() == PROMETHEUS / "alerts.yml"
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == scrape_job()["job_name"], "the alerts and the dashboard select this job"
+    targets = job["static_configs"][0]["targets"]
+    assert targets == [f"{name}:{services[name]['environment']['KELIAN_HTTP_PORT']}" for name in NODES]
+    token = job["authorization"]["credentials_file"]
+    assert token.startswith("/run/secrets/") and token.removeprefix("/run/secrets/") in prometheus["secrets"]
+    # promtool, with the files where the container has them
+    text = (COMPOSE / "prometheus.yml").read_text().replace(token, str(tmp_path / "token"))
+    (tmp_path / "prometheus.yml").write_text(text)
+    (tmp_path / "token").write_text(METRICS_TOKEN + "\n")
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+    output = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert f"SUCCESS: {len(alert_rules())} rules found" in output, output
+
+
+def test_compose_grafana_is_provisioned_with_the_dashboard() -> None:
+    services = compose()["services"]
+    grafana = services["grafana"]
+    mounts = {
+        v.split(":")[1]: (COMPOSE / v.split(":")[0]).resolve()
+        for v in grafana["volumes"]
+        if v.startswith(".")
+    }
+    provisioning = mounts["/etc/grafana/provisioning"]
+    assert provisioning == DEPLOY / "grafana" / "provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"], "the dashboard's datasource variable"
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in services
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "kelian.yml").read_text())["providers"]
+    path = provider["options"]["path"]
+    assert mounts[f"{path}/kelian.json"] == DASHBOARD
+
+
+def test_compose_secrets_are_files_kept_out_of_git() -> None:
+    model = compose()
+    ignored = set((COMPOSE / ".gitignore").read_text().split())
+    files = {Path(secret["file"]).name for secret in model["secrets"].values()}
+    files |= {model["services"][name]["env_file"] for name in NODES}
+    assert files <= ignored
+    example = dict(
+        line.split("=", 1)
+        for line in (COMPOSE / "kelian.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert {"KELIAN_API_KEY", "KELIAN_API_SECRET", "KELIAN_METRICS_TOKEN"} <= set(example)
+    load_config(example)
+
+
+def compose_command() -> list[str]:
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy is not None:
+        return [legacy]
+    require_system(
+        "docker-compose",
+        "neither `docker compose` nor docker-compose is installed (apt-get install docker-compose)",
+    )
+
+
+def test_compose_file_passes_docker_compose_config(tmp_path: Path) -> None:
+    """`docker compose config` (or Debian's docker-compose) checks the file against the Compose
+    schema without an engine; the secret files it names must exist, so stand-ins are written."""
+    command = compose_command()
+    copy = tmp_path / "repo"
+    shutil.copytree(
+        DEPLOY,
+        copy / "deploy",
+        ignore=shutil.ignore_patterns("kelian.env", "metrics-token", "grafana-admin-password"),
+    )
+    folder = copy / "deploy" / "compose"
+    shutil.copy(folder / "kelian.env.example", folder / "kelian.env")
+    (folder / "metrics-token").write_text(METRICS_TOKEN + "\n")
+    (folder / "grafana-admin-password").write_text("stand-in\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KELIAN_", "COMPOSE_", "DOCKER_"))}
+    result = subprocess.run(
+        [*command, "config"], cwd=folder, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    assert set(resolved["services"]) == set(compose()["services"])
+    for name in NODES:
+        environment = resolved["services"][name]["environment"]
+        assert environment["KELIAN_ANNOUNCED_ADDRESS"] == "127.0.0.1"
+        assert environment["KELIAN_API_KEY"] == "APIschool", "from kelian.env"
+        load_config({k: str(v) for k, v in environment.items()})
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------------
+
+
+def manifests() -> list[dict[str, Any]]:
+    """Every object kustomization.yaml applies, and the example Secret."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    files = [*kustomization["resources"], "secret.example.yaml"]
+    listed = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(files) == listed, "a manifest kustomization.yaml leaves out"
+    objects = []
+    for name in files:
+        for document in yaml.safe_load_all((KUBERNETES / name).read_text()):
+            if document:
+                document.setdefault("metadata", {}).setdefault("namespace", kustomization["namespace"])
+                objects.append(document)
+    return objects
+
+
+def kubernetes_object(kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in manifests() if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def test_kubernetes_manifests_pass_the_openapi_schema() -> None:
+    """kubernetes-validate bundles the Kubernetes OpenAPI schemas as JSON Schema: strict mode also
+    refuses a field the API does not have (a typo Kubernetes would drop silently)."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        require_system(
+            "kubernetes-validate", "kubernetes-validate is not installed (pip install -e '.[dev]')"
+        )
+    objects = manifests()
+    assert {o["kind"] for o in objects} >= {
+        "Namespace",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "Secret",
+    }
+    for document in objects:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    typo = json.loads(json.dumps(kubernetes_object("Deployment", "kelian")))
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, KUBERNETES_VERSION, strict=True)
+
+
+def kelian_container() -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = kubernetes_object("Deployment", "kelian")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_kubernetes_kelian_pod_runs_a_cluster_node() -> None:
+    pod, container = kelian_container()
+    arguments = build_parser().parse_args(container["args"])
+    assert arguments.command == "serve"
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    downward = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+    secrets = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert downward == {"POD_IP": "status.podIP", "HOST_IP": "status.hostIP"}
+    assert values["KELIAN_NODE_URL"].startswith("http://$(POD_IP):")
+    assert values["KELIAN_ANNOUNCED_ADDRESS"] == "$(HOST_IP)" and pod["hostNetwork"] is True
+    assert set(secrets) == {"KELIAN_API_KEY", "KELIAN_API_SECRET", "KELIAN_METRICS_TOKEN"}
+    secret = kubernetes_object("Secret", "kelian")
+    for reference in secrets.values():
+        assert reference["name"] == secret["metadata"]["name"] and reference["key"] in secret["stringData"]
+    # as the kubelet would expand them, for a pod at 10.0.0.7
+    expanded = {
+        name: re.sub(r"\$\((\w+)\)", lambda m: "10.0.0.7", value)
+        for name, value in values.items()
+        if value is not None and name.startswith("KELIAN_")
+    }
+    expanded |= {name: secret["stringData"][ref["key"]] for name, ref in secrets.items()}
+    config = load_config(image_env() | expanded | {"KELIAN_WORKERS": arguments.workers or "1"})
+    assert config.node_url == f"http://10.0.0.7:{config.http_port}"
+    assert config.redis_url.startswith("redis://redis:")
+    redis_service = kubernetes_object("Service", "redis")
+    assert int(config.redis_url.rsplit(":", 1)[1].split("/")[0]) == redis_service["spec"]["ports"][0]["port"]
+    ports = {p["name"]: p for p in container["ports"]}
+    assert ports["http"]["containerPort"] == config.http_port and ports["http"]["protocol"] == "TCP"
+    media = {p["containerPort"] for p in ports.values() if p["protocol"] == "UDP"}
+    assert media == set(range(config.media_port, config.media_port + config.workers)), "a port per worker"
+    assert all(p["hostPort"] == p["containerPort"] for p in ports.values()), "announced on its number"
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet", "resolves redis on the host's network"
+    assert pod["securityContext"]["runAsUser"] == int(dockerfile_args("USER")[-1].split(":")[0])
+
+
+def test_kubernetes_probes_and_prestop_are_what_kelian_serves() -> None:
+    pod, container = kelian_container()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz" and ports[get["port"]] == 8700, probe
+    assert container["livenessProbe"]["failureThreshold"] * container["livenessProbe"]["periodSeconds"] >= 30
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "python" and image_copies(command[1]) and command[1] == "/opt/kelian/drain.py"
+    options = drain_parser().parse_args(command[2:])
+    assert options.keep_running, "the kubelet sends SIGTERM after the hook: the hook must return"
+    assert pod["terminationGracePeriodSeconds"] > options.deadline + 15 + 10, "drain, then stop"
+    deployment = kubernetes_object("Deployment", "kelian")
+    labels = pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    for kind in ("Service", "PodDisruptionBudget"):
+        selector = kubernetes_object(kind, "kelian")["spec"]["selector"]
+        selector = selector.get("matchLabels", selector)
+        assert selector.items() <= pod_labels.items(), kind
+    service = kubernetes_object("Service", "kelian")["spec"]["ports"]
+    assert [p["targetPort"] for p in service] == ["http"]
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert (
+        anti["topologyKey"] == "kubernetes.io/hostname"
+        and anti["labelSelector"]["matchLabels"].items() <= labels.items()
+    )
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0, "host ports: no surge"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+    assert annotations["prometheus.io/path"] == scrape_job()["metrics_path"]
+
+
+def test_kubernetes_redis_keeps_an_append_only_file() -> None:
+    redis = kubernetes_object("StatefulSet", "redis")["spec"]
+    (container,) = redis["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    (claim,) = redis["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == args[args.index("--dir") + 1]
+
+
+def test_kubernetes_prometheus_scrape_job_is_valid(tmp_path: Path) -> None:
+    """promtool checks the job's authorization and relabelling; Debian's build has no Kubernetes
+    service discovery, so its kubernetes_sd_configs is checked here by shape and left out there."""
+    config = yaml.safe_load((KUBERNETES / "prometheus-scrape.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == scrape_job()["job_name"]
+    (discovery,) = job.pop("kubernetes_sd_configs")
+    assert discovery["role"] == "pod" and discovery["namespaces"]["names"] == ["kelian"]
+    kept = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert kept[0]["source_labels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+    job["static_configs"] = [{"targets": ["10.0.0.7:8700"]}]
+    (tmp_path / "token").write_text(METRICS_TOKEN + "\n")
+    job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    output = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert "SUCCESS" in output, output
