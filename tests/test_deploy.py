@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from cluster_helpers import front_config, serve_node
 from helpers import free_tcp_port, require_system
 from kelian_server import API_KEY, API_SECRET, Server, running_server
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,19 +124,7 @@ async def _scrape_both(path: str, authorization: str, directory: Path) -> dict[s
         scrapes["one process"] = await _scrape(server.url, path, authorization)
     from cluster import front  # here: only the tests that scrape need the workers' front
 
-    config = Config(
-        http_host="127.0.0.1",
-        http_port=free_tcp_port(),
-        media_host="127.0.0.1",
-        media_port=0,
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        metrics_token=METRICS_TOKEN,
-        database=str(directory / "kelian.db"),  # the workers share it
-        recordings=str(directory / "recordings"),
-        library=str(directory / "library"),
-        auto_record=False,
-    )
+    config = front_config(directory, metrics_token=METRICS_TOKEN)
     runner, pool = await front.start(config, 2)
     try:
         scrapes["--workers 2"] = await _scrape(f"http://127.0.0.1:{config.http_port}", path, authorization)
@@ -764,25 +753,9 @@ def image_copies(path: str) -> bool:
 
 
 async def serve_cluster_node(redis_url: str, folder: Path) -> tuple[int, asyncio.subprocess.Process]:
-    """`kelian serve --redis-url ...` as a process of its own, and its HTTP port once it answers."""
-    folder.mkdir()
-    port = free_tcp_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
-    env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
-    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--http-port", str(port)]
-    command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
-    command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
-    process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
-    for _ in range(300):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
-                if r.status == 200:
-                    return port, process
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError("the node did not start")
+    """A node as tests/cluster_helpers.serve_node starts it, and its HTTP port."""
+    url, process = await serve_node(redis_url, folder)
+    return int(url.rsplit(":", 1)[1]), process
 
 
 async def drain(port: int, *args: str, secret: str = API_SECRET) -> tuple[int, str]:

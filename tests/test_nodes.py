@@ -6,9 +6,7 @@ rooms open again on a live node when their participants come back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +16,8 @@ from typing import Any
 import aiohttp
 from browser import JOIN, new_page, wait_frames_decoded
 from classroom_peers import BASIC, org
-from kelian_server import API_KEY, API_SECRET, eventually, free_tcp_port
+from cluster_helpers import front_config, serve_node
+from kelian_server import API_KEY, API_SECRET, eventually
 from playwright.async_api import Browser
 
 from classroom.tokens import mint
@@ -27,7 +26,6 @@ from cluster.front import NODES, POOL, STOP
 from cluster.nodes import NODE_TTL
 from loadtest.peer import Peer
 from signaling.client import Client, use_loopback_candidates
-from signaling.config import Config
 from signaling.media import video_track
 
 
@@ -39,18 +37,7 @@ def token(identity: str, role: str, room: str, kind: str = "fusion") -> str:
 async def node(redis_url: str, folder: Path) -> AsyncIterator[tuple[str, Any]]:
     """A node in this process (its worker a process of its own): its URL and its front's app."""
     folder.mkdir()
-    config = Config(
-        http_host="127.0.0.1",
-        http_port=free_tcp_port(),
-        media_port=0,
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        redis_url=redis_url,
-        database=str(folder / "kelian.db"),
-        recordings=str(folder / "recordings"),
-        library=str(folder / "library"),
-        auto_record=False,
-    )
+    config = front_config(folder, redis_url=redis_url)
     runner, pool = await front.start(config, 1)
     try:
         yield f"http://127.0.0.1:{config.http_port}", runner.app
@@ -104,39 +91,6 @@ async def test_viewers_through_three_nodes_all_decode(redis_url: str, tmp_path: 
         finally:
             for peer in [presenter, *viewers]:
                 await peer.close()
-
-
-async def serve_node(redis_url: str, folder: Path) -> tuple[str, asyncio.subprocess.Process]:
-    """`kelian serve --redis-url ...` as a process of its own, and its URL once it answers."""
-    folder.mkdir()
-    port = free_tcp_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
-    env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
-    command = [
-        "-m",
-        "signaling",
-        "serve",
-        "--redis-url",
-        redis_url,
-        "--workers",
-        "1",
-        "--http-port",
-        str(port),
-    ]
-    command += ["--media-port", "0", "--database", str(folder / "kelian.db"), "--auto-record", "false"]
-    command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
-    process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as r:
-                if r.status == 200:
-                    return url, process
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError("the node did not start")
 
 
 async def test_a_killed_nodes_rooms_come_back_on_a_live_node(redis_url: str, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import aiohttp
 import pytest_asyncio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from classroom_peers import api, org
+from cluster_helpers import front_config
 from kelian_server import API_KEY, API_SECRET, eventually, free_tcp_port
 from test_whip_whep import bearer, delete, post_offer, whip_publish
 
@@ -47,18 +48,7 @@ class Cluster:
 
 @pytest_asyncio.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    config = Config(
-        http_host="127.0.0.1",
-        http_port=free_tcp_port(),
-        media_host="127.0.0.1",
-        media_port=0,
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        database=str(tmp_path / "kelian.db"),  # one file every worker reads
-        recordings=str(tmp_path / "recordings"),
-        library=str(tmp_path / "library"),
-        auto_record=False,
-    )
+    config = front_config(tmp_path)
     runner, pool = await front.start(config, 2)
     try:
         yield Cluster(f"http://127.0.0.1:{config.http_port}", config, pool)
@@ -262,18 +252,7 @@ async def test_a_join_the_front_cannot_read_is_answered_by_a_worker(cluster: Clu
 async def test_the_fronts_own_refusals_are_counted(tmp_path: Path) -> None:
     """The front turns connections away itself (its per-address bound): /metrics says so, under
     worker="front", as a single process would say it."""
-    config = Config(
-        http_host="127.0.0.1",
-        http_port=free_tcp_port(),
-        media_port=0,
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        database=str(tmp_path / "kelian.db"),
-        recordings=str(tmp_path / "recordings"),
-        library=str(tmp_path / "library"),
-        auto_record=False,
-        max_connections_per_address=2,
-    )
+    config = front_config(tmp_path, max_connections_per_address=2)
     runner, pool = await front.start(config, 2)
     url = f"http://127.0.0.1:{config.http_port}"
     try:
