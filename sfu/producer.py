@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +51,10 @@ MAX_NACK_GAP = 64  # a longer gap is an outage, not loss: a keyframe serves bett
 NACK_RETRY = 0.05  # seconds before asking once more for what is still missing
 
 _ids = itertools.count(1)
+# Track ids are unique in the cluster, not only in this process: a room's tracks may come from
+# several workers or nodes (a pipe mirrors a track under its origin's id), and recordings, webhooks
+# and the library name tracks by id. Four letters of this process, then its own count.
+_PROCESS = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
 
 
 @dataclass(frozen=True)
@@ -339,7 +345,7 @@ class Producer:
 
     def __init__(self, transport: WebRtcTransport, spec: ProducerSpec, track_id: str | None = None) -> None:
         # a primary published again while its standby stood in takes its old id (sfu.failover)
-        self.id = track_id or f"TR_{next(_ids)}"
+        self.id = track_id or f"TR_{_PROCESS}{next(_ids)}"
         self.transport = transport
         self.kind = spec.kind
         self.mid = spec.mid

@@ -294,7 +294,7 @@ SCHEMAS: dict[str, Any] = {
     "Track": {
         "type": "object",
         "properties": {
-            "id": {"type": "string", "examples": ["TR_12"]},
+            "id": {"type": "string", "examples": ["TR_kqzb12"]},
             "participant": {"type": "string", "description": "sid of the publishing session."},
             "identity": {"type": "string"},
             "kind": {"type": "string", "enum": ["audio", "video"]},
