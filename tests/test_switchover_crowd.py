@@ -2,7 +2,12 @@
 20 lessons (a teacher speaking, four classroom boxes and five students at home each). One call
 switches one school back to class; everyone of that school hears it, nobody of the other does, the
 lecture keeps reaching every classroom without a freeze, the students at home are sent back, and
-switching online again works; the audit says so."""
+switching online again works; the audit says so.
+
+A freeze is a gap of over 200 ms in a peer's audio. The peers' own processes share two cores with
+the server and the rest of the suite: a gap while a peer's process itself did not run (a "stall",
+which the crowd process counts) is the harness's, so each stall excuses at most one freeze; with
+none, there must be none."""
 
 from __future__ import annotations
 
@@ -83,7 +88,7 @@ async def test_one_call_switches_one_school_of_two_hundred_clients() -> None:
             teacher = identity.endswith("-t")  # it speaks; it receives nothing
             if not school_one:
                 assert modes == [], f"{identity} of the other school heard a switch"
-                assert peer["disconnected"] is None and peer["freezes"] == 0, peer
+                assert peer["disconnected"] is None and peer["freezes"] <= peer["stalls"], peer
                 assert teacher or peer["packets"] > 100, peer
             elif student:
                 assert modes == [("offline", back["switch"])], identity
@@ -92,7 +97,7 @@ async def test_one_call_switches_one_school_of_two_hundred_clients() -> None:
                 assert modes == [("offline", back["switch"]), ("online", online["switch"])], identity
                 assert peer["disconnected"] is None, identity
                 if not teacher:  # a box: the lecture reached it throughout
-                    assert peer["freezes"] == 0 and peer["packets"] > 100, (identity, peer)
+                    assert peer["freezes"] <= peer["stalls"] and peer["packets"] > 100, (identity, peer)
         status, audits = await api(kelian, "GET", "/switchovers?limit=2")
         assert [a["switch"] for a in audits["switchovers"]] == [online["switch"], back["switch"]]
         assert audits["switchovers"][1]["by"] == "test" and audits["switchovers"][1]["scope"] == {

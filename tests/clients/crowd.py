@@ -10,7 +10,9 @@ one command a line:
     mark      note each peer's freezes so far, and print {"event": "marked"}
     report    print {"event": "report", "peers": [...]}: per peer its identity, whether it is still
               connected, the "mode" events it got, and its received audio since the mark (packets,
-              freezes: gaps over 200 ms)
+              freezes: gaps over 200 ms), and "stalls": how many times since the mark this process
+              itself did not run for over STALL seconds (a machine shared with the server and the
+              rest of a test suite): a gap then is the harness's, not the server's
     close     leave and exit
 
 A process of its own so that the clients' CPU is not the server's, as with kelian loadtest.
@@ -33,6 +35,22 @@ import aiohttp
 from loadtest.peer import Peer
 
 BATCH = 10  # peers joining at once
+STALL = 0.1  # seconds this process's loop may be late before it counts as stalled
+
+
+class Stalls:
+    """Counts the times this process's event loop ran more than STALL late."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            if loop.time() - before - 0.02 > STALL:
+                self.count += 1
 
 
 def audio_in(peer: Peer) -> dict[str, int]:
@@ -62,10 +80,14 @@ async def main() -> None:
         print(json.dumps({"event": "ready"}), flush=True)
         marks: dict[int, dict[str, int]] = {}
         loop = asyncio.get_running_loop()
+        stalls = Stalls()
+        watcher = asyncio.create_task(stalls.watch())
+        stalls_at_mark = 0
         while True:
             line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
             if line == "mark":
                 marks = {id(p): audio_in(p) for p in peers}
+                stalls_at_mark = stalls.count
                 print(json.dumps({"event": "marked"}), flush=True)
             elif line == "report":
                 report: list[dict[str, Any]] = []
@@ -79,10 +101,12 @@ async def main() -> None:
                             "packets": now["packets"] - then["packets"],
                             "freezes": now["freezes"] - then["freezes"],
                             "tracks": now["tracks"],
+                            "stalls": stalls.count - stalls_at_mark,
                         }
                     )
                 print(json.dumps({"event": "report", "peers": report}), flush=True)
             else:  # "close", or the test went away
+                watcher.cancel()
                 break
     finally:
         for peer in peers:
