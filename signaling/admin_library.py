@@ -9,6 +9,8 @@ every item; the MP4 is served with HTTP range requests, HLS as its playlist and 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -34,11 +36,21 @@ def _library(request: web.Request) -> Library:
     return request.app[appkeys.LIBRARY]
 
 
-async def _item(request: web.Request) -> Item:
+@contextlib.contextmanager
+def _refusals(item_error: str = "invalid_request") -> Iterator[None]:
+    """The library's refusals in the API's terms: an item or field it cannot take (`item_error`:
+    for a review, a step its state does not allow), and an item or recording that is not there."""
     try:
-        return await _library(request).get(request.match_info["item"])
+        yield
+    except ItemError as exc:
+        raise ClassroomError(item_error, str(exc)) from None
     except NotFound as exc:
         raise ClassroomError("not_found", str(exc)) from None
+
+
+async def _item(request: web.Request) -> Item:
+    with _refusals():
+        return await _library(request).get(request.match_info["item"])
 
 
 def _page(request: web.Request) -> tuple[dict[str, str], str | None, int, int]:
@@ -68,12 +80,8 @@ async def add_lesson(request: web.Request) -> web.Response:
     it is done."""
     body = await json_body(request)
     recording = body.pop("recording", None)
-    try:
+    with _refusals():
         item = await _library(request).add_lesson(recording, body)
-    except ItemError as exc:
-        raise invalid(str(exc)) from None
-    except NotFound as exc:
-        raise ClassroomError("not_found", str(exc)) from None
     return web.json_response(item.to_dict(), status=202)
 
 
@@ -85,12 +93,8 @@ async def get_item(request: web.Request) -> web.Response:
 @endpoint
 async def edit_item(request: web.Request) -> web.Response:
     body = await json_body(request)
-    try:
+    with _refusals():
         item = await _library(request).edit(request.match_info["item"], body)
-    except ItemError as exc:
-        raise invalid(str(exc)) from None
-    except NotFound as exc:
-        raise ClassroomError("not_found", str(exc)) from None
     return web.json_response(item.to_dict())
 
 
@@ -108,14 +112,10 @@ async def review_item(request: web.Request) -> web.Response:
             text.free_text(body["reason"], "reason", MAX_REASON)
     except text.TextError as exc:
         raise invalid(str(exc)) from None
-    try:
+    with _refusals("illegal_step"):
         item = await _library(request).review(
             request.match_info["item"], body.get("action"), body.get("reviewer"), body.get("reason")
         )
-    except ItemError as exc:
-        raise ClassroomError("illegal_step", str(exc)) from None
-    except NotFound as exc:
-        raise ClassroomError("not_found", str(exc)) from None
     return web.json_response(item.to_dict())
 
 
@@ -124,12 +124,8 @@ async def add_micro(request: web.Request) -> web.Response:
     """A micro-lesson from ``start`` to ``end`` seconds of a lesson (``exact``: re-encoded)."""
     body = await json_body(request)
     start, end, exact = body.pop("start", None), body.pop("end", None), body.pop("exact", False)
-    try:
+    with _refusals():
         item = await _library(request).add_micro(request.match_info["item"], start, end, exact, body)
-    except ItemError as exc:
-        raise invalid(str(exc)) from None
-    except NotFound as exc:
-        raise ClassroomError("not_found", str(exc)) from None
     return web.json_response(item.to_dict(), status=201)
 
 
