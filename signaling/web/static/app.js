@@ -18,7 +18,7 @@
 // #error[data-code] the code of the error shown, tiles carry data-identity, data-role, data-on-stage.
 
 import { KelianError, Room } from "./kelian.js";
-import { hideBanner, initialLanguage, language, setLanguage, setText, setTitle, showBanner } from "./i18n.js";
+import { hideBanner, languageMenu, setText, setTitle, showBanner } from "./i18n.js";
 import { LECTURE, LessonPanel, MODERATORS } from "./lesson.js";
 
 const $ = (id) => document.getElementById(id);
@@ -1050,9 +1050,7 @@ async function detectDevMode() {
 // -- start ----------------------------------------------------------------------------------------
 
 function start() {
-  setLanguage(initialLanguage(), false);
-  ui.lang.value = language();
-  ui.lang.addEventListener("change", () => setLanguage(ui.lang.value));
+  languageMenu(ui.lang);
 
   ui.form.addEventListener("submit", submit);
   ui.quickJoin.addEventListener("click", quickJoin);

@@ -20,10 +20,8 @@
 import { adminCall, ApiError, signInForm, store, stored } from "./adminapi.js";
 import {
   hideBanner,
-  initialLanguage,
-  language,
+  languageMenu,
   locale,
-  setLanguage,
   setText,
   setTitle,
   showBanner,
@@ -709,13 +707,7 @@ function rerender() {
 }
 
 function start() {
-  setLanguage(initialLanguage(), false);
-  ui.lang.value = language();
-  ui.lang.addEventListener("change", () => setLanguage(ui.lang.value));
-  document.addEventListener("kelian:language", () => {
-    ui.lang.value = language();
-    rerender();
-  });
+  languageMenu(ui.lang, rerender);
 
   ui.loginForm.addEventListener("submit", signIn);
   ui.errorClose.addEventListener("click", clearError);

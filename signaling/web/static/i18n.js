@@ -997,6 +997,18 @@ export function translate(root = document) {
   }
 }
 
+/** A page's language menu: the page starts in the reader's language, the menu switches it, and
+ *  `redraw` (if given) runs after every switch, for text the page composes itself. */
+export function languageMenu(select, redraw) {
+  setLanguage(initialLanguage(), false);
+  select.value = language();
+  select.addEventListener("change", () => setLanguage(select.value));
+  document.addEventListener("kelian:language", () => {
+    select.value = language();
+    if (redraw) redraw();
+  });
+}
+
 /** Switch language, remember the choice and re-translate the page. */
 export function setLanguage(lang, remember = true) {
   if (!(lang in dictionaries)) lang = "en";

@@ -29,10 +29,8 @@
 import { adminCall, ApiError, call, signInForm, store, stored } from "./adminapi.js";
 import {
   hideBanner,
-  initialLanguage,
-  language,
+  languageMenu,
   locale,
-  setLanguage,
   setText,
   setTitle,
   showBanner,
@@ -1312,13 +1310,7 @@ function rerender() {
 }
 
 function start() {
-  setLanguage(initialLanguage(), false);
-  ui.lang.value = language();
-  ui.lang.addEventListener("change", () => setLanguage(ui.lang.value));
-  document.addEventListener("kelian:language", () => {
-    ui.lang.value = language();
-    rerender();
-  });
+  languageMenu(ui.lang, rerender);
   phone.addEventListener("change", applyLayout);
 
   ui.errorClose.addEventListener("click", clearError);
