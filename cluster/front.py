@@ -488,6 +488,7 @@ async def stop(runner: web.AppRunner, pool: WorkerPool) -> None:
 
 async def serve(config: Config, workers: int) -> None:
     runner, pool = await start(config, workers)
+    server.freeze_startup_heap()  # its relayed messages wait for a full collection as media would
     try:
         await runner.app[STOP].wait()
     finally:

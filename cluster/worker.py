@@ -102,6 +102,7 @@ async def run() -> None:
         )
 
     runner, node = await server.start(config, extend)
+    server.freeze_startup_heap()
     rooms = runner.app[appkeys.ROOMS]
     tell("ready", http=server.bound_port(runner), media=node.port)
     front = os.getppid()

@@ -81,11 +81,13 @@ DUAL = [
 
 
 async def api(
-    kelian: Server, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    kelian: Server | str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
-    """One admin API call under /api/v1: (status, parsed JSON body, or None when empty)."""
+    """One admin API call under /api/v1 of a server (or the URL of one running in its own process):
+    (status, parsed JSON body, or None when empty)."""
+    base = kelian if isinstance(kelian, str) else kelian.url
     async with aiohttp.ClientSession() as http:
-        url = f"{kelian.url}/api/v1{path}"
+        url = f"{base}/api/v1{path}"
         async with http.request(method, url, json=body, headers=headers or BASIC) as response:
             text = await response.text()
             return response.status, (await response.json() if text else None)

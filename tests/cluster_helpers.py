@@ -1,5 +1,5 @@
-"""Fronts, workers and nodes for the tests: the Config of a front in a test folder, and a node of a
-Redis cluster as a process of its own (`kelian serve --redis-url`)."""
+"""Fronts, workers and nodes for the tests: the Config of a front in a test folder, and `kelian serve`
+as a process of its own (a node of a Redis cluster, or a server measured as in production)."""
 
 from __future__ import annotations
 
@@ -36,11 +36,18 @@ def front_config(folder: Path, **settings: Any) -> Config:
 async def serve_node(redis_url: str, folder: Path, *flags: str) -> tuple[str, asyncio.subprocess.Process]:
     """`kelian serve --redis-url ... --workers 1` as a process of its own (more `flags` if given),
     and its URL once /healthz answers."""
+    return await serve_process(folder, "--redis-url", redis_url, *flags)
+
+
+async def serve_process(folder: Path, *flags: str) -> tuple[str, asyncio.subprocess.Process]:
+    """`kelian serve --workers 1` as a process of its own, as it runs in production (its own heap
+    and garbage collector, not the test runner's), its state in `folder`; its URL once /healthz
+    answers."""
     folder.mkdir()
     port = free_tcp_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KELIAN_")}
     env |= {"KELIAN_API_KEY": API_KEY, "KELIAN_API_SECRET": API_SECRET}
-    command = ["-m", "signaling", "serve", "--redis-url", redis_url, "--workers", "1"]
+    command = ["-m", "signaling", "serve", "--workers", "1", "--http-host", "127.0.0.1"]
     command += ["--http-port", str(port), "--media-port", "0", "--database", str(folder / "kelian.db")]
     command += ["--recordings", str(folder / "recordings"), "--library", str(folder / "library")]
     command += ["--auto-record", "false", *flags]
@@ -55,4 +62,4 @@ async def serve_node(redis_url: str, folder: Path, *flags: str) -> tuple[str, as
             pass
         await asyncio.sleep(0.1)
     process.kill()
-    raise AssertionError("the node did not start")
+    raise AssertionError("kelian serve did not start")

@@ -35,7 +35,16 @@ class Worker:
 
 @asynccontextmanager
 async def workers(url: str, peers: list[dict[str, Any]], count: int = WORKERS) -> AsyncIterator[list[Worker]]:
-    """`count` crowd processes sharing `peers`, each ready (joined, publishing, receiving)."""
+    """`count` crowd processes sharing `peers`, each ready (joined, publishing, receiving).
+
+    Peers with the same "group" (a lesson) share a process, so that a stall of that process, which
+    delays its senders as much as its receivers, is counted by the receivers it delays."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for n, peer in enumerate(peers):
+        groups.setdefault(peer.get("group", n), []).append(peer)
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    for n, members in enumerate(groups.values()):
+        shares[n % count] += members
     started = []
     try:
         for w in range(count):
@@ -47,7 +56,7 @@ async def workers(url: str, peers: list[dict[str, Any]], count: int = WORKERS) -
             )
             worker = Worker(process)
             started.append(worker)
-            await worker.send(json.dumps({"url": url, "peers": peers[w::count]}))
+            await worker.send(json.dumps({"url": url, "peers": shares[w]}))
         await asyncio.gather(*(w.expect("ready") for w in started))
         yield started
     finally:

@@ -13,9 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from browser import JOIN, new_page, wait_frames_decoded
-from classroom_peers import BASIC, org
+from classroom_peers import api, org
 from cluster_helpers import front_config, serve_node
 from kelian_server import API_KEY, API_SECRET, eventually
 from playwright.async_api import Browser
@@ -129,36 +128,27 @@ async def test_a_switchover_at_one_node_reaches_the_lessons_of_every_node(
     node b opens the lessons' rooms on whichever nodes the cluster gives them and tells every
     node's clients at once."""
     async with node(redis_url, tmp_path / "a") as (a, app_a), node(redis_url, tmp_path / "b") as (b, app_b):
-        status, body = await call(a, "POST", "/import", org(time.time()))
+        status, body = await api(a, "POST", "/import", org(time.time()))
         assert status == 200, body
-        status, audit = await call(b, "POST", "/switchover", {"district": "d1", "mode": "online"})
+        status, audit = await api(b, "POST", "/switchover", {"district": "d1", "mode": "online"})
         assert status == 200 and audit["rooms_opened"] == 2, audit
         holders = {(await app_a[NODES].locate(lesson)).id for lesson in ("s1-maths", "s2-maths")}  # type: ignore[union-attr]
         assert holders == {app_a[NODES].node.id, app_b[NODES].node.id}, "one lesson a node"
         boxes = []
         try:
             for lesson, url in (("s1-maths", a), ("s2-maths", b)):
-                status, roster = await call(url, "POST", f"/lessons/{lesson}/tokens")
+                status, roster = await api(url, "POST", f"/lessons/{lesson}/tokens")
                 entry = next(e for e in roster["tokens"] if e["role"] == "classroom")
                 box = Peer(url, entry["token"])
                 await box.connect()
                 boxes.append(box)
-            status, audit = await call(a, "POST", "/switchover", {"district": "d1", "mode": "offline"})
+            status, audit = await api(a, "POST", "/switchover", {"district": "d1", "mode": "offline"})
             assert status == 200 and (audit["rooms"], audit["clients_told"]) == (2, 2), audit
             for box in boxes:
                 assert await eventually(lambda box=box: any(e.get("type") == "mode" for e in box.events))
         finally:
             for box in boxes:
                 await box.close()
-
-
-async def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{url}/api/v1{path}", json=body, headers=BASIC) as response,
-    ):
-        text = await response.text()
-        return response.status, (await response.json() if text else None)
 
 
 async def test_a_drained_node_gives_its_rooms_up_and_stops(redis_url: str, tmp_path: Path) -> None:
@@ -170,7 +160,7 @@ async def test_a_drained_node_gives_its_rooms_up_and_stops(redis_url: str, tmp_p
         await teacher.connect()
         try:
             assert (await app_a[NODES].locate("maths")).id == app_a[NODES].node.id  # type: ignore[union-attr]
-            status, body = await call(a, "POST", "/node/drain", {"deadline": 10, "exit": True})
+            status, body = await api(a, "POST", "/node/drain", {"deadline": 10, "exit": True})
             assert status == 202 and body["rooms"] == ["maths"], body
             assert await eventually(
                 lambda: teacher._channel is not None and teacher._channel.closed, timeout=5
@@ -273,7 +263,7 @@ async def test_kelian_js_follows_its_lesson_to_another_node_by_itself(
             await page.goto(a)
             await page.evaluate(JOIN, [token("student", "student", "maths"), False])
             await wait_frames_decoded(page, 10)
-            status, _ = await call(a, "POST", "/node/drain", {"deadline": 10})
+            status, _ = await api(a, "POST", "/node/drain", {"deadline": 10})
             assert status == 202
             assert await eventually(lambda: box.reconnections == 1 and box.state == "connected", timeout=15)
             holder = await app_b[NODES].locate("maths")
