@@ -70,6 +70,8 @@ class Participant:
     channel: object | None = None  # the signaling connection that owns it now
     quality: str = "excellent"  # excellent | good | poor | lost, kept by the RoomMonitor
     grace: asyncio.TimerHandle | None = None  # leaves the room when this fires, unless resumed
+    # Its media is served by an edge (cluster.edge): this room signals for it, another subscribes it.
+    media_elsewhere: bool = False
     # What it may do now: its token's grants narrowed by the lesson (classroom.moderation).
     grants: Grants = field(init=False)
 

@@ -113,6 +113,9 @@ class Room:
         self.tell = tell or (lambda event, **fields: None)  # what happened: Rooms.tell, the webhooks
         # each track as it is published, with its owner: the recorder takes them (recorder.session)
         self.on_track: list[Callable[[Producer, Participant], None]] = []
+        # who publishes what, their roles and grants, or the stage changed: the edges that serve
+        # this room's viewers elsewhere follow it (cluster.edge)
+        self.on_change: list[Callable[[], None]] = []
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up signaling from a synchronous SFU callback (a track or transport closing)."""
@@ -122,9 +125,18 @@ class Room:
 
     # -- membership ----------------------------------------------------------------------------------
 
-    async def join(self, claims: Claims, send: Send | None, kind: str = "websocket") -> Participant:
+    def _changed(self) -> None:
+        for listener in list(self.on_change):
+            listener()
+
+    async def join(
+        self, claims: Claims, send: Send | None, kind: str = "websocket", sid: str | None = None
+    ) -> Participant:
+        """`sid`: the one the room's origin gave a session an edge serves (cluster.edge)."""
         self._admit(claims, kind)
         participant = Participant(self, claims, send, kind)
+        if sid is not None:
+            participant.sid = sid
         self._joining += 1  # replacing the only participant must not close the room under us
         try:
             for other in list(self.participants.values()):
@@ -159,6 +171,8 @@ class Room:
         for transport in (participant.publisher, participant.subscriber):
             if transport is not None:
                 transport.close(reason)
+        if participant.producers:
+            self._changed()
         message = {"type": "participant_left", "sid": participant.sid, "reason": reason}
         await self.broadcast(message, about=participant)
         self.tell(
@@ -309,6 +323,8 @@ class Room:
             producer.on_close.append(functools.partial(self._producer_closed, participant))
             producer.on_layers.append(functools.partial(self._layers_changed, participant))
             added.append(producer)
+        if added:
+            self._changed()
         for producer in added:
             for listener in list(self.on_track):
                 listener(producer, participant)
@@ -394,6 +410,7 @@ class Room:
         viewers = [p for p in self.participants.values() if p.send is not None]
         saw = {(v.sid, s.sid) for v in viewers for s in subjects if self.kind.sees(self, v, s)}
         change()
+        self._changed()
         for viewer in viewers:
             self.reconcile(viewer)
         if announce is not None:
@@ -460,6 +477,7 @@ class Room:
 
     def _producer_closed(self, owner: Participant, producer: Producer) -> None:
         owner.producers.pop(producer.mid, None)
+        self._changed()
         if self.router.stands_in(producer.id):
             return  # its standby feeds its subscribers: for them the track goes on (track_failover)
         if not owner.closed or self.participants:
@@ -513,7 +531,7 @@ class Room:
 
     def subscribe_all(self, participant: Participant) -> None:
         """Consumers for everything already published, for a participant that just joined."""
-        if not allowed(participant, Action.SUBSCRIBE):
+        if not allowed(participant, Action.SUBSCRIBE) or participant.media_elsewhere:
             return
         for owner in list(self.participants.values()):
             if owner is participant:
@@ -523,6 +541,8 @@ class Room:
                     self._subscribe(participant, producer, owner)
 
     def _subscribe(self, participant: Participant, producer: Producer, owner: Participant) -> None:
+        if participant.media_elsewhere:
+            return  # its edge subscribes it, to the edge's mirror of the producer
         if any(s.producer_id == producer.id and s.consumer is not None for s in participant.subscriptions):
             return
         if len(participant.subscriptions) >= MAX_MEDIA_SECTIONS and not any(
@@ -756,6 +776,11 @@ class Room:
                 self.limits.refusals["room_full"] += 1
                 raise ClassroomError("room_full", f"room {self.name} is full ({limit} participants)")
         self._cancel_expiry()
+
+    def release_if_empty(self) -> None:
+        """Close the room if nobody is in it: one opened for an edge that brought nobody (cluster.edge)."""
+        if not self.participants:
+            self._emptied()
 
     def _emptied(self) -> None:
         """Nobody is in the room: close it now, or after ``empty_timeout`` for a created room."""

@@ -36,7 +36,7 @@ from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from classroom.limits import Refusals
-from classroom.tokens import verify
+from classroom.tokens import Claims, Role, verify
 from library.library import Library
 from library.store import LibraryStore
 from school.lesson_rooms import LessonRooms
@@ -49,6 +49,7 @@ from signaling.metrics import LessonCollector, RefusalCollector
 from signaling.webhooks import Webhooks
 from signaling.ws import SUBPROTOCOL_MSGPACK, Codec
 
+from . import edge
 from .lesson_rooms import NODE_OPEN, NODE_SWITCH, NodeLessonRooms, WorkerLessonRooms
 from .nodes import RELAYED, NodeInfo, NodeRegistry, relay_mark
 from .placement import Worker
@@ -130,6 +131,7 @@ def create_front_app(
             web.get("/healthz", healthz),
             web.get("/metrics", metrics),
             web.get("/ws", websocket),
+            web.get(edge.LINK, edge_link),
             web.post("/{kind:whip|whep}/{room}", by_room),
             web.route("*", "/{kind:whip|whep}/{room}/{resource}", by_room),
             web.options("/{kind:whip|whep}/{room}", by_room),
@@ -319,7 +321,8 @@ async def _everyone(request: web.Request, method: str, path: str) -> list[dict[s
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    """Read the join, place its room, and join the socket to one on the room's worker."""
+    """Read the join, place its room, and join the socket to one on the room's worker (or, for a
+    viewer of a busy room, on an edge: cluster.edge)."""
     config = request.app[appkeys.CONFIG]
     client = client_socket()
     await client.prepare(request)
@@ -334,9 +337,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         return client
     if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return client
-    room = _room_of(first, client, config)
+    claims = _claims_of(first, client, config)
     try:
-        to = await target(request, room, create=True) if room is not None else (_any(request).url, {})
+        to = await _socket_target(request, claims)
     except (LookupError, web.HTTPServiceUnavailable, OSError, RedisError):
         to = None
     if to is None:
@@ -346,13 +349,56 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return client
 
 
-def _room_of(first: aiohttp.WSMessage, client: web.WebSocketResponse, config: Config) -> str | None:
-    """The room a join is for, from a token that verifies here (the worker checks it again, and
-    answers anything else itself: a room is placed only for a join that can open it)."""
+async def _socket_target(request: web.Request, claims: Claims | None) -> tuple[str, dict[str, str]] | None:
+    """Where a participant's socket goes: the worker (or node) of its room; a viewer of a room whose
+    worker or node is busy (``spread_after`` transports), to the least-loaded worker here, an edge
+    of the room; a session an edge brings to its origin, to the room's worker, marked as such."""
+    app = request.app
+    if claims is None:
+        return _any(request).url, {}
+    secret = {SECRET_HEADER: app[POOL].secret}
+    if relayed(request) and request.headers.get(edge.EDGE):
+        to = await target(request, claims.room, create=True)
+        return None if to is None else (to[0], secret | {edge.EDGE: "1"})
+    to = await target(request, claims.room, create=True)
+    if to is None or claims.role is not Role.VIEWER:
+        return to
+    after = app[appkeys.CONFIG].spread_after
+    placement = app[POOL].placement
+    if to[1]:  # another node holds the room
+        registry = app[NODES]
+        holder = await registry.locate(claims.room)
+        if holder is None or holder.load < after:
+            return to
+        return placement.least_loaded().url, secret | {edge.ORIGIN: holder.url}
+    worker = placement.spread(claims.room, after)
+    if worker is None:
+        return to
+    host, port = request.transport.get_extra_info("sockname")[:2] if request.transport else ("127.0.0.1", 0)
+    here = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return worker.url, secret | {edge.ORIGIN: here}
+
+
+async def edge_link(request: web.Request) -> web.StreamResponse:
+    """An edge's link to a room of this node (cluster.edge), from a worker here or another node's."""
+    if not relayed(request):
+        raise web.HTTPForbidden(text="for the cluster's nodes only\n")
+    worker = request.app[POOL].placement.place(request.match_info["room"])
+    client = web.WebSocketResponse(heartbeat=20.0)
+    await client.prepare(request)
+    request.app[appkeys.SOCKETS].add(client)
+    headers = {SECRET_HEADER: request.app[POOL].secret}
+    await relay(client, None, worker.url, request, request.app[SESSION], headers, path=request.path)
+    return client
+
+
+def _claims_of(first: aiohttp.WSMessage, client: web.WebSocketResponse, config: Config) -> Claims | None:
+    """What a join's token says, if it verifies here (the worker checks it again, and answers
+    anything else itself: a room is placed only for a join that can open it)."""
     binary = client.ws_protocol == SUBPROTOCOL_MSGPACK
     try:
         message = Codec(binary).decode(first)
-        claims = verify(
+        return verify(
             message.get("token"),
             config.api_key,
             config.api_secret,
@@ -361,7 +407,6 @@ def _room_of(first: aiohttp.WSMessage, client: web.WebSocketResponse, config: Co
         )
     except Exception:  # anything a join could hold: the worker answers it
         return None
-    return claims.room
 
 
 # -- the machine's state --------------------------------------------------------------------------

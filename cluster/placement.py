@@ -48,14 +48,28 @@ class Placement:
         worker = self.rooms.get(room)
         if worker is not None and worker.alive:
             return worker
-        live = [w for w in self.workers if w.alive]
-        if not live:
-            raise LookupError("no worker is running")
-        worker = min(live, key=lambda w: w.load)
+        worker = self.least_loaded()
         worker.rooms.add(room)
         self.rooms[room] = worker
         self.placed_at[room] = time.monotonic()
         return worker
+
+    def least_loaded(self) -> Worker:
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise LookupError("no worker is running")
+        return min(live, key=lambda w: w.load)
+
+    def spread(self, room: str, after: int) -> Worker | None:
+        """Where a new viewer of `room` goes if not to the room's own worker: once that one carries
+        `after` transports, the least-loaded worker, if it is another (an edge, cluster.edge).
+        Counted at once, so that a burst of joins spreads before the next load reports."""
+        origin = self.rooms.get(room)
+        if origin is None:
+            return None
+        worker = self.least_loaded() if origin.transports >= after else origin
+        worker.transports += 1
+        return None if worker is origin else worker
 
     def release(self, room: str, worker: Worker) -> None:
         """`worker` closed `room` (or never opened it): the room may go anywhere next time."""

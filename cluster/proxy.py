@@ -62,19 +62,20 @@ async def forward(
 
 async def relay(
     client: web.WebSocketResponse,
-    first: aiohttp.WSMessage,
+    first: aiohttp.WSMessage | None,
     to: str,
     request: web.Request,
     session: aiohttp.ClientSession,
     extra: dict[str, str] | None = None,
+    path: str = "/ws",
 ) -> None:
-    """Join `client` (which sent `first`) to a WebSocket of its own at `to` (a worker, or another
-    node's front), until either ends."""
+    """Join `client` (which sent `first`, if anything yet) to a WebSocket of its own at `path` of
+    `to` (a worker, or another node's front), until either ends."""
     protocols = (client.ws_protocol,) if client.ws_protocol else ()
     headers = {FORWARDED_FOR: request.remote or ""} | (extra or {})
     try:
         upstream = await session.ws_connect(
-            to + "/ws" + (f"?{request.query_string}" if request.query_string else ""),
+            to + path + (f"?{request.query_string}" if request.query_string else ""),
             protocols=protocols,
             headers=headers,
             max_msg_size=MAX_MESSAGE,
@@ -84,7 +85,8 @@ async def relay(
         await client.close(code=1013, message=b"try again")  # its worker is restarting
         return
     async with upstream:
-        await _pass(first, upstream)
+        if first is not None:
+            await _pass(first, upstream)
         down = asyncio.create_task(_pump(upstream, client))
         up = asyncio.create_task(_pump(client, upstream))
         done, pending = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)

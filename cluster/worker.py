@@ -21,11 +21,15 @@ import signal
 import sys
 from typing import Any, cast
 
+import aiohttp
 from aiohttp import web
 
 from school.lesson_rooms import LocalLessonRooms
 from signaling import appkeys, server, ws
 from signaling.config import Config
+
+from . import edge
+from .nodes import RELAYED, relay_mark
 
 SECRET_HEADER = "X-Kelian-Internal"
 LOAD_EVERY = 1.0
@@ -82,7 +86,39 @@ def internal_routes(secret: str) -> list[web.RouteDef]:
         web.post("/internal/lessons/open", guarded(open_lessons)),
         web.post("/internal/lessons/switch", guarded(switch)),
         web.post("/internal/drain", guarded(drain)),
+        web.get(edge.LINK, guarded(follow)),
     ]
+
+
+async def follow(request: web.Request) -> web.StreamResponse:
+    """An edge of one of this worker's rooms follows it (cluster.edge); the room opens for it if it
+    is not open yet (its first viewer is the edge's)."""
+    name = request.match_info["room"]
+    rooms = request.app[appkeys.ROOMS]
+    room = rooms.rooms.get(name)
+    if room is None or isinstance(room, edge.EdgeRoom):
+        if room is not None:  # an edge here of a room now held here: the front placed it anew
+            room.shut()
+        room = await rooms.open(name, request.query.get("kind") or None)
+    return await edge.follow_origin(request, room, request.app[appkeys.NODE])
+
+
+def socket_hook(secret: str, edges: edge.Edges) -> Any:
+    """The front's word on a socket (with the cluster's secret): a viewer to serve as an edge of a
+    room held elsewhere, or a session whose media an edge serves."""
+
+    async def hook(request: web.Request) -> web.WebSocketResponse | None:
+        sent = request.headers.get(SECRET_HEADER, "")
+        if not sent or not hmac.compare_digest(sent.encode(), secret.encode()):
+            return None
+        origin = request.headers.get(edge.ORIGIN)
+        if origin:
+            return await edge.serve_viewer(request, edges, origin)
+        if request.headers.get(edge.EDGE):
+            request[ws.MEDIA_ELSEWHERE] = True
+        return None
+
+    return hook
 
 
 async def run() -> None:
@@ -94,6 +130,11 @@ async def run() -> None:
 
     def extend(app: web.Application) -> None:
         app.add_routes(internal_routes(secret))
+        session = aiohttp.ClientSession()
+        app.on_cleanup.append(lambda app: session.close())
+        # the origin's front takes this worker's links and sockets as the cluster's own
+        edges = edge.Edges(app[appkeys.ROOMS], session, {RELAYED: relay_mark(config.api_secret)})
+        app[appkeys.SOCKET_HOOK] = socket_hook(secret, edges)
         rooms = app[appkeys.ROOMS]
         rooms.listeners.append(
             lambda event, **fields: (

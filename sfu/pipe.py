@@ -35,6 +35,8 @@ from .producer import TWCC_SLOT, CodecSpec, Producer, ProducerSpec, StreamSpec
 from .rtp import RtpError, extension_offset, insert_extension_slot
 
 if TYPE_CHECKING:
+    from .ice import Address
+    from .node import Node
     from .producer import RtpStream
     from .router import Router
 
@@ -55,6 +57,15 @@ class PipeTransport(PlainTransport):
         super().send_reports(max_bitrate)
         if not self.consumers and not self.incoming:
             self.send_rtcp(KEEPALIVE)  # nothing piped yet: the other end still hears we are here
+
+
+def pipe_to(node: Node, remote: Address) -> PipeTransport:
+    """The pipe between `node` and the Node at `remote`, made on first use: one joins two Nodes
+    whatever rooms they share (the node tells its plain transports apart by their address)."""
+    existing = node.by_addr.get(remote)
+    if isinstance(existing, PipeTransport) and existing.state != "closed":
+        return existing
+    return PipeTransport(node, remote)
 
 
 def pipe_out(transport: PipeTransport, producer: Producer) -> dict[str, Any]:

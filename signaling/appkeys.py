@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
@@ -25,3 +26,7 @@ SCHOOLS = web.AppKey("schools", Schools)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RECORDINGS = web.AppKey("recordings", Recordings)
 LIBRARY = web.AppKey("library", Library)
+# A socket that is not a plain participant's: the worker of a cluster serves a viewer as an edge,
+# or marks a session whose media an edge serves (cluster.edge). None: ws.websocket serves it.
+SocketHook = Callable[[web.Request], Awaitable[web.WebSocketResponse | None]]
+SOCKET_HOOK: web.AppKey[SocketHook] = web.AppKey("socket_hook")

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         " one per core (KELIAN_WORKERS, one per core; 1 with --database :memory:)",
     )
     serve.add_argument(
+        "--spread-after",
+        help="a live room's viewers go to another worker or node once the room's own carries this many"
+        " media transports (KELIAN_SPREAD_AFTER, 200; 0: always)",
+    )
+    serve.add_argument(
         "--database", help="SQLite file for schools and lessons (KELIAN_DATABASE, kelian.db; :memory:)"
     )
     serve.add_argument("--webhook-urls", help="where to POST events, comma-separated (KELIAN_WEBHOOK_URLS)")

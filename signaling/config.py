@@ -59,6 +59,9 @@ class Config:
     # from flags and environment the default is one per core (1 with a ":memory:" database, which
     # processes cannot share); a Config made in code, as tests make them, is one process.
     workers: int = 1
+    # A live room's viewers are served by another worker or node (an edge, cluster/edge.py) once the
+    # one that holds the room carries this many media transports: a room grows past one process.
+    spread_after: int = 200
     # With --redis-url: how the other nodes reach this one's HTTP (default: its announced address and
     # HTTP port).
     node_url: str | None = None
@@ -159,6 +162,7 @@ class Config:
             dev_credentials=dev_credentials,
             redis_url=pick("redis_url", _parse_redis_url, defaults.redis_url),
             workers=pick("workers", _parse_workers, 0),  # 0: not given, one per core below
+            spread_after=pick("spread_after", _bounded(0, 1_000_000), defaults.spread_after),
             node_url=pick("node_url", _parse_http_url, defaults.node_url),
             database=pick("database", _parse_str, defaults.database),
             webhook_urls=pick("webhook_urls", _parse_urls, defaults.webhook_urls),

@@ -39,6 +39,8 @@ SUBPROTOCOL_MSGPACK = "kelian.v1.msgpack"
 MAX_MESSAGE = 320 * 1024  # an SDP of MAX_SDP_BYTES and its JSON escapes
 # How long a participant whose WebSocket dropped keeps its place and media, waiting to resume.
 RECONNECT_GRACE = 20.0
+# Set on a request by the cluster's socket hook: the session's media are an edge's (cluster.edge).
+MEDIA_ELSEWHERE = "kelian.media_elsewhere"
 
 
 class Codec:
@@ -165,6 +167,7 @@ class Session:
         self.messages = TokenBucket(config.message_rate, config.message_burst)
         self.publishes = TokenBucket(PUBLISH_RATE, PUBLISH_BURST)
         self.strikes = 0  # messages refused in a row for their rate
+        self.media_elsewhere = bool(request.get(MEDIA_ELSEWHERE))
         self._deadline: asyncio.TimerHandle | None = None
         self.expect_join()
 
@@ -265,6 +268,8 @@ class Session:
             raise ClassroomError(code, exc.message) from None
         room = await self.rooms.open(claims.room, claims.kind)
         resumed = self._resumable(room, claims, message.get("resume"))
+        if resumed is not None and resumed.media_elsewhere != self.media_elsewhere:
+            resumed = None  # its media were an edge's and are to be here now, or the reverse: afresh
         if resumed is not None:
             await room.resume(resumed, self.send, self)
             participant = resumed
@@ -278,6 +283,7 @@ class Session:
 
     def _joined(self, participant: Participant) -> None:
         self.participant = participant
+        participant.media_elsewhere = self.media_elsewhere
         if self._deadline is not None:
             self._deadline.cancel()
 
@@ -356,6 +362,9 @@ class Session:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    hook = request.app.get(appkeys.SOCKET_HOOK)
+    if hook is not None and (served := await hook(request)) is not None:
+        return served
     ws = web.WebSocketResponse(
         protocols=(SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK), max_msg_size=MAX_MESSAGE, heartbeat=20.0
     )

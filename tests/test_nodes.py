@@ -33,10 +33,10 @@ def token(identity: str, role: str, room: str, kind: str = "fusion") -> str:
 
 
 @asynccontextmanager
-async def node(redis_url: str, folder: Path) -> AsyncIterator[tuple[str, Any]]:
+async def node(redis_url: str, folder: Path, **settings: Any) -> AsyncIterator[tuple[str, Any]]:
     """A node in this process (its worker a process of its own): its URL and its front's app."""
     folder.mkdir()
-    config = front_config(folder, redis_url=redis_url)
+    config = front_config(folder, redis_url=redis_url, **settings)
     runner, pool = await front.start(config, 1)
     try:
         yield f"http://127.0.0.1:{config.http_port}", runner.app
@@ -73,23 +73,52 @@ async def test_a_participant_reaching_another_node_is_served_by_the_rooms_node(
             await box.close()
 
 
-async def test_viewers_through_three_nodes_all_decode(redis_url: str, tmp_path: Path) -> None:
+async def test_a_live_rooms_viewers_spread_over_three_nodes_all_decode(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Node a holds the lecture; viewers reaching nodes b and c are served there, as edges of it
+    (cluster/edge.py; at once here: spread_after 0): tracks piped from a, signaling a's."""
     async with (
-        node(redis_url, tmp_path / "a") as (a, _),
-        node(redis_url, tmp_path / "b") as (b, _),
-        node(redis_url, tmp_path / "c") as (c, _),
+        node(redis_url, tmp_path / "a", spread_after=0) as (a, _),
+        node(redis_url, tmp_path / "b", spread_after=0) as (b, app_b),
+        node(redis_url, tmp_path / "c", spread_after=0) as (c, app_c),
     ):
         presenter = Peer(a, token("presenter", "lecturer", "talk", "live"))
-        viewers = [Peer(url, token(f"v{i}", "viewer", "talk", "live")) for i, url in enumerate([a, b, c] * 3)]
+        viewers = [Peer(url, token(f"v{i}", "viewer", "talk", "live")) for i, url in enumerate([a, b, c] * 2)]
         try:
             await presenter.connect()
-            await presenter.publish(audio=True, simulcast=False)
+            await presenter.publish(audio=True, simulcast=True)
+            await asyncio.sleep(1.2)  # node a's load (its transports) reaches the cluster
             for viewer in viewers:
                 await viewer.connect()
-            assert await eventually(lambda: all(frames(v) > 10 for v in viewers), timeout=15)
+                for track in await viewer.wait_for_tracks(2):
+                    viewer.probe(track["id"])
+            assert await eventually(lambda: all(decoding(v) for v in viewers), timeout=20)
+            for app in (app_b, app_c):
+                assert app[POOL].placement.locate("talk") is None, "the room is a's"
+                assert await eventually(lambda app=app: app[POOL].placement.workers[0].transports > 0)
+            await viewers[1].request({"type": "chat", "text": "hello from b"})
+            assert await eventually(
+                lambda: any(
+                    e["type"] == "chat" and e["message"]["text"] == "hello from b" for e in presenter.events
+                )
+            )
+            assert await eventually(
+                lambda: all(
+                    [e["count"] for e in v.events if e["type"] == "participant_count"][-1:] == [7]
+                    for v in viewers
+                ),
+                timeout=5,
+            ), "one count for the whole lesson"
         finally:
             for peer in [presenter, *viewers]:
                 await peer.close()
+
+
+def decoding(peer: Peer) -> bool:
+    tracks = peer.stats()["subscriber"]["tracks"].values()
+    probed = [t["probe"] for t in tracks if t["kind"] == "video" and t.get("probe")]
+    return bool(probed) and all(p["decoded_frames"] > 5 and p["decode_errors"] == 0 for p in probed)
 
 
 async def test_a_killed_nodes_rooms_come_back_on_a_live_node(redis_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,137 @@
+"""A live room bigger than one worker (cluster/edge.py): its origin worker holds the lesson, and once
+it is busy (here at once: spread_after 0) the front sends further viewers to the other workers, which
+serve their media from tracks piped from the origin. Every viewer decodes the lecture wherever it
+is served; chat, the count and an invitation to speak cross between them as in a room on one
+worker; a viewer invited to speak publishes to the origin, and viewers on every worker receive it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+from cluster_helpers import front_config
+from kelian_server import API_KEY, API_SECRET, eventually
+
+from classroom.tokens import mint
+from cluster import front
+from cluster.workers import WorkerPool
+from loadtest.peer import Peer
+
+ROOM = "lecture"
+
+
+@dataclass
+class Cluster:
+    url: str
+    pool: WorkerPool
+
+    async def peer(self, identity: str, role: str) -> Peer:
+        token = mint(API_KEY, API_SECRET, room=ROOM, identity=identity, role=role, kind="live")
+        peer = Peer(self.url, token)
+        await peer.connect()
+        return peer
+
+
+@pytest_asyncio.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    config = front_config(tmp_path, spread_after=0)
+    runner, pool = await front.start(config, 3)
+    try:
+        yield Cluster(f"http://127.0.0.1:{config.http_port}", pool)
+    finally:
+        await front.stop(runner, pool)
+
+
+def decoding(peer: Peer, kind: str = "video") -> bool:
+    tracks = peer.stats()["subscriber"]["tracks"].values()
+    probed = [t["probe"] for t in tracks if t["kind"] == kind and t.get("probe")]
+    return bool(probed) and all(p["decoded_frames"] > 5 and p["decode_errors"] == 0 for p in probed)
+
+
+def events(peer: Peer, kind: str) -> list[dict[str, object]]:
+    return [e for e in peer.events if e["type"] == kind]
+
+
+async def test_viewers_on_every_worker_decode_the_lecture_and_take_part(cluster: Cluster) -> None:
+    peers: list[Peer] = []
+    try:
+        teacher = await cluster.peer("teacher", "lecturer")
+        peers.append(teacher)
+        await teacher.publish(audio=True, simulcast=True)
+        viewers = []
+        for n in range(4):
+            viewer = await cluster.peer(f"v{n}", "viewer")
+            peers.append(viewer)
+            viewers.append(viewer)
+        for viewer in viewers:
+            for track in await viewer.wait_for_tracks(2):
+                viewer.probe(track["id"])
+        assert await eventually(lambda: all(decoding(v) for v in viewers), timeout=20)
+        await asyncio.sleep(1.5)  # the workers' next load reports
+        assert all(w.transports > 0 for w in cluster.pool.placement.workers), "origin and two edges"
+
+        # the lesson is one: the count, chat both ways
+        assert await eventually(
+            lambda: all(
+                events(v, "participant_count")[-1:] == [{"type": "participant_count", "count": 5}]
+                for v in viewers
+            ),
+            timeout=5,
+        )
+        await viewers[1].request({"type": "chat", "text": "a question from an edge"})
+        assert await eventually(
+            lambda: any(
+                e["message"]["text"] == "a question from an edge"  # type: ignore[index]
+                for e in events(teacher, "chat")
+            )
+        )
+        await teacher.request({"type": "chat", "text": "welcome, everyone"})
+        assert await eventually(
+            lambda: all(
+                any(e["message"]["text"] == "welcome, everyone" for e in events(v, "chat"))  # type: ignore[index]
+                for v in viewers
+            )
+        )
+
+        # a viewer invited to speak publishes to the origin; every viewer receives its voice
+        speaker = viewers[2]
+        reply = await teacher.request({"type": "invite", "identity": "v2", "to": "speak"})
+        assert reply["type"] == "invited"
+        await speaker.request({"type": "accept_invitation"})
+        await speaker.publish(video=False, audio=True)
+        for viewer in (v for v in viewers if v is not speaker):
+            assert await eventually(
+                lambda viewer=viewer: sum(t["participant"] == speaker.sid for t in viewer.tracks()) == 1,
+                timeout=10,
+            ), "the speaker's track reached a viewer wherever it is served"
+            track = next(t for t in viewer.tracks() if t["participant"] == speaker.sid)
+            assert await eventually(
+                lambda viewer=viewer, track=track: (
+                    viewer.stats()["subscriber"]["tracks"][track["id"]]["packets"] > 20
+                ),
+                timeout=10,
+            )
+    finally:
+        for peer in peers:
+            await peer.close()
+    assert await eventually(lambda: not cluster.pool.placement.rooms, timeout=10), (
+        f"the room closed: {cluster.pool.placement.rooms}"
+    )
+
+
+async def test_only_the_cluster_may_follow_a_room_or_bring_a_session_of_an_edge(cluster: Cluster) -> None:
+    """The link an edge follows a room by, and the marks that make a socket an edge's, are the
+    cluster's own: a stranger is refused, and a header it sends makes its socket nothing special."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(cluster.url + "/internal/edge/lecture?media=127.0.0.1:9") as r:
+            assert r.status == 403
+        token = mint(API_KEY, API_SECRET, room=ROOM, identity="v", role="viewer", kind="live")
+        headers = {"X-Kelian-Edge": "1", "X-Kelian-Origin": "http://127.0.0.1:9"}
+        async with http.ws_connect(cluster.url + "/ws", headers=headers) as ws:
+            await ws.send_json({"type": "join", "token": token})
+            joined = await ws.receive_json(timeout=10)
+            assert joined["type"] == "joined", "served as any viewer"
