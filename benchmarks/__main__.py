@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest.report import table
 
-from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, suite
+from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, scaling, suite
 
 COLUMNS = [
     ("case", "case"),
@@ -69,6 +69,10 @@ def main() -> int:
     print("\na node of two killed outright: its clients back with media (cluster_cost)", flush=True)
     failure = asyncio.run(cluster_cost.node_failure())
     print(f"  {failure}", flush=True)
+    print("\na live lecture on one worker and spread over two (scaling)", flush=True)
+    spread = scaling.run()
+    for key, value in spread.items():
+        print(f"  {key}: {value}", flush=True)
     print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
     switches = suite.layer_switches()
     print(f"  {switches}")
@@ -82,6 +86,7 @@ def main() -> int:
         "layer_switch": switches,
         "node_failure": failure,
         "pipe_hop": hop,
+        "scaling": spread,
     }
     suite.write_results(report)
     return 0

@@ -93,16 +93,21 @@ def free_port(kind: socket.SocketKind) -> int:
 
 
 @contextlib.contextmanager
-def server(record: bool = False) -> Iterator[tuple[int, str]]:
+def server(record: bool = False, workers: int = 1, spread_after: int = 200) -> Iterator[tuple[int, str]]:
     """A kelian server in its own process (so /proc counts nothing of the clients): pid and URL.
-    With `record`, it records its live rooms (as it does by default), into a temporary folder."""
+    With `record`, it records its live rooms (as it does by default), into a temporary folder; with
+    more `workers`, a front and its workers (their pids are the front's children), sharing a
+    database file, a live room's viewers spreading to another worker past `spread_after`."""
     http_port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = dict(os.environ, KELIAN_API_KEY=API_KEY, KELIAN_API_SECRET=API_SECRET)
     media = tempfile.TemporaryDirectory(prefix="kelian-bench-")
+    database = ":memory:" if workers == 1 else f"{media.name}/kelian.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "serve", "--database", ":memory:",
-         "--auto-record", "true" if record else "false", "--recordings", media.name, "--workers", "1",
-         "--http-port", str(http_port), "--media-port", str(media_port), "--log-level", "warning"],
+        [sys.executable, "-m", "signaling", "serve", "--database", database,
+         "--auto-record", "true" if record else "false", "--recordings", media.name,
+         "--library", f"{media.name}/library", "--workers", str(workers),
+         "--spread-after", str(spread_after), "--http-port", str(http_port),
+         "--media-port", str(media_port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
     )  # fmt: skip

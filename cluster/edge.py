@@ -57,6 +57,8 @@ from signaling.ws import (
     Outbox,
 )
 
+from . import proxy
+
 log = logging.getLogger(__name__)
 
 ORIGIN = "X-Kelian-Origin"  # front to an edge worker: this viewer's room is held there (a front's URL)
@@ -382,7 +384,7 @@ class EdgeViewer:
             await self.client.close(code=1013, message=b"try again")
             return
         async with upstream:
-            await _pass(first, upstream)
+            await proxy.pass_frame(first, upstream)
             down = asyncio.create_task(self._down(upstream))
             up = asyncio.create_task(self._up(upstream))
             done, pending = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
@@ -456,7 +458,7 @@ class EdgeViewer:
                 message = self.codec.decode(frame)
                 request_id = message.get("id")
                 if message["type"] not in MEDIA:
-                    await _pass(frame, upstream)
+                    await proxy.pass_frame(frame, upstream)
                     if message["type"] == "leave" and self.participant is not None and self.room:
                         participant, self.participant = self.participant, None
                         await self.room.leave(participant)  # a client may not wait for "left"
@@ -473,18 +475,9 @@ class EdgeViewer:
                 self.outbox.put(error | ({"id": request_id} if request_id is not None else {}))
 
 
-async def _pass(frame: aiohttp.WSMessage, sink: aiohttp.ClientWebSocketResponse) -> None:
-    if frame.type == WSMsgType.TEXT:
-        await sink.send_str(frame.data)
-    else:
-        await sink.send_bytes(frame.data)
-
-
 async def serve_viewer(request: web.Request, edges: Edges, origin: str) -> web.WebSocketResponse:
     """A viewer's socket the front sent here, as an edge of the room held at `origin`."""
-    client = web.WebSocketResponse(
-        protocols=(SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK), max_msg_size=MAX_MESSAGE, heartbeat=20.0
-    )
+    client = proxy.client_socket()
     await client.prepare(request)
     request.app[appkeys.SOCKETS].add(client)
     await EdgeViewer(request, client, edges, origin).serve()

@@ -86,7 +86,7 @@ async def relay(
         return
     async with upstream:
         if first is not None:
-            await _pass(first, upstream)
+            await pass_frame(first, upstream)
         down = asyncio.create_task(_pump(upstream, client))
         up = asyncio.create_task(_pump(client, upstream))
         done, pending = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
@@ -108,18 +108,19 @@ async def _pump(
     async for message in source:
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return
-        await _pass(message, sink)
+        await pass_frame(message, sink)
 
 
-async def _pass(
+async def pass_frame(
     message: aiohttp.WSMessage, sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 ) -> None:
     if sink.closed:
         return
-    if message.type == WSMsgType.TEXT:
-        await sink.send_str(message.data)
-    elif message.type == WSMsgType.BINARY:
-        await sink.send_bytes(message.data)
+    with contextlib.suppress(ConnectionError):  # the other end went while this was on its way
+        if message.type == WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
 
 
 def client_socket() -> web.WebSocketResponse:

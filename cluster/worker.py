@@ -130,7 +130,8 @@ async def run() -> None:
 
     def extend(app: web.Application) -> None:
         app.add_routes(internal_routes(secret))
-        session = aiohttp.ClientSession()
+        # one socket to the origin for each viewer it serves as an edge: no pool limit (aiohttp's 100)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         app.on_cleanup.append(lambda app: session.close())
         # the origin's front takes this worker's links and sockets as the cluster's own
         edges = edge.Edges(app[appkeys.ROOMS], session, {RELAYED: relay_mark(config.api_secret)})
