@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest.report import table
 
-from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, scaling, suite
+from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, scaling, suite, switchover_cost
 
 COLUMNS = [
     ("case", "case"),
@@ -73,6 +73,10 @@ def main() -> int:
     spread = scaling.run()
     for key, value in spread.items():
         print(f"  {key}: {value}", flush=True)
+    print("\na district's switchover, 200 schools, 4,000 lessons (switchover_cost)", flush=True)
+    switchover = switchover_cost.run()
+    for key, value in switchover.items():
+        print(f"  {key}: {value}", flush=True)
     print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
     switches = suite.layer_switches()
     print(f"  {switches}")
@@ -87,6 +91,7 @@ def main() -> int:
         "node_failure": failure,
         "pipe_hop": hop,
         "scaling": spread,
+        "switchover": switchover,
     }
     suite.write_results(report)
     return 0

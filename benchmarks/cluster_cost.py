@@ -39,7 +39,7 @@ LESSONS = 8
 RECOVERY_LIMIT = 40.0  # seconds a student may take before it counts as not back
 
 
-def _redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def redis_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -58,7 +58,7 @@ def _redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("redis-server did not start")
 
 
-async def _node(redis_url: str, folder: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def node(redis_url: str, folder: Path) -> tuple[asyncio.subprocess.Process, str]:
     folder.mkdir()
     port = free_port(socket.SOCK_STREAM)
     env = dict(os.environ, KELIAN_API_KEY=API_KEY, KELIAN_API_SECRET=API_SECRET)
@@ -105,12 +105,12 @@ async def node_failure(lessons: int = LESSONS) -> dict[str, Any]:
     use_loopback_candidates()
     with tempfile.TemporaryDirectory(prefix="kelian-cluster-") as tmp:
         folder = Path(tmp)
-        redis, redis_url = _redis(folder)
+        redis, redis_url = redis_server(folder)
         nodes: list[asyncio.subprocess.Process] = []
         clients: list[Client] = []
         try:
-            node_a, a = await _node(redis_url, folder / "a")
-            node_b, b = await _node(redis_url, folder / "b")
+            node_a, a = await node(redis_url, folder / "a")
+            node_b, b = await node(redis_url, folder / "b")
             nodes += [node_a, node_b]
             students = []
             for n in range(lessons):

@@ -74,8 +74,7 @@ class NodeLessonRooms:
 
     async def open(self, lessons: list[str]) -> int:
         by_node: dict[str, tuple[NodeInfo, list[str]]] = {}
-        for lesson in lessons:
-            node = await self.registry.claim(lesson)
+        for lesson, node in (await self.registry.claim_many(lessons)).items():
             by_node.setdefault(node.id, (node, []))[1].append(lesson)
         counts = await asyncio.gather(
             *(

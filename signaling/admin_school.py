@@ -109,17 +109,19 @@ async def import_records(request: web.Request) -> web.Response:
     """JSON (lists by kind) or CSV (``?kind=lesson``, a header of field names): all rows or none."""
     if request.content_length is not None and request.content_length > MAX_IMPORT:
         raise ClassroomError("too_large", f"an import is at most {MAX_IMPORT} bytes")
-    data = await request.content.read(MAX_IMPORT + 1)
-    if len(data) > MAX_IMPORT:
-        raise ClassroomError("too_large", f"an import is at most {MAX_IMPORT} bytes")
+    data = bytearray()  # read(n) gives what has arrived, up to n: a big roster comes in many pieces
+    while chunk := await request.content.read(MAX_IMPORT + 1 - len(data)):
+        data += chunk
+        if len(data) > MAX_IMPORT:
+            raise ClassroomError("too_large", f"an import is at most {MAX_IMPORT} bytes")
     if request.content_type == "text/csv":
         try:
-            batch = importer.from_csv(request.rel_url.query.get("kind", ""), data.decode("utf-8"))
+            batch = importer.from_csv(request.rel_url.query.get("kind", ""), bytes(data).decode("utf-8"))
         except UnicodeDecodeError:
             raise invalid("a CSV import must be UTF-8") from None
     else:
         try:
-            batch = importer.from_json(text.parse_json(data))
+            batch = importer.from_json(text.parse_json(bytes(data)))
         except ValueError as exc:
             raise invalid(f"the body must be JSON or text/csv: {exc}") from None
     if batch.problems:

@@ -47,6 +47,16 @@ async def test_records_through_the_admin_api(kelian: Server) -> None:
     assert (await api(kelian, "GET", "/lessons/y"))[0] == 404, "nothing of a refused import is kept"
 
 
+async def test_a_district_roster_bigger_than_one_read_imports_whole(kelian: Server) -> None:
+    """Half a megabyte of roster arrives in many pieces: all of it is read, not the first."""
+    students = [{"id": f"pupil-{n:05d}", "school": "s1", "name": "学生" * 4} for n in range(6000)]
+    body = org(time.time())
+    body["students"] += students
+    status, answer = await api(kelian, "POST", "/import", body)
+    assert status == 200, answer
+    assert answer["imported"]["students"] == 6002
+
+
 async def test_a_school_goes_online_and_back(kelian: Server) -> None:
     status, _ = await api(kelian, "POST", "/import", org(time.time()))
     assert status == 200
