@@ -66,6 +66,7 @@ EDGE = "X-Kelian-Edge"  # edge to origin: this session's media are the edge's
 LINK = "/internal/edge/{room}"
 MEDIA = frozenset({"answer", "subscribe", "unsubscribe", "track_settings"})  # answered by the edge
 LINK_TIMEOUT = 10.0  # seconds an edge waits for the origin's first word
+MIRROR = "mirror:"  # an edge room's key for the mirror of an origin's publisher
 
 
 # -- the origin's side --------------------------------------------------------------------------
@@ -93,7 +94,6 @@ def mirror(room: Room, pipe: PipeTransport, piped: dict[str, dict[str, Any]]) ->
                     "name": participant.claims.name,
                     "role": str(participant.role),
                     "classroom": participant.classroom,
-                    "kind": participant.kind,
                     "grants": participant.grants.to_dict(),
                     "tracks": tracks,
                 }
@@ -193,7 +193,9 @@ class EdgeRoom(Room):
         super().__init__(name, rooms.node, self._gone, options, rooms.max_audio_streams, rooms.limits)
         self.rooms = rooms
         self.kind = EdgeKind(kinds.kind(kind))
-        self.mirrors: dict[str, Participant] = {}  # the origin's publishers, by sid
+        # the origin's publishers, by sid; in `participants` under MIRROR + sid, so that a viewer of
+        # this edge who publishes (invited to speak) is both: its session here, its tracks mirrored
+        self.mirrors: dict[str, Participant] = {}
         self.pipe: PipeTransport | None = None
         self.ready = asyncio.Event()
         self.link: asyncio.Task[None] | None = None
@@ -207,7 +209,7 @@ class EdgeRoom(Room):
         return  # the origin counts everyone
 
     def viewers(self) -> list[Participant]:
-        return [p for p in self.participants.values() if p.sid not in self.mirrors]
+        return [p for p in self.participants.values() if self.mirrors.get(p.sid) is not p]
 
     async def leave(self, participant: Participant, reason: str = "left") -> None:
         await super().leave(participant, reason)
@@ -233,8 +235,8 @@ class EdgeRoom(Room):
                 classroom=owner.get("classroom"),
             )
             if mirror is None:
-                mirror = Participant(self, claims, None, str(owner.get("kind", "websocket")), sid=sid)
-                self.mirrors[sid] = self.participants[sid] = mirror
+                mirror = Participant(self, claims, None, "mirror", sid=sid)
+                self.mirrors[sid] = self.participants[MIRROR + sid] = mirror
             mirror.claims, mirror.grants = claims, claims.grants
             tracks = {str(t["track"]): t for t in owner["tracks"]}
             for track, producer in list(mirror.producers.items()):
@@ -255,7 +257,7 @@ class EdgeRoom(Room):
 
     def _drop_mirror(self, sid: str) -> None:
         mirror = self.mirrors.pop(sid)
-        self.participants.pop(sid, None)
+        self.participants.pop(MIRROR + sid, None)
         for producer in list(mirror.producers.values()):
             producer.close()
         mirror.producers.clear()
@@ -439,7 +441,7 @@ class EdgeViewer:
         assert room is not None and claims is not None
         sid = str(message["participant"]["sid"])
         here = room.participants.get(sid)
-        if message.get("resumed") and here is not None and not here.closed and sid not in room.mirrors:
+        if message.get("resumed") and here is not None and not here.closed:
             self.participant = here
             await room.resume(here, self.send, self)
             return True

@@ -182,6 +182,8 @@ def relayed(request: web.Request) -> bool:
 async def by_room(request: web.Request) -> web.Response:
     """WHIP and WHEP: a new session is placed with its room; an existing one is where its room is."""
     room = request.match_info["room"]
+    if request.method == "OPTIONS":  # a browser's CORS preflight: the same answer from any worker
+        return await forward(request, _any(request).url, request.app[SESSION])
     opening = request.method == "POST" and "resource" not in request.match_info
     to = await target(request, room, opening)
     if to is None:

@@ -18,10 +18,13 @@ import pytest_asyncio
 from aiohttp import web
 from browser import chromium, new_page
 from clients.picture import frame, shows_quadrants, write_y4m
+from cluster_helpers import front_config
 from helpers import free_tcp_port
-from kelian_server import Server, eventually
+from kelian_server import API_KEY, API_SECRET, Server, eventually
 from playwright.async_api import Browser, Page
 
+from classroom.tokens import mint
+from cluster import front
 from signaling.media import EncodedFrame, EncodedTrack, encode_frames
 
 # One WHIP or WHEP exchange as any page would write it: POST the offer, set the answer.
@@ -99,6 +102,16 @@ SNAPSHOT = """() => {
   context.drawImage(video, 0, 0, canvas.width, canvas.height);
   const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
   return [canvas.width, canvas.height, Array.from(data)];
+}"""
+
+# The port of the candidate pair the player's media arrive on: which worker serves it.
+REMOTE_PORT = """async () => {
+  const stats = await window.player.pc.getStats();
+  let pair = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  });
+  return pair ? stats.get(pair.remoteCandidateId).port : null;
 }"""
 
 END = """async ([location, token]) => {
@@ -227,3 +240,35 @@ async def test_a_browser_plays_a_three_layer_simulcast_publisher(
     )
     page = await player(camera_browser, other_origin, kelian)
     await shows_the_publishers_picture(page, "VP8")
+
+
+async def test_browsers_publish_and_play_through_the_front_of_two_workers(
+    camera_browser: Browser, other_origin: str, tmp_path: Path
+) -> None:
+    """`kelian serve --workers 2`: WHIP and WHEP with fetch alone reach the room's worker through the
+    front's one address (the CORS preflight, the Location the answer names, the DELETE), and the
+    media go straight to that worker's own port."""
+    config = front_config(tmp_path)
+    runner, pool = await front.start(config, 2)
+    url = f"http://127.0.0.1:{config.http_port}"
+    try:
+        publisher = await new_page(camera_browser, label="publisher")
+        await publisher.goto(other_origin)
+        box = mint(API_KEY, API_SECRET, room="lesson", identity="box", role="classroom")
+        location = await publisher.evaluate(PUBLISH, [f"{url}/whip/lesson", box, None, False])
+        assert location.startswith(f"{url}/whip/lesson/")
+        worker = pool.placement.locate("lesson")
+        assert worker is not None
+        page = await new_page(camera_browser, label="player")
+        await page.goto(other_origin)
+        tv = mint(API_KEY, API_SECRET, room="lesson", identity="tv", role="viewer")
+        played = await page.evaluate(PLAY, [f"{url}/whep/lesson", tv])
+        assert played.startswith(f"{url}/whep/lesson/")
+        await shows_the_publishers_picture(page, "VP8")
+        remote = await page.evaluate(REMOTE_PORT)
+        assert remote == worker.media_port, "the media come from the room's worker, not the front"
+        assert await page.evaluate(END, [played, tv]) == 200
+        assert await publisher.evaluate(END, [location, box]) == 200
+        assert await eventually(lambda: pool.placement.locate("lesson") is None, timeout=10)
+    finally:
+        await front.stop(runner, pool)
