@@ -475,6 +475,10 @@ class EdgeViewer:
             except ClassroomError as exc:
                 error = {"type": "error", "code": exc.code, "message": exc.message}
                 self.outbox.put(error | ({"id": request_id} if request_id is not None else {}))
+            except Exception:  # a bug answers this message, as signaling.ws does, and ends nothing
+                log.exception("an edge viewer's message failed")
+                error = {"type": "error", "code": "internal", "message": "internal error"}
+                self.outbox.put(error | ({"id": request_id} if request_id is not None else {}))
 
 
 async def serve_viewer(request: web.Request, edges: Edges, origin: str) -> web.WebSocketResponse:

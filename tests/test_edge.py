@@ -13,13 +13,17 @@ from pathlib import Path
 
 import aiohttp
 import pytest_asyncio
+from browser import JOIN, new_page, wait_frames_decoded
 from cluster_helpers import front_config
 from kelian_server import API_KEY, API_SECRET, eventually
+from playwright.async_api import Browser
 
 from classroom.tokens import mint
 from cluster import front
 from cluster.workers import WorkerPool
 from loadtest.peer import Peer
+from signaling.client import Client, use_loopback_candidates
+from signaling.media import video_track
 
 ROOM = "lecture"
 
@@ -135,3 +139,29 @@ async def test_only_the_cluster_may_follow_a_room_or_bring_a_session_of_an_edge(
             await ws.send_json({"type": "join", "token": token})
             joined = await ws.receive_json(timeout=10)
             assert joined["type"] == "joined", "served as any viewer"
+
+
+async def test_kelian_js_in_chromium_watches_the_lecture_from_an_edge(
+    cluster: Cluster, browser: Browser
+) -> None:
+    """A viewer's page, served by a worker that does not hold the room: the SDK cannot tell; its
+    offers come from the edge, everything else from the origin, and it decodes the lecturer."""
+    use_loopback_candidates()
+    lecturer = Client(
+        cluster.url, mint(API_KEY, API_SECRET, room=ROOM, identity="t", role="lecturer", kind="live")
+    )
+    try:
+        await lecturer.connect()
+        await lecturer.publish(video_track())
+        origin = cluster.pool.placement.locate(ROOM)
+        assert origin is not None
+        page = await new_page(browser, label="viewer")
+        await page.goto(cluster.url)
+        viewer = mint(API_KEY, API_SECRET, room=ROOM, identity="page", role="viewer", kind="live")
+        await page.evaluate(JOIN, [viewer, False])
+        await wait_frames_decoded(page, 10)
+        edges = [w for w in cluster.pool.placement.workers if w is not origin]
+        assert await eventually(lambda: any(w.transports > 0 for w in edges), timeout=5), "served by an edge"
+        assert await page.evaluate("window.kelianRoom.state") == "connected"
+    finally:
+        await lecturer.close()
