@@ -165,3 +165,47 @@ async def test_kelian_js_in_chromium_watches_the_lecture_from_an_edge(
         assert await page.evaluate("window.kelianRoom.state") == "connected"
     finally:
         await lecturer.close()
+
+
+async def test_an_edge_viewers_bad_messages_earn_errors_and_end_nothing(cluster: Cluster) -> None:
+    """Garbage to an edge, about media (answered there) or not (passed to the origin): an error each,
+    and the session goes on, on both."""
+    teacher = await cluster.peer("teacher", "lecturer")
+    try:
+        await teacher.publish(audio=False, simulcast=False)
+        token = mint(API_KEY, API_SECRET, room=ROOM, identity="v", role="viewer", kind="live")
+        async with aiohttp.ClientSession() as http, http.ws_connect(cluster.url + "/ws") as ws:
+            await ws.send_json({"type": "join", "token": token, "id": 1})
+            seen: list[dict[str, object]] = []
+
+            async def reply_to(request_id: int) -> dict[str, object]:
+                for _ in range(50):  # bounded: events come between the replies
+                    message = await ws.receive_json(timeout=10)
+                    seen.append(message)
+                    if message.get("id") == request_id:
+                        return message
+                raise AssertionError(f"no reply to {request_id}")
+
+            assert (await reply_to(1))["type"] == "joined"
+            await ws.send_str("not json at all {")
+            bad = [
+                {"type": "answer", "sdp": "v=0 garbage", "id": 2},
+                {"type": "subscribe", "track": ["a list"], "id": 3},
+                {"type": "track_settings", "track": "TR_none", "width": -5, "height": "x", "id": 4},
+                {"type": "chat", "text": {"deep": [1, 2, 3]}, "id": 5},
+                {"type": "no_such_thing", "id": 6},
+            ]
+            for message in bad:
+                await ws.send_json(message)
+                answer = await reply_to(int(message["id"]))  # type: ignore[call-overload]
+                assert answer["type"] == "error" and answer["code"] != "internal", answer
+            await ws.send_json({"type": "chat", "text": "still here", "id": 7})
+            assert (await reply_to(7))["type"] != "error"
+            assert await eventually(
+                lambda: any(
+                    e["type"] == "chat" and e["message"]["text"] == "still here" for e in teacher.events
+                )  # type: ignore[index]
+            )
+            assert any(m["type"] == "error" and "not JSON" in str(m["message"]) for m in seen)
+    finally:
+        await teacher.close()
