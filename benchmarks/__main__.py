@@ -9,7 +9,7 @@ from typing import Any
 
 from loadtest.report import table
 
-from . import cluster_cost, consumer_cost, peer_cost, recorder_cost, scaling, suite, switchover_cost
+from . import cluster_cost, consumer_cost, floor, peer_cost, recorder_cost, scaling, suite, switchover_cost
 
 COLUMNS = [
     ("case", "case"),
@@ -36,6 +36,22 @@ TITLES = {
     "lessons": "the three lessons: dual-teacher at 10 and 100 classrooms, fusion of 16, a live room of 300",
     "recording": "the live preset to 50 viewers with the room recorded (compare the live 50 row)",
 }
+
+
+def against_floor(rows: list[dict[str, Any]], floor_us: float | None) -> list[dict[str, Any]]:
+    """Server CPU per forwarded packet of the forwarding and simulcast cases, and its ratio to the
+    floor (what one send and one protect cost on this machine)."""
+    found = []
+    for r in rows:
+        rate = r["forwarded_packets_per_cpu_second"]
+        if r["table"] not in ("forwarding", "simulcast") or not rate:
+            continue
+        us = 1e6 / rate
+        ratio = round(us / floor_us, 2) if floor_us else None
+        found.append(
+            {"table": r["table"], "case": r["case"], "us_per_packet": round(us, 2), "times_the_floor": ratio}
+        )
+    return found
 
 
 def main() -> int:
@@ -80,6 +96,13 @@ def main() -> int:
     print("\nlayer switch: request to the first decoded frame of the new layer (aiortc probe)", flush=True)
     switches = suite.layer_switches()
     print(f"  {switches}")
+    print("\nthe floor on this machine: a C sender, Python's sendto, SRTP protect (floor)", flush=True)
+    bottom = floor.run()
+    print(f"  {bottom}")
+    per_packet = against_floor(rows, bottom["floor_us"])
+    for line in per_packet:
+        print(f"  {line['table']} {line['case']}: {line['us_per_packet']} us a forwarded packet,"
+              f" {line['times_the_floor']}x the floor")  # fmt: skip
     print()
     table(sys.stdout, [h for h, _ in COLUMNS], [[r[k] for _, k in COLUMNS] for r in rows])
     report = {
@@ -90,6 +113,8 @@ def main() -> int:
         "layer_switch": switches,
         "node_failure": failure,
         "pipe_hop": hop,
+        "floor": bottom,
+        "per_forwarded_packet": per_packet,
         "scaling": spread,
         "switchover": switchover,
     }

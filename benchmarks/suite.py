@@ -48,21 +48,20 @@ SWITCHES = 20
 # (table, label, flags): the fixed suite
 # Subscribers that decline transport-cc, as the aiortc clients of the first forwarding benchmark did:
 # the forwarding path alone. The simulcast cases show what transport-cc feedback adds.
+ONE_LAYER = ["--preset", "live", "--no-simulcast", "--no-audio"]
 FORWARDING = [
-    (
-        "forwarding",
-        f"{n}",
-        ["--preset", "live", "--no-simulcast", "--no-audio", "--no-transport-cc", "--subscribers", str(n)],
-    )
-    for n in (1, 10, 50)
-]
+    ("forwarding", f"{n}", [*ONE_LAYER, "--no-transport-cc", "--subscribers", str(n)])
+    for n in (1, 10, 50, 200)
+] + [("forwarding", f"{n}, transport-cc", [*ONE_LAYER, "--subscribers", str(n)]) for n in (50, 200)]
 SIMULCAST = [
-    ("simulcast", "full, transport-cc", ["--preset", "live", "--no-audio", "--subscribers", "50"]),
     (
         "simulcast",
-        "full, no transport-cc",
-        ["--preset", "live", "--no-audio", "--subscribers", "50", "--no-transport-cc"],
-    ),
+        f"full, {'transport-cc' if tcc else 'no transport-cc'}, {n}",
+        ["--preset", "live", "--no-audio", "--subscribers", str(n), *([] if tcc else ["--no-transport-cc"])],
+    )
+    for n in (50, 200)
+    for tcc in (True, False)
+] + [
     (
         "simulcast",
         "mixed, transport-cc",

@@ -1,0 +1,127 @@
+"""The floor under forwarding on the machine the benchmark runs on: what sending a packet costs
+before kelian does anything. `make bench` prints it beside kelian's own cost per forwarded packet;
+`python -m benchmarks.floor` alone.
+
+- a C sender (benchmarks/floor.c, compiled here with the system's cc) of 1200-byte datagrams to
+  RECEIVERS loopback sockets: the kernel's part, CPU per datagram;
+- Python's `socket.sendto` doing the same: the interpreter's share of one send;
+- SRTP protect (AEAD_AES_128_GCM, pylibsrtp, as kelian's transports use) of one 1200-byte packet.
+
+A forwarded packet costs at least one send and one protect: C send + protect is the floor a server
+on this machine cannot beat, whatever its language.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pylibsrtp import Policy, Session
+
+SOURCE = Path(__file__).with_name("floor.c")
+RECEIVERS = 50
+DATAGRAMS = 200_000
+PAYLOAD = 1200
+
+
+def c_send_us(receivers: int = RECEIVERS, datagrams: int = DATAGRAMS) -> float | None:
+    """CPU microseconds per datagram of the C sender, or None without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="kelian-floor-") as folder:
+        binary = Path(folder) / "floor"
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(SOURCE)], check=True)
+        result = subprocess.run(
+            [str(binary), str(receivers), str(datagrams)], check=True, capture_output=True, text=True
+        )
+    return float(result.stdout)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def python_send_us(receivers: int = RECEIVERS, datagrams: int = DATAGRAMS) -> float:
+    """CPU microseconds per `socket.sendto` to loopback receivers, drained by a forked child."""
+    sinks = []
+    for _ in range(receivers):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        sinks.append(sink)
+    addresses = [s.getsockname() for s in sinks]
+    drain = os.fork()
+    if drain == 0:  # the child: read everything, forever, until killed
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for sink in sinks:
+            selector.register(sink, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select(1.0):
+                try:
+                    while True:
+                        key.fileobj.recv(2048)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    pass
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    packet = bytes(PAYLOAD)
+    try:
+        start = _cpu()
+        for n in range(datagrams):
+            sender.sendto(packet, addresses[n % receivers])
+        spent = _cpu() - start
+    finally:
+        os.kill(drain, signal.SIGKILL)
+        os.waitpid(drain, 0)
+        sender.close()
+        for sink in sinks:
+            sink.close()
+    return spent / datagrams * 1e6
+
+
+def protect_us(packets: int = 20_000) -> float:
+    """CPU microseconds per SRTP protect (AEAD_AES_128_GCM) of a 1200-byte RTP packet, the packets
+    made beforehand (each its own sequence number: libsrtp refuses to protect one twice)."""
+    policy = Policy(
+        key=bytes(28), ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+    )
+    session = Session(policy=policy)
+    body = (0x1234).to_bytes(4, "big") + bytes(PAYLOAD - 12)
+    made = [
+        bytes([0x80, 96]) + (n & 0xFFFF).to_bytes(2, "big") + (n * 3000).to_bytes(4, "big") + body
+        for n in range(packets)
+    ]
+    protect = session.protect
+    start = time.process_time()
+    for packet in made:
+        protect(packet)
+    return (time.process_time() - start) / packets * 1e6
+
+
+def run() -> dict[str, float | None]:
+    c_send = c_send_us()
+    protect = protect_us()
+    return {
+        "c_send_us": None if c_send is None else round(c_send, 2),
+        "python_sendto_us": round(python_send_us(), 2),
+        "srtp_protect_us": round(protect, 2),
+        # what a forwarded packet cannot cost less than here: one send and one protect
+        "floor_us": None if c_send is None else round(c_send + protect, 2),
+    }
+
+
+if __name__ == "__main__":
+    print(run())
+    sys.exit(0)
