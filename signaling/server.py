@@ -41,6 +41,7 @@ from . import (
 )
 from .config import Config
 from .limits import ConnectionGate
+from .loop_watch import LoopWatch
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,10 @@ def create_app(config: Config, node: Node) -> web.Application:
         await store.close()
 
     app[appkeys.REGISTRY] = metrics.registry(node, rooms, schools, hooks)
+    watch = LoopWatch(app[appkeys.REGISTRY])
     app.on_startup.append(open_state)
+    app.on_startup.append(watch.start)
+    app.on_cleanup.append(watch.stop)
     app.on_cleanup.append(close_state)
     app.on_shutdown.append(ws.close_all)
     app.add_routes(

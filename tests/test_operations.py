@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 
 import aiohttp
 import pytest
@@ -55,6 +57,23 @@ async def test_metrics_count_rooms_participants_and_packets(kelian: Server) -> N
     assert after["kelian_rooms"] == 0
     sent = metrics["kelian_packets_sent_total"]
     assert after["kelian_packets_sent_total"] >= sent, "counters never go down"
+
+
+async def test_metrics_say_when_the_loop_stalls_and_the_collector_pauses(kelian: Server) -> None:
+    """A stall of the event loop and a full garbage collection stop every packet of the process:
+    /metrics counts both, so that a freeze all subscribers saw at once has its cause on the graph."""
+    before = await scrape(kelian.url)
+    await asyncio.sleep(0.3)  # the probe's timer is set
+    time.sleep(0.4)  # the loop held, as a long callback would hold it
+    gc.collect()
+    await asyncio.sleep(0.6)  # the probe wakes up late, and again on time
+    after = await scrape(kelian.url)
+    late = 'kelian_event_loop_lag_seconds_bucket{le="0.25"}'
+    total = "kelian_event_loop_lag_seconds_count"
+    stalls_after = after[total] - after[late]
+    assert stalls_after - (before.get(total, 0) - before.get(late, 0)) >= 1, "the 0.4 s stall is counted"
+    full = 'kelian_gc_pause_seconds_count{generation="2"}'
+    assert after[full] >= before.get(full, 0) + 1, "the full collection is counted"
 
 
 @pytest.mark.parametrize(
