@@ -24,7 +24,7 @@ import secrets
 import socket
 import weakref
 from collections.abc import Coroutine, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -36,18 +36,13 @@ from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from classroom.limits import Refusals
-from classroom.tokens import Claims, Role, verify
-from library.library import Library
-from library.store import LibraryStore
+from classroom.tokens import Claims, Role
 from school.lesson_rooms import LessonRooms
-from school.redis_store import organisation_store
-from school.schools import Schools
 from signaling import admin, admin_library, admin_school, appkeys, devtoken, openapi, server, ws
 from signaling.config import Config
 from signaling.limits import ConnectionGate
 from signaling.metrics import LessonCollector, RefusalCollector
-from signaling.webhooks import Webhooks
-from signaling.ws import SUBPROTOCOL_MSGPACK, Codec
+from signaling.ws import SUBPROTOCOL_MSGPACK, Codec, join_claims
 
 from . import edge
 from .lesson_rooms import NODE_OPEN, NODE_SWITCH, NodeLessonRooms, WorkerLessonRooms
@@ -85,7 +80,6 @@ def create_front_app(
     session = app[SESSION] = aiohttp.ClientSession(
         auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
     )
-    store = organisation_store(config.database, config.redis_url)  # Redis if shared, else SQLite
     here = app[HERE] = WorkerLessonRooms(pool, session)
     lesson_rooms: LessonRooms = here
     if registry is not None:
@@ -94,34 +88,16 @@ def create_front_app(
         pool.placement.on_release.append(
             lambda room: _background(app, nodes.release(room))  # the cluster may place it anew
         )
-    schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms, config.api_key, config.api_secret)
-    hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
-
-    async def switched(audit: dict[str, Any]) -> None:
-        hooks.emit("switchover", **audit)
-
-    schools.on_switch.append(switched)
-    shelves = LibraryStore(config.database)
-    library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
+    schools, hooks = server.add_organisation(app, config, lambda store: lesson_rooms)
     figures = app[appkeys.REGISTRY] = CollectorRegistry()
     figures.register(LessonCollector(schools, hooks))
     figures.register(RefusalCollector(app[REFUSALS]))  # its own connection bounds
     ProcessCollector(registry=figures)
 
-    async def open_state(app: web.Application) -> None:
-        await store.open()
-        await shelves.open()
-        await hooks.start()
-
-    async def close_state(app: web.Application) -> None:
-        await library.close()
-        await shelves.close()
-        await hooks.stop()
-        await store.close()
+    async def close_session(app: web.Application) -> None:
         await session.close()
 
-    app.on_startup.append(open_state)
-    app.on_cleanup.append(close_state)
+    app.on_cleanup.append(close_session)
     app.on_shutdown.append(ws.close_all)  # clients hear 1001 and reconnect, rather than hold the stop
     app.add_routes(
         [
@@ -157,7 +133,13 @@ def create_front_app(
 # -- a room's calls, to its worker -----------------------------------------------------------------
 
 
-async def target(request: web.Request, room: str, create: bool) -> tuple[str, dict[str, str]] | None:
+class Route(NamedTuple):
+    url: str  # a worker of this machine, or another node's front
+    headers: dict[str, str]  # what that one needs to take it as the cluster's own
+    node: NodeInfo | None = None  # the other node that holds the room, if another does
+
+
+async def target(request: web.Request, room: str, create: bool) -> Route | None:
     """Where a call for `room` goes: this machine's worker that holds it (placed there now if
     `create`), or the front of the node that does (cluster.nodes), with the relay mark; None if no
     one holds it."""
@@ -168,9 +150,9 @@ async def target(request: web.Request, room: str, create: bool) -> tuple[str, di
         if holder is None:
             return None
         if holder.id != registry.node.id:
-            return holder.url, {RELAYED: request.app[MARK]}
+            return Route(holder.url, {RELAYED: request.app[MARK]}, holder)
     worker = placement.place(room) if create else placement.locate(room)
-    return None if worker is None else (worker.url, {})
+    return None if worker is None else Route(worker.url, {})
 
 
 def relayed(request: web.Request) -> bool:
@@ -188,7 +170,7 @@ async def by_room(request: web.Request) -> web.Response:
     to = await target(request, room, opening)
     if to is None:
         return web.Response(status=404, text=f"no session in room {room!r}\n")
-    return await forward(request, to[0], request.app[SESSION], to[1])
+    return await forward(request, to.url, request.app[SESSION], to.headers)
 
 
 @admin.endpoint
@@ -196,7 +178,7 @@ async def room_call(request: web.Request) -> web.Response:
     to = await target(request, request.match_info["room"], create=False)
     if to is None:
         return admin.error_response(404, "not_found", f"no room {request.match_info['room']!r}")
-    return await forward(request, to[0], request.app[SESSION], to[1])
+    return await forward(request, to.url, request.app[SESSION], to.headers)
 
 
 @admin.endpoint
@@ -212,7 +194,7 @@ async def create_room(request: web.Request) -> web.Response:
     existed = placement.locate(name)
     to = await target(request, name, create=True)
     assert to is not None  # placed now
-    answer = await forward(request, to[0], request.app[SESSION], to[1])
+    answer = await forward(request, to.url, request.app[SESSION], to.headers)
     worker = placement.locate(name)
     if answer.status >= 300 and existed is None and worker is not None:
         placement.release(name, worker)
@@ -297,10 +279,10 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 def _any(request: web.Request) -> Worker:
-    live = [w for w in request.app[POOL].placement.workers if w.alive]
-    if not live:
-        raise web.HTTPServiceUnavailable(text="no worker is running\n")
-    return min(live, key=lambda w: w.load)
+    try:
+        return request.app[POOL].placement.least_loaded()
+    except LookupError:
+        raise web.HTTPServiceUnavailable(text="no worker is running\n") from None
 
 
 async def _everyone(request: web.Request, method: str, path: str) -> list[dict[str, Any]]:
@@ -347,38 +329,35 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if to is None:
         await client.close(code=1013, message=b"try again")
         return client
-    await relay(client, first, to[0], request, request.app[SESSION], to[1])
+    await relay(client, first, to.url, request, request.app[SESSION], to.headers)
     return client
 
 
-async def _socket_target(request: web.Request, claims: Claims | None) -> tuple[str, dict[str, str]] | None:
+async def _socket_target(request: web.Request, claims: Claims | None) -> Route | None:
     """Where a participant's socket goes: the worker (or node) of its room; a viewer of a room whose
     worker or node is busy (``spread_after`` transports), to the least-loaded worker here, an edge
     of the room; a session an edge brings to its origin, to the room's worker, marked as such."""
     app = request.app
     if claims is None:
-        return _any(request).url, {}
-    secret = {SECRET_HEADER: app[POOL].secret}
-    if relayed(request) and request.headers.get(edge.EDGE):
-        to = await target(request, claims.room, create=True)
-        return None if to is None else (to[0], secret | {edge.EDGE: "1"})
+        return Route(_any(request).url, {})
     to = await target(request, claims.room, create=True)
+    secret = {SECRET_HEADER: app[POOL].secret}
+    if to is not None and relayed(request) and request.headers.get(edge.EDGE):
+        return Route(to.url, secret | {edge.EDGE: "1"})
     if to is None or claims.role is not Role.VIEWER:
         return to
     after = app[appkeys.CONFIG].spread_after
     placement = app[POOL].placement
-    if to[1]:  # another node holds the room
-        registry = app[NODES]
-        holder = await registry.locate(claims.room)
-        if holder is None or holder.load < after:
+    if to.node is not None:  # another node holds the room
+        if to.node.load < after:
             return to
-        return placement.least_loaded().url, secret | {edge.ORIGIN: holder.url}
+        return Route(placement.least_loaded().url, secret | {edge.ORIGIN: to.node.url})
     worker = placement.spread(claims.room, after)
     if worker is None:
         return to
     host, port = request.transport.get_extra_info("sockname")[:2] if request.transport else ("127.0.0.1", 0)
     here = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    return worker.url, secret | {edge.ORIGIN: here}
+    return Route(worker.url, secret | {edge.ORIGIN: here})
 
 
 async def edge_link(request: web.Request) -> web.StreamResponse:
@@ -399,14 +378,7 @@ def _claims_of(first: aiohttp.WSMessage, client: web.WebSocketResponse, config: 
     anything else itself: a room is placed only for a join that can open it)."""
     binary = client.ws_protocol == SUBPROTOCOL_MSGPACK
     try:
-        message = Codec(binary).decode(first)
-        return verify(
-            message.get("token"),
-            config.api_key,
-            config.api_secret,
-            room=message.get("room"),
-            max_ttl=config.max_token_ttl,
-        )
+        return join_claims(Codec(binary).decode(first), config)
     except Exception:  # anything a join could hold: the worker answers it
         return None
 

@@ -103,7 +103,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
     return await edge.follow_origin(request, room, request.app[appkeys.NODE])
 
 
-def socket_hook(secret: str, edges: edge.Edges) -> Any:
+def socket_hook(secret: str, edges: edge.Edges) -> appkeys.SocketHook:
     """The front's word on a socket (with the cluster's secret): a viewer to serve as an edge of a
     room held elsewhere, or a session whose media an edge serves."""
 

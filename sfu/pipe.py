@@ -88,12 +88,9 @@ def pipe_out(transport: PipeTransport, producer: Producer) -> dict[str, Any]:
     }
 
 
-def piped_consumers(transport: PipeTransport, producer: Producer) -> list[Consumer]:
-    return [c for c in transport.consumers.values() if c.producer is producer and not c.closed]
-
-
 def stop_piping(transport: PipeTransport, producer: Producer) -> None:
-    for consumer in piped_consumers(transport, producer):
+    """The edge at the other end no longer follows `producer`: its pinned Consumers go."""
+    for consumer in [c for c in transport.consumers.values() if c.producer is producer]:
         consumer.close()
 
 

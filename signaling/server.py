@@ -21,9 +21,10 @@ from classroom.rooms import Rooms
 from library.library import Library
 from library.store import LibraryStore
 from recorder.recordings import Recordings
-from school.lesson_rooms import LocalLessonRooms
+from school.lesson_rooms import LessonRooms, LocalLessonRooms
 from school.redis_store import organisation_store
 from school.schools import Schools
+from school.store import Store
 from sfu.node import Node
 
 from . import (
@@ -95,6 +96,40 @@ async def library_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB / "library.html")
 
 
+def add_organisation(
+    app: web.Application, config: Config, lesson_rooms: Callable[[Store], LessonRooms]
+) -> tuple[Schools, Webhooks]:
+    """What a server and a cluster's front both hold: the organisation (SQLite, or Redis with
+    --redis-url) with the lessons' rooms as `lesson_rooms` gives them, the webhooks (a switchover is
+    one) and the library; opened as the app starts, closed as it ends (after the clean-ups added
+    before this call)."""
+    store = organisation_store(config.database, config.redis_url)
+    schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms(store), config.api_key, config.api_secret)
+    hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
+
+    async def switched(audit: dict[str, Any]) -> None:
+        hooks.emit("switchover", **audit)
+
+    schools.on_switch.append(switched)
+    shelves = LibraryStore(config.database)
+    library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
+
+    async def open_state(app: web.Application) -> None:
+        await store.open()
+        await shelves.open()
+        await hooks.start()
+
+    async def close_state(app: web.Application) -> None:
+        await library.close()
+        await shelves.close()
+        await hooks.stop()
+        await store.close()
+
+    app.on_startup.append(open_state)
+    app.on_cleanup.append(close_state)
+    return schools, hooks
+
+
 def create_app(config: Config, node: Node) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[admin.json_errors])
     limits = RoomLimits(max_participants=config.max_participants, max_tracks=config.max_tracks)
@@ -103,39 +138,18 @@ def create_app(config: Config, node: Node) -> web.Application:
     app[appkeys.NODE] = node
     app[appkeys.ROOMS] = rooms
     app[appkeys.SOCKETS] = weakref.WeakSet()
-    store = organisation_store(config.database, config.redis_url)  # Redis if shared, else SQLite
-    lesson_rooms = LocalLessonRooms(rooms, store)
-    schools = app[appkeys.SCHOOLS] = Schools(store, lesson_rooms, config.api_key, config.api_secret)
-    hooks = app[appkeys.WEBHOOKS] = Webhooks(config.webhook_urls, config.api_secret)
-    rooms.listeners.append(hooks.emit)
-
-    async def switched(audit: dict[str, Any]) -> None:
-        hooks.emit("switchover", **audit)
-
-    schools.on_switch.append(switched)
-
-    async def open_state(app: web.Application) -> None:
-        await store.open()
-        await shelves.open()
-        await hooks.start()
-
     recordings = app[appkeys.RECORDINGS] = Recordings(rooms, config.recordings, config.auto_record)
-    shelves = LibraryStore(config.database)
-    library = app[appkeys.LIBRARY] = Library(shelves, config.library, config.recordings)
 
-    async def close_state(app: web.Application) -> None:
-        await recordings.stop_all()
-        await library.close()
-        await shelves.close()
-        await hooks.stop()
-        await store.close()
+    async def stop_recordings(app: web.Application) -> None:
+        await recordings.stop_all()  # before the library closes: a finished recording is filed there
 
+    app.on_cleanup.append(stop_recordings)
+    schools, hooks = add_organisation(app, config, lambda store: LocalLessonRooms(rooms, store))
+    rooms.listeners.append(hooks.emit)
     app[appkeys.REGISTRY] = metrics.registry(node, rooms, schools, hooks)
     watch = LoopWatch(app[appkeys.REGISTRY])
-    app.on_startup.append(open_state)
     app.on_startup.append(watch.start)
     app.on_cleanup.append(watch.stop)
-    app.on_cleanup.append(close_state)
     app.on_shutdown.append(ws.close_all)
     app.add_routes(
         [

@@ -29,6 +29,7 @@ from classroom.text import for_log
 from classroom.tokens import Claims, TokenError, verify
 
 from . import appkeys
+from .config import Config
 from .limits import PUBLISH_BURST, PUBLISH_RATE, RATE_LIMIT_STRIKES
 from .messages import HANDLERS, string
 
@@ -41,6 +42,19 @@ MAX_MESSAGE = 320 * 1024  # an SDP of MAX_SDP_BYTES and its JSON escapes
 RECONNECT_GRACE = 20.0
 # Set on a request by the cluster's socket hook: the session's media are an edge's (cluster.edge).
 MEDIA_ELSEWHERE = "kelian.media_elsewhere"
+
+
+def join_claims(message: dict[str, Any], config: Config) -> Claims:
+    """What the token of a join says, verified: a worker's session, a front that places its room and
+    an edge that serves it all read a join so. ClassroomError: no token, or one that does not hold."""
+    token = string(message, "token", 8192)
+    try:
+        return verify(
+            token, config.api_key, config.api_secret, room=message.get("room"), max_ttl=config.max_token_ttl
+        )
+    except TokenError as exc:
+        code = "forbidden" if exc.status == 403 else "unauthorized"
+        raise ClassroomError(code, exc.message) from None
 
 
 class Codec:
@@ -254,18 +268,7 @@ class Session:
             raise ClassroomError("already_joined", "this connection has joined already")
         if self.waiter is not None:
             raise ClassroomError("already_joined", "this connection waits in the waiting room")
-        token = string(message, "token", 8192)
-        try:
-            claims = verify(
-                token,
-                self.config.api_key,
-                self.config.api_secret,
-                room=message.get("room"),
-                max_ttl=self.config.max_token_ttl,
-            )
-        except TokenError as exc:
-            code = "forbidden" if exc.status == 403 else "unauthorized"
-            raise ClassroomError(code, exc.message) from None
+        claims = join_claims(message, self.config)
         room = await self.rooms.open(claims.room, claims.kind)
         resumed = self._resumable(room, claims, message.get("resume"))
         if resumed is not None and resumed.media_elsewhere != self.media_elsewhere:
