@@ -292,7 +292,7 @@ class Edges:
         if room is None or room.closed:
             room = EdgeRoom(name, self.rooms, kind or "live")
             self.rooms.rooms[name] = room
-            room.link = asyncio.get_running_loop().create_task(self._follow(room, origin))
+            room.link = asyncio.get_running_loop().create_task(self._follow(room, origin, kind))
         try:
             await asyncio.wait_for(room.ready.wait(), LINK_TIMEOUT)
         except TimeoutError:
@@ -302,13 +302,16 @@ class Edges:
             raise ClassroomError("unavailable", "the lesson's origin is gone: join again")
         return room
 
-    async def _follow(self, room: EdgeRoom, origin: str) -> None:
+    async def _follow(self, room: EdgeRoom, origin: str, kind: str | None) -> None:
+        """Follow the room at `origin`; if its first viewer is ours, the origin opens it of `kind`
+        (the viewer's token's), as that viewer's own join there would."""
         node = room.node
         media = f"[{node.announced_address}]" if ":" in node.announced_address else node.announced_address
         url = f"{origin}{LINK.format(room=room.name)}"
+        params = {"media": f"{media}:{node.port}"} | ({"kind": kind} if kind else {})
         try:
             async with self.session.ws_connect(
-                url, params={"media": f"{media}:{node.port}"}, headers=self.headers, heartbeat=20.0
+                url, params=params, headers=self.headers, heartbeat=20.0
             ) as link:
                 async for message in link:
                     if message.type != WSMsgType.TEXT:

@@ -24,6 +24,7 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web
 
+from classroom.tokens import KINDS
 from school.lesson_rooms import LocalLessonRooms
 from signaling import appkeys, server, ws
 from signaling.config import Config
@@ -94,12 +95,15 @@ async def follow(request: web.Request) -> web.StreamResponse:
     """An edge of one of this worker's rooms follows it (cluster.edge); the room opens for it if it
     is not open yet (its first viewer is the edge's)."""
     name = request.match_info["room"]
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise web.HTTPBadRequest(text=f"kind: one of {', '.join(KINDS)}\n")
     rooms = request.app[appkeys.ROOMS]
     room = rooms.rooms.get(name)
     if room is None or isinstance(room, edge.EdgeRoom):
         if room is not None:  # an edge here of a room now held here: the front placed it anew
             room.shut()
-        room = await rooms.open(name, request.query.get("kind") or None)
+        room = await rooms.open(name, kind)
     return await edge.follow_origin(request, room, request.app[appkeys.NODE])
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 from browser import JOIN, new_page, wait_frames_decoded
+from classroom_peers import api
 from cluster_helpers import front_config
 from kelian_server import API_KEY, API_SECRET, eventually
 from playwright.async_api import Browser
 
 from classroom.tokens import mint
 from cluster import front
+from cluster.nodes import relay_mark
 from cluster.workers import WorkerPool
 from loadtest.peer import Peer
 from signaling.client import Client, use_loopback_candidates
@@ -209,3 +211,26 @@ async def test_an_edge_viewers_bad_messages_earn_errors_and_end_nothing(cluster:
             assert any(m["type"] == "error" and "not JSON" in str(m["message"]) for m in seen)
     finally:
         await teacher.close()
+
+
+async def test_a_room_an_edge_opens_at_its_origin_is_of_its_viewers_kind(cluster: Cluster) -> None:
+    """The room's first participant may be an edge's viewer (here: the room's worker just took it,
+    another is less loaded): the edge's link opens it at the origin of the kind the viewer's token
+    names, as its own join there would; a kind that is none is refused, and nothing opened."""
+    viewer = await cluster.peer("first", "viewer")
+    try:
+        origin = cluster.pool.placement.locate(ROOM)
+        assert origin is not None
+        others = [w for w in cluster.pool.placement.workers if w is not origin]
+        assert await eventually(lambda: any(w.transports > 0 for w in others), timeout=5), "an edge's"
+        status, room = await api(cluster.url, "GET", f"/rooms/{ROOM}")
+        assert status == 200 and room["kind"] == "live", room
+    finally:
+        await viewer.close()
+    marked = {"X-Kelian-Relayed": relay_mark(API_SECRET)}
+    async with aiohttp.ClientSession() as http:
+        bad = cluster.url + "/internal/edge/other?media=127.0.0.1:9&kind=dance"
+        async with http.ws_connect(bad, headers=marked) as ws:  # the front relays to the worker,
+            refused = await ws.receive(timeout=10)  # which refuses it: the link closes unanswered
+            assert refused.type == aiohttp.WSMsgType.CLOSE, refused
+    assert (await api(cluster.url, "GET", "/rooms/other"))[0] == 404, "the refused link opened nothing"
