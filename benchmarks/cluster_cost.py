@@ -27,12 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from classroom.tokens import mint
 from signaling.client import Client, use_loopback_candidates
 from signaling.media import video_track
 
+from . import suite
 from .suite import API_KEY, API_SECRET, free_port
 
 LESSONS = 8
@@ -77,15 +76,12 @@ async def node(redis_url: str, folder: Path) -> tuple[asyncio.subprocess.Process
     command += ["--recordings", str(folder / "rec"), "--library", str(folder / "lib"), "--log-level", "error"]
     process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, cwd=folder)
     url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url + "/healthz") as r:
-                    if r.status == 200:
-                        return process, url
-            await asyncio.sleep(0.1)
-    process.kill()
-    raise RuntimeError("a node did not start")
+    try:
+        await suite.healthy(url, tries=300)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError("a node did not start") from None
+    return process, url
 
 
 async def _back(student: Client, killed: float) -> float | None:

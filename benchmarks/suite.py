@@ -112,7 +112,7 @@ def server(record: bool = False, workers: int = 1, spread_after: int = 200) -> I
     )  # fmt: skip
     url = f"http://127.0.0.1:{http_port}"
     try:
-        asyncio.run(_healthy(url))
+        asyncio.run(healthy(url))
         yield process.pid, url
     finally:
         process.terminate()
@@ -123,9 +123,10 @@ def server(record: bool = False, workers: int = 1, spread_after: int = 200) -> I
         media.cleanup()
 
 
-async def _healthy(url: str) -> None:
+async def healthy(url: str, tries: int = 100) -> None:
+    """Wait until the server at `url` answers /healthz (every 0.1 s, `tries` times)."""
     async with aiohttp.ClientSession() as session:
-        for _ in range(100):
+        for _ in range(tries):
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get(url + "/healthz") as r:
                     if r.status == 200:
