@@ -1,20 +1,24 @@
-"""In-process cost of the forwarding path, with no sockets: microseconds per packet per Consumer.
+"""In-process cost of the forwarding path: microseconds per packet per Consumer.
 
 A Producer stream fans a 1200-byte VP8 packet out to N Consumers whose Transports have real SRTP
-contexts (AEAD_AES_128_GCM, as browsers negotiate) and a send function that only counts. The
-slope between 1 and N+1 Consumers is what one more subscriber costs the server per packet.
+contexts (AEAD_AES_128_GCM, as browsers negotiate) and a send function that only counts (the
+reference path, Consumer.send, without the kernel's part). The slope between 1 and N+1 Consumers is
+what one more subscriber costs the server per packet. The last two figures send for real, to a
+loopback socket: through Python, and through the compiled fan-out that the server uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sfu import codecs
 from sfu.consumer import Consumer
+from sfu.fanout import Sender
 from sfu.pipe import pipe_in, pipe_out
 from sfu.plain_transport import PlainRtp
 from sfu.producer import CodecSpec, Producer, ProducerSpec
@@ -44,6 +48,7 @@ class FakeTransport:
         key = os.urandom(AEAD_AES_128_GCM.key_length + AEAD_AES_128_GCM.salt_length)
         self.srtp_tx: SrtpContext | None = SrtpContext(AEAD_AES_128_GCM, key, True)
         self.remote_addr = ("127.0.0.1", 9)
+        self.sender = None  # no compiled Sender: Consumers send through Python, to sendto below
         self.node = FakeNode()
         self.ext_table: bytes | None = None
         self.ext_ids: dict[str, int] = {}
@@ -81,11 +86,36 @@ def vp8_packets(count: int) -> list[bytes]:
 PLAYER_IDS = {2: codecs.URI_ABS_SEND_TIME, 3: codecs.URI_VIDEO_ORIENTATION, 4: codecs.URI_TRANSPORT_CC}
 
 
+class SendingTransport(FakeTransport):
+    """Sends for real, to a loopback socket nobody reads (the kernel drops what overflows it): through
+    Python's socket.sendto, or with `compiled` through the compiled fan-out's Sender (sfu/fanout.py)."""
+
+    def __init__(self, out: socket.socket, sink: Any, transport_cc: bool, compiled: bool) -> None:
+        super().__init__(transport_cc)
+        self.remote_addr = sink
+        self.out = out
+        if compiled and Sender is not None:
+            assert self.srtp_tx is not None
+            self.sender = Sender(out.fileno(), out.sendto)
+            self.sender.key(*self.srtp_tx.protect_pointers(), owner=self.srtp_tx)
+            self.sender.point(sink)
+            self.sender.history = self.twcc
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self.out.sendto(data, addr)
+
+
 async def measure(
-    consumers: int, packets: list[bytes], rounds: int = 3, transport_cc: bool = True, own_ids: bool = False
+    consumers: int,
+    packets: list[bytes],
+    rounds: int = 3,
+    transport_cc: bool = True,
+    own_ids: bool = False,
+    send: str = "",
 ) -> float:
     """Best-of-`rounds` microseconds per received packet with `consumers` subscribers; with `own_ids`,
-    each subscriber chose its own extension ids (a WHEP player), as Consumer.ext_table rewrites."""
+    each subscriber chose its own extension ids (a WHEP player), as Consumer.ext_table rewrites. With
+    `send` "python" or "compiled", the packets really go out on a loopback socket, that way."""
     spec = ProducerSpec(
         kind="video",
         mid="0",
@@ -96,12 +126,25 @@ async def measure(
     producer = Producer(FakeTransport(), spec)  # type: ignore[arg-type]
     stream = producer.streams[0]
     stream.ssrc = 0x1234
-    transports = [FakeTransport(transport_cc) for _ in range(consumers)]
+    out, sink = (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+    )
+    out.bind(("127.0.0.1", 0))
+    sink.bind(("127.0.0.1", 0))
+    transports = [
+        SendingTransport(out, sink.getsockname(), transport_cc, send == "compiled")
+        if send
+        else FakeTransport(transport_cc)
+        for _ in range(consumers)
+    ]
+    made = []
     for transport in transports:
         consumer = Consumer(transport, producer, "0")  # type: ignore[arg-type]
         if own_ids:
             consumer.ext_table = codecs.output_table(PLAYER_IDS, range(1, 12))
         consumer.attach(stream)
+        made.append(consumer)
     receive = stream.receive
     receive(packets[0])  # the keyframe: every Consumer syncs
     best = float("inf")
@@ -110,7 +153,9 @@ async def measure(
         for packet in packets[1:]:
             receive(packet)
         best = min(best, (time.perf_counter() - start) / (len(packets) - 1) * 1e6)
-    assert all(t.sent >= len(packets) for t in transports), "every Consumer forwarded every packet"
+    out.close()
+    sink.close()
+    assert all(c.packets >= len(packets) for c in made), "every Consumer forwarded every packet"
     return best
 
 
@@ -174,6 +219,8 @@ async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
     many = await measure(1 + extra, packets)
     plain = await measure(1 + extra, packets, transport_cc=False)
     players = await measure(1 + extra, packets, own_ids=True)
+    sent = {way: await measure(1 + extra, packets, send=way) for way in ("python", "compiled")}
+    sent_one = {way: await measure(1, packets, send=way) for way in ("python", "compiled")}
     return {
         "us_per_packet_1_consumer": one,
         f"us_per_packet_{1 + extra}_consumers": many,
@@ -181,6 +228,9 @@ async def run(extra: int = 50, count: int = 4000) -> dict[str, float]:
         "us_per_packet_per_extra_consumer_without_transport_cc": (plain - one) / extra,
         "us_per_packet_per_extra_whep_player_own_extension_ids": (players - one) / extra,
         "us_per_packet_pipe_hop_to_another_node": await pipe_hop(packets),
+        # with the send (loopback, nobody reading): the reference path against the compiled fan-out
+        "us_per_packet_per_extra_consumer_sent_through_python": (sent["python"] - sent_one["python"]) / extra,
+        "us_per_packet_per_extra_consumer_sent_compiled": (sent["compiled"] - sent_one["compiled"]) / extra,
     }
 
 

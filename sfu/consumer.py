@@ -16,6 +16,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from .codecs import TRANSPORT_CC_ID
+from .fanout import Forward
 from .rtp import (
     SEQ_TS,
     U16,
@@ -37,31 +38,25 @@ if TYPE_CHECKING:
 _ids = itertools.count(1)
 
 
-class Consumer:
-    """Forwarding state of one subscription; all mutable state is plain ints on slots."""
+class Consumer(Forward):
+    """Forwarding state of one subscription. The numbers each forwarded packet reads and writes are
+    in its base, Forward (sfu/fanout.py), where the compiled fan-out finds them; the rest on slots."""
 
     __slots__ = (
-        "bytes",
         "closed",
         "codec_name",
         "enabled",
-        "errors",
-        "ext_table",
         "fraction_lost",
         "id",
         "jitter",
         "kind",
-        "last_seq",
-        "last_ts",
         "max_height",
         "max_width",
         "mid",
         "nacks",
         "on_close",
-        "packets",
         "packets_lost",
         "paused",
-        "payload_type",
         "plis",
         "producer",
         "replayed",
@@ -70,14 +65,9 @@ class Consumer:
         "rtx_payload_type",
         "rtx_seq",
         "rtx_ssrc",
-        "seq_delta",
-        "ssrc",
         "stream",
-        "sync_seq",
         "target",
         "transport",
-        "ts_delta",
-        "vp8_deltas",
     )
 
     def __init__(self, transport: WebRtcTransport, producer: Producer, mid: str) -> None:
@@ -88,7 +78,8 @@ class Consumer:
         self.codec_name = producer.codec.name
         self.mid = mid
         self.payload_type = producer.codec.payload_type  # WHEP answers use the player's own
-        self.ext_table: bytes | None = None  # router -> subscriber extension ids, where they differ
+        self.ext_table = None  # router -> subscriber extension ids, where they differ
+        self.sender = transport.sender  # the compiled fan-out's way out; None: through send()
         self.ssrc = random.getrandbits(32) or 1
         self.rtx_ssrc = random.getrandbits(32) or 1
         self.rtx_payload_type: int | None = None  # set once the subscriber's answer keeps RTX
@@ -106,7 +97,7 @@ class Consumer:
         self.max_width = self.max_height = 0
         self.enabled = True
         # VP8 PictureID / TL0PICIDX offsets after a layer switch (rewritten only when non-zero)
-        self.vp8_deltas: tuple[int, int] | None = None  # None: no offset, nothing to rewrite
+        self.vp8_deltas = None  # None: no offset, nothing to rewrite
         # source timestamp -> output timestamp of the frames of a replayed picture group (replay())
         self.replayed: dict[int, int] | None = None
         self.packets = self.bytes = self.errors = 0
@@ -121,7 +112,8 @@ class Consumer:
     # -- forwarding path ------------------------------------------------------------------------
 
     def send(self, packet: bytes, seq: int, ts: int) -> None:
-        """Called only while this Consumer is in its stream's `consumers`: synced and keyed."""
+        """The reference path of fanout.forward, which calls it for a Consumer it cannot send for
+        itself; only while this Consumer is in its stream's `consumers`: synced and keyed."""
         d = (seq - self.sync_seq) & 0xFFFF
         if d >= 0x8000:
             return  # from before the switch point: its sequence number belongs to the old source
@@ -150,7 +142,7 @@ class Consumer:
                 twcc_seq,
                 self.ext_table,
             )
-        except SrtpError:
+        except (SrtpError, RtpError):
             self.errors += 1
             return
         if history is not None:

@@ -53,6 +53,7 @@ class Node(asyncio.DatagramProtocol):
         self.by_ufrag: dict[str, WebRtcTransport] = {}
         self.by_addr: dict[Address, WebRtcTransport] = {}
         self._udp: asyncio.DatagramTransport | None = None
+        self.fd = -1  # the media port's socket, once started: the compiled fan-out sends on it
         self._tick: asyncio.Task[None] | None = None
         # counters, read by the metrics collector
         self.packets_in = self.bytes_in = self.dropped = self.errors = 0
@@ -93,6 +94,8 @@ class Node(asyncio.DatagramProtocol):
         transport = cast(asyncio.DatagramTransport, transport)
         self._udp = transport
         self.sendto = transport.sendto  # type: ignore[method-assign]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
 
     def sendto(self, data: bytes, addr: Address) -> None:  # replaced by the socket's own in connection_made
         raise ConnectionError("media port not started")

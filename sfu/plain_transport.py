@@ -70,7 +70,9 @@ class PlainTransport(WebRtcTransport):
 
     def __init__(self, node: Node, remote: Address) -> None:
         super().__init__(node)
-        self.remote_addr = remote
+        if self.sender is not None:
+            self.sender.key()  # plain RTP: nothing to protect with
+        self._point(remote)
         self.addresses[remote] = time.monotonic()
         node.by_addr[remote] = self
         node.transports[self.id] = self

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .audio_level import POWER
 from .codecs import TRANSPORT_CC_ID, URI_AUDIO_LEVEL
+from .fanout import forward
 from .rtp import (
     SEQ_TS_SSRC,
     U16,
@@ -165,8 +166,7 @@ class RtpStream:
         self.cache[seq & CACHE_MASK] = packet
         if self.pending:
             self._promote(packet, seq, ts)
-        for consumer in self.consumers:
-            consumer.send(packet, seq, ts)
+        forward(self.consumers, packet, seq, ts, self.twcc_at, self.sent_at)
 
     def _out_of_order(self, seq: int) -> None:
         """Off the steady path: a gap before `seq` is NACKed upstream; a late packet changes nothing."""

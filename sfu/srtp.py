@@ -120,6 +120,12 @@ class SrtpContext:
             raise SrtpError(rc)
         return buf[0 : self._len[0]]
 
+    def protect_pointers(self) -> tuple[int, int]:
+        """libsrtp's protect function and this context's session, as addresses: what the compiled
+        fan-out (sfu/_fanout.c) protects with, so that one libsrtp, this one, keys every packet."""
+        function = ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))
+        return int(function), int(ffi.cast("uintptr_t", self._srtp))
+
     def protect_rtcp(self, packet: bytes | bytearray) -> bytes:
         return self._run(lib.srtp_protect_rtcp, packet, MAX_TRAILER)
 

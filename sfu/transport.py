@@ -22,6 +22,7 @@ from .bwe import BandwidthEstimator
 from .codecs import URI_MID, URI_RID, URI_RRID
 from .consumer import Consumer
 from .dtls import DtlsSession
+from .fanout import Sender
 from .ice import Address, new_credentials
 from .producer import Producer, RtpStream
 from .rtp import U32, RtpError, extensions, split_compound
@@ -51,6 +52,8 @@ class WebRtcTransport:
         self.created = time.monotonic()
         self.last_consent = 0.0
         self.sendto = node.sendto
+        # the compiled fan-out's way out (sfu/fanout.py), ready once keyed; None: Consumers send in Python
+        self.sender = Sender(node.fd, node.sendto) if Sender is not None and node.fd >= 0 else None
         self.rtcp_ssrc = int.from_bytes(os.urandom(4), "big") or 1
         self.cname = f"kelian-{self.id}"
         self.dtls = DtlsSession(node.certificate, self._send_dtls, self._on_keys, self.close)
@@ -93,11 +96,18 @@ class WebRtcTransport:
                 self._forget_oldest_address()
         self.addresses[addr] = now
         if use_candidate or self.remote_addr is None:
-            self.remote_addr = addr
+            self._point(addr)
         if self.state == "new":
             self.state = "connecting"
             if self.dtls.remote_fingerprints:  # else set_remote starts it, with the right role
                 self.dtls.start(self.dtls_role)
+
+    def _point(self, addr: Address) -> None:
+        """Send to `addr` from now on: this transport's packets and its Consumers' (through the
+        Sender, or through Python where the Sender cannot express the address)."""
+        self.remote_addr = addr
+        if self.sender is not None:
+            self.sender.point(addr)
 
     def _forget_oldest_address(self) -> None:
         """Make room for a new address: the one heard from longest ago goes, never the one in use."""
@@ -114,6 +124,8 @@ class WebRtcTransport:
 
     def _on_keys(self, rx: SrtpContext, tx: SrtpContext, profile: SrtpProfile) -> None:
         self.srtp_rx, self.srtp_tx, self.srtp_profile = rx, tx, profile
+        if self.sender is not None:
+            self.sender.key(*tx.protect_pointers(), owner=tx)
         self.state = "connected"
         log.info("transport %s connected with %s", self.id, profile.name.decode())
         for callback in list(self.on_connected):
@@ -341,6 +353,8 @@ class WebRtcTransport:
         """The subscriber answered with transport-cc: number our packets and estimate its link."""
         if self.twcc is None:
             self.twcc = SendHistory()
+            if self.sender is not None:
+                self.sender.history = self.twcc
             self.bwe = BandwidthEstimator()
 
     def _on_transport_cc(self, fci: bytes) -> None:

@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -67,3 +67,12 @@ def wait_for_redis(
             return False
         time.sleep(0.05)
     return False
+
+
+def send_through_python(transport: Any) -> None:
+    """Make `transport`'s Consumers send through Python (Consumer.send, then transport.sendto) rather
+    than the compiled fan-out, which sends on the socket itself: for a test that loses or inspects
+    packets by replacing transport.sendto."""
+    transport.sender = None
+    for consumer in transport.consumers.values():
+        consumer.sender = None

@@ -13,6 +13,7 @@ import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection
 from browser import JOIN, frames_decoded, is_not_black, new_page, screenshot, wait_frames_decoded
+from helpers import send_through_python
 from kelian_server import Server, eventually
 from playwright.async_api import Browser, Page
 
@@ -225,6 +226,7 @@ async def test_chromium_repairs_loss_with_rtx_from_the_cache(browser: Browser, k
                 real(data, addr)
 
         transport.sendto = lossy  # type: ignore[method-assign]
+        send_through_python(transport)
         await wait_frames_decoded(page, await frames_decoded(page) + 60)
         stats = await page.evaluate(INBOUND_VIDEO)
         assert consumer.retransmissions > 0 and stats["nacks"] > 0

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+from helpers import send_through_python
 from kelian_server import Server, eventually, lesson
 
 from signaling.client import Client, RemoteTrack
@@ -145,6 +146,7 @@ async def test_nacks_are_answered_from_the_cache(kelian: Server) -> None:
                 real(data, addr)  # type: ignore[arg-type]
 
         sub.sendto = lossy  # type: ignore[method-assign]
+        send_through_python(sub)
         await decode_frames(remote, 60)
         consumer = next(iter(sub.consumers.values()))
         assert kelian.node.nacks > 0

@@ -143,6 +143,7 @@ class FakeTransport:
     ice_pwd: str = "sfu-password-0123456789ab"
     ext_ids: dict[str, int] = field(default_factory=dict)
     ext_table: bytes | None = None
+    sender: None = None  # no compiled Sender: its Consumers would send through Python
     remote: list[tuple[list[tuple[str, str]], str | None]] = field(default_factory=list)
 
     def set_remote(self, fingerprints: list[tuple[str, str]], setup: str | None) -> None:

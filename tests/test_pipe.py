@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
+from helpers import send_through_python
 from kelian_server import eventually
 from test_consumer_rewrite import VP8, vp8
 
@@ -174,6 +175,7 @@ async def test_a_packet_lost_on_the_pipe_is_resent_from_the_origins_cache(pipeli
         real(data, addr)  # type: ignore[arg-type]
 
     p.out.sendto = lossy  # type: ignore[method-assign]
+    send_through_python(p.out)
     for _ in range(10):
         p.publish(1)
         await asyncio.sleep(0.005)

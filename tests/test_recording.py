@@ -17,6 +17,7 @@ from typing import Any
 import av
 import pytest_asyncio
 from classroom_peers import api, org, peers, room_of
+from helpers import send_through_python
 from kelian_server import Server, eventually, running_server
 
 from sfu.plain_transport import PlainTransport
@@ -129,6 +130,7 @@ async def test_layer_switches_and_lost_packets_leave_a_whole_file(
                 send(data, addr)
 
         outbound.sendto = lossy_downlink  # type: ignore[method-assign]
+        send_through_python(outbound)
         video = next(c for c in session.consumers.values() if c.kind == "video")
         assert await eventually(lambda: video.stream is top and video.synced, timeout=5)
         await asyncio.sleep(2)

@@ -1,0 +1,586 @@
+/* sfu._fanout: the forwarding path's fan-out, compiled.
+
+Why C: at 200 subscribers a forwarded packet cost about three times what the machine's floor allows
+(one sendto and one SRTP protect), and the profile put the difference in the interpreter: a Python
+call per Consumer, the header rewrite with struct, pylibsrtp's buffer copies, uvloop's address
+conversion on every sendto. Nothing in the field does "rewrite, protect, send to N" for Python, so
+this does it, and only it: one call per received packet walks the stream's Consumers and, for each,
+rewrites the header in a staging buffer, writes the transport-wide number, protects with the
+transport's libsrtp session (the one pylibsrtp made; its protect function is handed over as an
+address, so there is one libsrtp in the process) and sends on the media port's socket.
+
+Everything else stays in Python (sfu/consumer.py): which Consumers are in a stream, switching,
+NACKs, RTX, replays, reports. The per-Consumer numbers this file reads and writes live in the
+Forward struct that Consumer subclasses, so Python sees them as ordinary attributes. A Consumer
+without a Sender (not keyed, an address this file cannot express, a test's fake transport) goes
+through Consumer.send, the reference path, which must produce the same bytes (tests/test_fanout.py).
+*/
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define STAGING_SIZE 1600
+#define MAX_TRAILER (4 + 16 + 128) /* SRTCP index + tag + MKI, as libsrtp reserves (sfu/srtp.py) */
+#define HISTORY_MASK 4095          /* sfu/twcc.py HISTORY - 1 */
+
+typedef int (*protect_fn)(void *session, void *packet, int *length);
+
+static unsigned char staging[STAGING_SIZE]; /* the event loop's thread only, like the GIL holder */
+static PyObject *str_send, *str_next_seq;
+
+/* -- Sender: one transport's way out ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    protect_fn protect;   /* NULL: plain RTP (recorder, pipes) */
+    void *session;        /* libsrtp srtp_t, owned by `owner` */
+    PyObject *owner;      /* keeps the session alive (sfu.srtp.SrtpContext) */
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;    /* 0: no address yet */
+    PyObject *address;    /* the address as Python has it, for `fallback` */
+    PyObject *fallback;   /* the loop's sendto: when the socket is full, it queues */
+    PyObject *history;    /* sfu.twcc.SendHistory, or NULL without transport-cc */
+    PyObject *sent_at;    /* its lists */
+    PyObject *sizes;
+    int ready;            /* keyed (or plain): packets may go out */
+    unsigned long long send_errors;
+} Sender;
+
+static int Sender_traverse(Sender *self, visitproc visit, void *arg) {
+    Py_VISIT(self->owner);
+    Py_VISIT(self->address);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->history);
+    Py_VISIT(self->sent_at);
+    Py_VISIT(self->sizes);
+    return 0;
+}
+
+static int Sender_clear(Sender *self) {
+    self->ready = 0;
+    self->protect = NULL;
+    self->session = NULL;
+    self->addrlen = 0;
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->address);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->history);
+    Py_CLEAR(self->sent_at);
+    Py_CLEAR(self->sizes);
+    return 0;
+}
+
+static void Sender_dealloc(Sender *self) {
+    PyObject_GC_UnTrack(self);
+    Sender_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Sender_init(Sender *self, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"fd", "fallback", NULL};
+    int fd;
+    PyObject *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO", names, &fd, &fallback))
+        return -1;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return -1;
+    }
+    Sender_clear(self);
+    self->fd = fd;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    return 0;
+}
+
+/* key(protect=0, session=0, owner=None): packets may go out, protected by libsrtp's protect function
+   at address `protect` with the srtp_t at `session` (owned by `owner`, which is kept alive), or as
+   plain RTP when both are 0. The addresses come from cffi (sfu/srtp.py), never from outside. */
+static PyObject *Sender_key(Sender *self, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"protect", "session", "owner", NULL};
+    unsigned long long protect = 0, session = 0;
+    PyObject *owner = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|KKO", names, &protect, &session, &owner))
+        return NULL;
+    if ((protect == 0) != (session == 0)) {
+        PyErr_SetString(PyExc_ValueError, "protect and session go together");
+        return NULL;
+    }
+    self->protect = (protect_fn)(uintptr_t)protect;
+    self->session = (void *)(uintptr_t)session;
+    Py_INCREF(owner);
+    Py_XSETREF(self->owner, owner);
+    self->ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* point((host, port[, flowinfo, scope])): where to send; False (and no address) if it cannot be
+   expressed for this socket's family, so that the transport sends through Python instead. */
+static PyObject *Sender_point(Sender *self, PyObject *address) {
+    const char *host;
+    int port;
+    unsigned int flowinfo = 0, scope = 0;
+    self->addrlen = 0;
+    Py_CLEAR(self->address);
+    if (!PyTuple_Check(address) || !PyArg_ParseTuple(address, "si|II", &host, &port, &flowinfo, &scope)) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    if (port < 0 || port > 65535)
+        Py_RETURN_FALSE;
+    struct sockaddr_storage probe;
+    socklen_t probelen = sizeof probe;
+    if (getsockname(self->fd, (struct sockaddr *)&probe, &probelen) != 0)
+        Py_RETURN_FALSE;
+    memset(&self->addr, 0, sizeof self->addr);
+    if (probe.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&self->addr;
+        if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+            Py_RETURN_FALSE;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        self->addrlen = sizeof *in;
+    } else if (probe.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&self->addr;
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+            Py_RETURN_FALSE;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        in6->sin6_flowinfo = htonl(flowinfo);
+        in6->sin6_scope_id = scope;
+        self->addrlen = sizeof *in6;
+    } else {
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(address);
+    self->address = address;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Sender_get_history(Sender *self, void *closure) {
+    PyObject *h = self->history ? self->history : Py_None;
+    Py_INCREF(h);
+    return h;
+}
+
+/* history = SendHistory or None: its two lists are fixed-size and never replaced, so they are held */
+static int Sender_set_history(Sender *self, PyObject *value, void *closure) {
+    Py_CLEAR(self->history);
+    Py_CLEAR(self->sent_at);
+    Py_CLEAR(self->sizes);
+    if (value == NULL || value == Py_None)
+        return 0;
+    PyObject *sent_at = PyObject_GetAttrString(value, "sent_at");
+    PyObject *sizes = sent_at ? PyObject_GetAttrString(value, "sizes") : NULL;
+    if (sizes == NULL || !PyList_Check(sent_at) || !PyList_Check(sizes) ||
+        PyList_GET_SIZE(sent_at) <= HISTORY_MASK || PyList_GET_SIZE(sizes) <= HISTORY_MASK) {
+        Py_XDECREF(sent_at);
+        Py_XDECREF(sizes);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "history needs sent_at and sizes lists of HISTORY items");
+        return -1;
+    }
+    Py_INCREF(value);
+    self->history = value;
+    self->sent_at = sent_at;
+    self->sizes = sizes;
+    return 0;
+}
+
+static PyMethodDef Sender_methods[] = {
+    {"key", (PyCFunction)(void (*)(void))Sender_key, METH_VARARGS | METH_KEYWORDS,
+     "Ready to send: with this libsrtp session, or plain."},
+    {"point", (PyCFunction)Sender_point, METH_O, "Send to this (host, port); False if it cannot."},
+    {NULL}};
+
+static PyMemberDef Sender_members[] = {
+    {"send_errors", T_ULONGLONG, offsetof(Sender, send_errors), 0, "sends the kernel refused"},
+    {NULL}};
+
+static PyGetSetDef Sender_getset[] = {
+    {"history", (getter)Sender_get_history, (setter)Sender_set_history, "transport-cc send history", NULL},
+    {NULL}};
+
+static PyTypeObject SenderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sfu._fanout.Sender",
+    .tp_doc = "One transport's way out: its SRTP session (or none), socket and address.",
+    .tp_basicsize = sizeof(Sender),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Sender_init,
+    .tp_dealloc = (destructor)Sender_dealloc,
+    .tp_traverse = (traverseproc)Sender_traverse,
+    .tp_clear = (inquiry)Sender_clear,
+    .tp_methods = Sender_methods,
+    .tp_members = Sender_members,
+    .tp_getset = Sender_getset,
+};
+
+/* -- Forward: the numbers of one Consumer (its base class) -------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *sender;    /* Sender, or NULL/None: the Consumer sends through Python */
+    PyObject *ext_table; /* bytes of 256, or NULL/None */
+    long long ssrc, payload_type, sync_seq, seq_delta, ts_delta, last_seq, last_ts;
+    long long packets, bytes, errors;
+    int has_vp8;
+    long long pid_delta, tl0_delta;
+} Forward;
+
+static int Forward_traverse(Forward *self, visitproc visit, void *arg) {
+    Py_VISIT(self->sender);
+    Py_VISIT(self->ext_table);
+    return 0;
+}
+
+static int Forward_clear(Forward *self) {
+    Py_CLEAR(self->sender);
+    Py_CLEAR(self->ext_table);
+    return 0;
+}
+
+static void Forward_dealloc(Forward *self) {
+    PyObject_GC_UnTrack(self);
+    Forward_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Forward_get_vp8(Forward *self, void *closure) {
+    if (!self->has_vp8)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(LL)", self->pid_delta, self->tl0_delta);
+}
+
+static int Forward_set_vp8(Forward *self, PyObject *value, void *closure) {
+    if (value == NULL || value == Py_None) {
+        self->has_vp8 = 0;
+        return 0;
+    }
+    long long pid, tl0;
+    if (!PyTuple_Check(value) || !PyArg_ParseTuple(value, "LL", &pid, &tl0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "vp8_deltas is None or (picture id delta, tl0 delta)");
+        return -1;
+    }
+    self->pid_delta = pid;
+    self->tl0_delta = tl0;
+    self->has_vp8 = 1;
+    return 0;
+}
+
+static PyMemberDef Forward_members[] = {
+    {"sender", T_OBJECT, offsetof(Forward, sender), 0, "the transport's Sender, or None"},
+    {"ext_table", T_OBJECT, offsetof(Forward, ext_table), 0, "router -> subscriber extension ids"},
+    {"ssrc", T_LONGLONG, offsetof(Forward, ssrc), 0, NULL},
+    {"payload_type", T_LONGLONG, offsetof(Forward, payload_type), 0, NULL},
+    {"sync_seq", T_LONGLONG, offsetof(Forward, sync_seq), 0, NULL},
+    {"seq_delta", T_LONGLONG, offsetof(Forward, seq_delta), 0, NULL},
+    {"ts_delta", T_LONGLONG, offsetof(Forward, ts_delta), 0, NULL},
+    {"last_seq", T_LONGLONG, offsetof(Forward, last_seq), 0, NULL},
+    {"last_ts", T_LONGLONG, offsetof(Forward, last_ts), 0, NULL},
+    {"packets", T_LONGLONG, offsetof(Forward, packets), 0, NULL},
+    {"bytes", T_LONGLONG, offsetof(Forward, bytes), 0, NULL},
+    {"errors", T_LONGLONG, offsetof(Forward, errors), 0, NULL},
+    {NULL}};
+
+static PyGetSetDef Forward_getset[] = {
+    {"vp8_deltas", (getter)Forward_get_vp8, (setter)Forward_set_vp8,
+     "VP8 PictureID and TL0PICIDX offsets after a layer switch, or None", NULL},
+    {NULL}};
+
+static PyTypeObject ForwardType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sfu._fanout.Forward",
+    .tp_doc = "The per-packet numbers of a Consumer, where the compiled fan-out reads them.",
+    .tp_basicsize = sizeof(Forward),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Forward_dealloc,
+    .tp_traverse = (traverseproc)Forward_traverse,
+    .tp_clear = (inquiry)Forward_clear,
+    .tp_members = Forward_members,
+    .tp_getset = Forward_getset,
+};
+
+/* -- the rewrite: sfu/rtp.py's rules, on the staging buffer ------------------------------------- */
+
+/* rtp.vp8_picture_fields + rewrite_vp8_picture: read from the packet, written to its copy `buf`; a
+   malformed descriptor is left as it is */
+static void rewrite_vp8(unsigned char *buf, const unsigned char *packet, Py_ssize_t n, long long pid_delta,
+                        long long tl0_delta) {
+    if (n < 12 || packet[0] >> 6 != 2)
+        return;
+    Py_ssize_t offset = 12 + 4 * (packet[0] & 0x0F);
+    if (packet[0] & 0x10) {
+        if (offset + 4 > n)
+            return;
+        offset += 4 + 4 * ((packet[offset + 2] << 8) | packet[offset + 3]);
+    }
+    if (offset > n)
+        return;
+    Py_ssize_t end = (packet[0] & 0x20) ? n - packet[n - 1] : n;
+    if (offset >= end || !(packet[offset] & 0x80))
+        return;
+    Py_ssize_t pos = offset + 2;
+    if (pos > end)
+        return;
+    unsigned char x = packet[offset + 1];
+    Py_ssize_t pid_at = 0, pid_len = 0, tl0_at = -1;
+    if (x & 0x80) {
+        if (pos >= end)
+            return;
+        pid_at = pos;
+        pid_len = (packet[pos] & 0x80) ? 2 : 1;
+        pos += pid_len;
+    }
+    if (x & 0x40) {
+        if (pos >= end)
+            return;
+        tl0_at = pos;
+    }
+    if (pid_at + pid_len > end)
+        return;
+    if (pid_len == 2) {
+        unsigned pid = ((((packet[pid_at] & 0x7F) << 8) | packet[pid_at + 1]) + (unsigned)pid_delta) & 0x7FFF;
+        buf[pid_at] = 0x80 | (pid >> 8);
+        buf[pid_at + 1] = pid & 0xFF;
+    } else if (pid_len == 1) {
+        buf[pid_at] = (packet[pid_at] + (unsigned)pid_delta) & 0x7F;
+    }
+    if (tl0_at >= 0)
+        buf[tl0_at] = (packet[tl0_at] + (unsigned)tl0_delta) & 0xFF;
+}
+
+/* rtp.remap_extension_ids; -1 where that raises RtpError */
+static int remap_extensions(unsigned char *buf, Py_ssize_t n, const unsigned char *table) {
+    if (!(buf[0] & 0x10))
+        return 0;
+    Py_ssize_t start = 12 + 4 * (buf[0] & 0x0F);
+    if (start + 4 > n)
+        return -1;
+    unsigned profile = (buf[start] << 8) | buf[start + 1];
+    unsigned words = (buf[start + 2] << 8) | buf[start + 3];
+    Py_ssize_t pos = start + 4;
+    Py_ssize_t end = pos + 4 * (Py_ssize_t)words;
+    if (end > n)
+        end = n;
+    if (profile == 0xBEDE) {
+        while (pos < end) {
+            unsigned char b = buf[pos];
+            if (b == 0) {
+                pos += 1;
+                continue;
+            }
+            unsigned id = b >> 4;
+            if (id == 15)
+                return 0;
+            unsigned new_id = table[id];
+            if (new_id > 14)
+                new_id = table[0];
+            buf[pos] = (unsigned char)((new_id << 4) | (b & 0x0F));
+            pos += 2 + (b & 0x0F);
+        }
+    } else if ((profile & 0xFFF0) == 0x1000) {
+        while (pos + 1 < end) {
+            unsigned id = buf[pos];
+            if (id == 0) {
+                pos += 1;
+                continue;
+            }
+            buf[pos] = table[id] ? table[id] : table[0];
+            pos += 2 + buf[pos + 1];
+        }
+    }
+    return 0;
+}
+
+static int send_datagram(Sender *s, Py_ssize_t len) {
+    for (;;) {
+        if (sendto(s->fd, staging, (size_t)len, 0, (struct sockaddr *)&s->addr, s->addrlen) >= 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+            /* the socket's buffer is full: the event loop's transport queues it until writable */
+            PyObject *data = PyBytes_FromStringAndSize((const char *)staging, len);
+            if (data == NULL)
+                return -1;
+            PyObject *r = PyObject_CallFunctionObjArgs(s->fallback, data, s->address, NULL);
+            Py_DECREF(data);
+            if (r == NULL)
+                return -1;
+            Py_DECREF(r);
+            return 0;
+        }
+        s->send_errors++; /* unreachable peer and the like: UDP, the packet is gone, as any loss */
+        return 0;
+    }
+}
+
+/* The transport-wide number for the next packet of `s`, kept on its SendHistory (the Python
+   retransmission path numbers from the same counter). */
+static int next_twcc_seq(Sender *s, long *seq) {
+    PyObject *v = PyObject_GetAttr(s->history, str_next_seq);
+    if (v == NULL)
+        return -1;
+    *seq = PyLong_AsLong(v) & 0xFFFF;
+    Py_DECREF(v);
+    if (*seq == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *next = PyLong_FromLong((*seq + 1) & 0xFFFF);
+    if (next == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(s->history, str_next_seq, next);
+    Py_DECREF(next);
+    return rc;
+}
+
+static int record_twcc(Sender *s, long seq, PyObject *sent_at, Py_ssize_t size) {
+    PyObject *length = PyLong_FromSsize_t(size);
+    if (length == NULL)
+        return -1;
+    Py_ssize_t i = seq & HISTORY_MASK;
+    Py_INCREF(sent_at);
+    PyList_SetItem(s->sent_at, i, sent_at); /* steals, and releases the old item */
+    PyList_SetItem(s->sizes, i, length);
+    return 0;
+}
+
+/* One Consumer, as Consumer.send does it. 0 on success or a counted drop, -1 with an exception. */
+static int forward_one(Forward *c, Sender *s, const unsigned char *packet, Py_ssize_t n, long seq, long ts,
+                       long twcc_at, PyObject *sent_at) {
+    long d = (seq - (long)c->sync_seq) & 0xFFFF;
+    if (d >= 0x8000)
+        return 0; /* from before the switch point */
+    if (d > 0x4000)
+        c->sync_seq = (seq - 0x1000) & 0xFFFF;
+    long out_seq = (seq + (long)c->seq_delta) & 0xFFFF;
+    unsigned long out_ts = ((unsigned long)ts + (unsigned long)c->ts_delta) & 0xFFFFFFFFUL;
+    long twcc_seq = 0;
+    if (s->history != NULL && next_twcc_seq(s, &twcc_seq) < 0)
+        return -1;
+    if (n > STAGING_SIZE - MAX_TRAILER || n < 12) {
+        c->errors++;
+        return 0;
+    }
+    unsigned char *buf = staging;
+    memcpy(buf, packet, (size_t)n);
+    buf[1] = (packet[1] & 0x80) | (c->payload_type & 0x7F);
+    buf[2] = out_seq >> 8;
+    buf[3] = out_seq & 0xFF;
+    buf[4] = out_ts >> 24;
+    buf[5] = (out_ts >> 16) & 0xFF;
+    buf[6] = (out_ts >> 8) & 0xFF;
+    buf[7] = out_ts & 0xFF;
+    unsigned long ssrc = (unsigned long)c->ssrc;
+    buf[8] = ssrc >> 24;
+    buf[9] = (ssrc >> 16) & 0xFF;
+    buf[10] = (ssrc >> 8) & 0xFF;
+    buf[11] = ssrc & 0xFF;
+    if (c->has_vp8)
+        rewrite_vp8(buf, packet, n, c->pid_delta, c->tl0_delta);
+    if (twcc_at >= 0 && s->history != NULL && twcc_at + 2 <= n) {
+        buf[twcc_at] = twcc_seq >> 8;
+        buf[twcc_at + 1] = twcc_seq & 0xFF;
+    }
+    if (c->ext_table != NULL && c->ext_table != Py_None) {
+        if (!PyBytes_Check(c->ext_table) || PyBytes_GET_SIZE(c->ext_table) < 256 ||
+            remap_extensions(buf, n, (const unsigned char *)PyBytes_AS_STRING(c->ext_table)) < 0) {
+            c->errors++;
+            return 0;
+        }
+    }
+    int len = (int)n;
+    if (s->protect != NULL && s->protect(s->session, buf, &len) != 0) {
+        c->errors++;
+        return 0;
+    }
+    if (s->history != NULL && record_twcc(s, twcc_seq, sent_at, len) < 0)
+        return -1;
+    if (send_datagram(s, len) < 0)
+        return -1;
+    c->packets++;
+    c->bytes += n;
+    if (((out_seq - (long)c->last_seq) & 0xFFFF) < 0x8000) {
+        c->last_seq = out_seq;
+        c->last_ts = (long long)out_ts;
+    }
+    return 0;
+}
+
+/* forward(consumers, packet, seq, ts, twcc_at, sent_at): RtpStream.receive's fan-out */
+static PyObject *forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "forward(consumers: list, packet: bytes, seq, ts, twcc_at, sent_at)");
+        return NULL;
+    }
+    PyObject *consumers = args[0], *packet = args[1], *sent_at = args[5];
+    long seq = PyLong_AsLong(args[2]);
+    long ts = (long)(PyLong_AsUnsignedLongMask(args[3]) & 0xFFFFFFFFUL);
+    long twcc_at = PyLong_AsLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(packet);
+    Py_ssize_t n = PyBytes_GET_SIZE(packet);
+    /* by index, reading the size each time: a Python send may change the list (it does not today) */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(consumers); i++) {
+        PyObject *item = PyList_GET_ITEM(consumers, i);
+        Py_INCREF(item);
+        int rc;
+        Forward *c = (Forward *)item;
+        if (PyObject_TypeCheck(item, &ForwardType) && c->sender != NULL &&
+            Py_IS_TYPE(c->sender, &SenderType) && ((Sender *)c->sender)->ready &&
+            ((Sender *)c->sender)->addrlen) {
+            Sender *s = (Sender *)c->sender;
+            Py_INCREF(s);
+            rc = forward_one(c, s, data, n, seq, ts, twcc_at, sent_at);
+            Py_DECREF(s);
+        } else {
+            PyObject *r = PyObject_CallMethodObjArgs(item, str_send, packet, args[2], args[3], NULL);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(item);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))forward, METH_FASTCALL,
+     "forward(consumers, packet, seq, ts, twcc_at, sent_at): one received packet to every Consumer."},
+    {NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "sfu._fanout", "The forwarding path's fan-out, compiled.", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__fanout(void) {
+    if (PyType_Ready(&SenderType) < 0 || PyType_Ready(&ForwardType) < 0)
+        return NULL;
+    str_send = PyUnicode_InternFromString("send");
+    str_next_seq = PyUnicode_InternFromString("next_seq");
+    if (str_send == NULL || str_next_seq == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&SenderType);
+    Py_INCREF(&ForwardType);
+    if (PyModule_AddObject(m, "Sender", (PyObject *)&SenderType) < 0 ||
+        PyModule_AddObject(m, "Forward", (PyObject *)&ForwardType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
