@@ -41,16 +41,6 @@ def compiled() -> None:
 
 
 @dataclass
-class Node:
-    keyframe_requests: int = 0
-    errors: int = 0
-    repairs: int = 0
-
-    def retire(self, consumer: Consumer) -> None:
-        pass
-
-
-@dataclass
 class Transport:
     """What a Consumer reads of its WebRtcTransport; `sendto` captures what the reference path sends."""
 
@@ -58,7 +48,6 @@ class Transport:
     sender: Any = None
     twcc: SendHistory | None = None
     remote_addr: tuple[str, int] = ("127.0.0.1", 9)
-    node: Node = field(default_factory=Node)
     ext_table: bytes | None = None
     ext_ids: dict[str, int] = field(default_factory=dict)
     sent: list[bytes] = field(default_factory=list)
