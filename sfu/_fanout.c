@@ -52,7 +52,6 @@ typedef struct {
     PyObject *sent_at;    /* its lists */
     PyObject *sizes;
     int ready;            /* keyed (or plain): packets may go out */
-    unsigned long long send_errors;
 } Sender;
 
 static int Sender_traverse(Sender *self, visitproc visit, void *arg) {
@@ -202,10 +201,6 @@ static PyMethodDef Sender_methods[] = {
     {"point", (PyCFunction)Sender_point, METH_O, "Send to this (host, port); False if it cannot."},
     {NULL}};
 
-static PyMemberDef Sender_members[] = {
-    {"send_errors", T_ULONGLONG, offsetof(Sender, send_errors), 0, "sends the kernel refused"},
-    {NULL}};
-
 static PyGetSetDef Sender_getset[] = {
     {"history", (getter)Sender_get_history, (setter)Sender_set_history, "transport-cc send history", NULL},
     {NULL}};
@@ -221,7 +216,6 @@ static PyTypeObject SenderType = {
     .tp_traverse = (traverseproc)Sender_traverse,
     .tp_clear = (inquiry)Sender_clear,
     .tp_methods = Sender_methods,
-    .tp_members = Sender_members,
     .tp_getset = Sender_getset,
 };
 
@@ -403,6 +397,7 @@ static int remap_extensions(unsigned char *buf, Py_ssize_t n, const unsigned cha
     return 0;
 }
 
+/* 0: sent (or queued by the loop), 1: the kernel refused it, -1: a Python error */
 static int send_datagram(Sender *s, Py_ssize_t len) {
     for (;;) {
         if (sendto(s->fd, staging, (size_t)len, 0, (struct sockaddr *)&s->addr, s->addrlen) >= 0)
@@ -421,8 +416,7 @@ static int send_datagram(Sender *s, Py_ssize_t len) {
             Py_DECREF(r);
             return 0;
         }
-        s->send_errors++; /* unreachable peer and the like: UDP, the packet is gone, as any loss */
-        return 0;
+        return 1; /* unreachable peer and the like: UDP, the packet is gone, as any loss */
     }
 }
 
@@ -449,6 +443,10 @@ static int record_twcc(Sender *s, long seq, PyObject *sent_at, Py_ssize_t size) 
     if (length == NULL)
         return -1;
     Py_ssize_t i = seq & HISTORY_MASK;
+    if (i >= PyList_GET_SIZE(s->sent_at) || i >= PyList_GET_SIZE(s->sizes)) {
+        Py_DECREF(length); /* the lists were cut short behind our back: nothing to record into */
+        return 0;
+    }
     Py_INCREF(sent_at);
     PyList_SetItem(s->sent_at, i, sent_at); /* steals, and releases the old item */
     PyList_SetItem(s->sizes, i, length);
@@ -506,8 +504,13 @@ static int forward_one(Forward *c, Sender *s, const unsigned char *packet, Py_ss
     }
     if (s->history != NULL && record_twcc(s, twcc_seq, sent_at, len) < 0)
         return -1;
-    if (send_datagram(s, len) < 0)
+    int sent = send_datagram(s, len);
+    if (sent < 0)
         return -1;
+    if (sent > 0) {
+        c->errors++; /* counted with the forwarding errors (kelian_forwarding_errors) */
+        return 0;
+    }
     c->packets++;
     c->bytes += n;
     if (((out_seq - (long)c->last_seq) & 0xFFFF) < 0x8000) {
