@@ -1,7 +1,13 @@
-"""The one compiled piece of kelian, sfu/_fanout.c (the forwarding path's fan-out), built when the
-package is installed. Optional: without a C compiler and Python's headers kelian still installs and
-runs, forwarding through the Python reference path (sfu/consumer.py, Consumer.send), slower."""
+"""kelian's compiled pieces, built when the package is installed: sfu/_fanout.c (the forwarding
+path's fan-out) and sfu/_delay.c (the transport-cc delay detector). Optional: without a C compiler
+and Python's headers kelian still installs and runs on their Python references (Consumer.send,
+bwe.DelayDetector), slower (docs/performance.md)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sfu._fanout", ["sfu/_fanout.c"], extra_compile_args=["-O2"], optional=True)])
+setup(
+    ext_modules=[
+        Extension(f"sfu.{name}", [f"sfu/{name}.c"], extra_compile_args=["-O2"], optional=True)
+        for name in ("_fanout", "_delay")
+    ]
+)

@@ -34,7 +34,7 @@ through Consumer.send, the reference path, which must produce the same bytes (te
 typedef int (*protect_fn)(void *session, void *packet, int *length);
 
 static unsigned char staging[STAGING_SIZE]; /* the event loop's thread only, like the GIL holder */
-static PyObject *str_send, *str_next_seq;
+static PyObject *str_send;
 
 /* -- Sender: one transport's way out ------------------------------------------------------------ */
 
@@ -49,18 +49,24 @@ typedef struct {
     PyObject *address;    /* the address as Python has it, for `fallback` */
     PyObject *fallback;   /* the loop's sendto: when the socket is full, it queues */
     PyObject *history;    /* sfu.twcc.SendHistory, or NULL without transport-cc */
-    PyObject *sent_at;    /* its lists */
-    PyObject *sizes;
+    Py_buffer next, sent_at, sizes; /* its arrays, held (so never resized) while set */
     int ready;            /* keyed (or plain): packets may go out */
 } Sender;
+
+static void release_history(Sender *self) {
+    if (self->history == NULL)
+        return;
+    PyBuffer_Release(&self->next);
+    PyBuffer_Release(&self->sent_at);
+    PyBuffer_Release(&self->sizes);
+    Py_CLEAR(self->history);
+}
 
 static int Sender_traverse(Sender *self, visitproc visit, void *arg) {
     Py_VISIT(self->owner);
     Py_VISIT(self->address);
     Py_VISIT(self->fallback);
     Py_VISIT(self->history);
-    Py_VISIT(self->sent_at);
-    Py_VISIT(self->sizes);
     return 0;
 }
 
@@ -72,9 +78,7 @@ static int Sender_clear(Sender *self) {
     Py_CLEAR(self->owner);
     Py_CLEAR(self->address);
     Py_CLEAR(self->fallback);
-    Py_CLEAR(self->history);
-    Py_CLEAR(self->sent_at);
-    Py_CLEAR(self->sizes);
+    release_history(self);
     return 0;
 }
 
@@ -171,27 +175,43 @@ static PyObject *Sender_get_history(Sender *self, void *closure) {
     return h;
 }
 
-/* history = SendHistory or None: its two lists are fixed-size and never replaced, so they are held */
+/* One of SendHistory's arrays, as a buffer of `count` or more items of `format` */
+static int take_array(PyObject *history, const char *name, const char *format, Py_ssize_t itemsize,
+                      Py_ssize_t count, Py_buffer *view) {
+    PyObject *array = PyObject_GetAttrString(history, name);
+    if (array == NULL)
+        return -1;
+    int rc = PyObject_GetBuffer(array, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS);
+    Py_DECREF(array);
+    if (rc < 0)
+        return -1;
+    if (view->itemsize != itemsize || strcmp(view->format, format) != 0 || view->len / itemsize < count) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "SendHistory.%s must be an array('%s') of %zd or more", name, format,
+                     count);
+        return -1;
+    }
+    return 0;
+}
+
+/* history = SendHistory or None: its arrays are written in place, one slot of each per packet */
 static int Sender_set_history(Sender *self, PyObject *value, void *closure) {
-    Py_CLEAR(self->history);
-    Py_CLEAR(self->sent_at);
-    Py_CLEAR(self->sizes);
+    release_history(self);
     if (value == NULL || value == Py_None)
         return 0;
-    PyObject *sent_at = PyObject_GetAttrString(value, "sent_at");
-    PyObject *sizes = sent_at ? PyObject_GetAttrString(value, "sizes") : NULL;
-    if (sizes == NULL || !PyList_Check(sent_at) || !PyList_Check(sizes) ||
-        PyList_GET_SIZE(sent_at) <= HISTORY_MASK || PyList_GET_SIZE(sizes) <= HISTORY_MASK) {
-        Py_XDECREF(sent_at);
-        Py_XDECREF(sizes);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "history needs sent_at and sizes lists of HISTORY items");
+    if (take_array(value, "_next", "H", 2, 1, &self->next) < 0)
+        return -1;
+    if (take_array(value, "sent_at", "d", 8, HISTORY_MASK + 1, &self->sent_at) < 0) {
+        PyBuffer_Release(&self->next);
+        return -1;
+    }
+    if (take_array(value, "sizes", "I", 4, HISTORY_MASK + 1, &self->sizes) < 0) {
+        PyBuffer_Release(&self->next);
+        PyBuffer_Release(&self->sent_at);
         return -1;
     }
     Py_INCREF(value);
     self->history = value;
-    self->sent_at = sent_at;
-    self->sizes = sizes;
     return 0;
 }
 
@@ -420,42 +440,24 @@ static int send_datagram(Sender *s, Py_ssize_t len) {
     }
 }
 
-/* The transport-wide number for the next packet of `s`, kept on its SendHistory (the Python
+/* The transport-wide number for the next packet of `s`, from its SendHistory (the Python
    retransmission path numbers from the same counter). */
-static int next_twcc_seq(Sender *s, long *seq) {
-    PyObject *v = PyObject_GetAttr(s->history, str_next_seq);
-    if (v == NULL)
-        return -1;
-    *seq = PyLong_AsLong(v) & 0xFFFF;
-    Py_DECREF(v);
-    if (*seq == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *next = PyLong_FromLong((*seq + 1) & 0xFFFF);
-    if (next == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(s->history, str_next_seq, next);
-    Py_DECREF(next);
-    return rc;
+static long next_twcc_seq(Sender *s) {
+    uint16_t *next = (uint16_t *)s->next.buf;
+    long seq = *next;
+    *next = (uint16_t)((seq + 1) & 0xFFFF);
+    return seq;
 }
 
-static int record_twcc(Sender *s, long seq, PyObject *sent_at, Py_ssize_t size) {
-    PyObject *length = PyLong_FromSsize_t(size);
-    if (length == NULL)
-        return -1;
+static void record_twcc(Sender *s, long seq, double sent_at, int size) {
     Py_ssize_t i = seq & HISTORY_MASK;
-    if (i >= PyList_GET_SIZE(s->sent_at) || i >= PyList_GET_SIZE(s->sizes)) {
-        Py_DECREF(length); /* the lists were cut short behind our back: nothing to record into */
-        return 0;
-    }
-    Py_INCREF(sent_at);
-    PyList_SetItem(s->sent_at, i, sent_at); /* steals, and releases the old item */
-    PyList_SetItem(s->sizes, i, length);
-    return 0;
+    ((double *)s->sent_at.buf)[i] = sent_at;
+    ((uint32_t *)s->sizes.buf)[i] = (uint32_t)size;
 }
 
 /* One Consumer, as Consumer.send does it. 0 on success or a counted drop, -1 with an exception. */
 static int forward_one(Forward *c, Sender *s, const unsigned char *packet, Py_ssize_t n, long seq, long ts,
-                       long twcc_at, PyObject *sent_at) {
+                       long twcc_at, double sent_at) {
     long d = (seq - (long)c->sync_seq) & 0xFFFF;
     if (d >= 0x8000)
         return 0; /* from before the switch point */
@@ -463,9 +465,7 @@ static int forward_one(Forward *c, Sender *s, const unsigned char *packet, Py_ss
         c->sync_seq = (seq - 0x1000) & 0xFFFF;
     long out_seq = (seq + (long)c->seq_delta) & 0xFFFF;
     unsigned long out_ts = ((unsigned long)ts + (unsigned long)c->ts_delta) & 0xFFFFFFFFUL;
-    long twcc_seq = 0;
-    if (s->history != NULL && next_twcc_seq(s, &twcc_seq) < 0)
-        return -1;
+    long twcc_seq = s->history != NULL ? next_twcc_seq(s) : 0;
     if (n > STAGING_SIZE - MAX_TRAILER || n < 12) {
         c->errors++;
         return 0;
@@ -502,8 +502,8 @@ static int forward_one(Forward *c, Sender *s, const unsigned char *packet, Py_ss
         c->errors++;
         return 0;
     }
-    if (s->history != NULL && record_twcc(s, twcc_seq, sent_at, len) < 0)
-        return -1;
+    if (s->history != NULL)
+        record_twcc(s, twcc_seq, sent_at, len);
     int sent = send_datagram(s, len);
     if (sent < 0)
         return -1;
@@ -526,7 +526,8 @@ static PyObject *forward(PyObject *module, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_TypeError, "forward(consumers: list, packet: bytes, seq, ts, twcc_at, sent_at)");
         return NULL;
     }
-    PyObject *consumers = args[0], *packet = args[1], *sent_at = args[5];
+    PyObject *consumers = args[0], *packet = args[1];
+    double sent_at = PyFloat_AsDouble(args[5]);
     long seq = PyLong_AsLong(args[2]);
     long ts = (long)(PyLong_AsUnsignedLongMask(args[3]) & 0xFFFFFFFFUL);
     long twcc_at = PyLong_AsLong(args[4]);
@@ -572,8 +573,7 @@ PyMODINIT_FUNC PyInit__fanout(void) {
     if (PyType_Ready(&SenderType) < 0 || PyType_Ready(&ForwardType) < 0)
         return NULL;
     str_send = PyUnicode_InternFromString("send");
-    str_next_seq = PyUnicode_InternFromString("next_seq");
-    if (str_send == NULL || str_next_seq == NULL)
+    if (str_send == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

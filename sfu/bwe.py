@@ -15,8 +15,17 @@ No Python library implements GCC; aiortc has only a receive-side REMB estimator.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from .twcc import Acknowledged
+
+if TYPE_CHECKING:
+    from ._delay import DelayDetector as CompiledDelayDetector
+else:
+    try:
+        from ._delay import DelayDetector as CompiledDelayDetector
+    except ImportError:  # no C compiler where kelian was installed: the Python DelayDetector serves
+        CompiledDelayDetector = None
 
 BURST = 0.005  # packets sent within 5 ms form one group
 TRENDLINE_WINDOW = 20
@@ -37,7 +46,11 @@ HOLD_AFTER_CUT = 10.0  # no such tries for this long after a cut: the link just 
 
 
 class DelayDetector:
-    """Trendline filter and adaptive-threshold overuse detector over packet groups."""
+    """Trendline filter and adaptive-threshold overuse detector over packet groups.
+
+    The reference: estimators use sfu/_delay.c's compiled twin where it was built, the same
+    arithmetic in the same order (it was most of a transport-cc report's cost), and this otherwise.
+    """
 
     __slots__ = (
         "accumulated",
@@ -193,7 +206,9 @@ class BandwidthEstimator:
 
     def __init__(self, start: int = START_BITRATE) -> None:
         self.estimate = start
-        self.delay = DelayDetector()
+        self.delay: DelayDetector | CompiledDelayDetector = (
+            DelayDetector() if CompiledDelayDetector is None else CompiledDelayDetector()
+        )
         # (last arrival, bytes) of each feedback message in the last RATE_WINDOW
         self.messages: deque[tuple[float, int]] = deque()
         self.acked_bytes = 0  # their sizes summed

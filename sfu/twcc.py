@@ -13,6 +13,7 @@ object per packet: this was a third of the server's CPU with 50 subscribers.
 
 from __future__ import annotations
 
+from array import array
 from itertools import accumulate
 from struct import Struct
 from typing import NamedTuple
@@ -104,14 +105,28 @@ class Acknowledged(NamedTuple):
 
 
 class SendHistory:
-    """Send time and size by transport-wide sequence number, for the packets of one Transport."""
+    """Send time and size by transport-wide sequence number, for the packets of one Transport.
 
-    __slots__ = ("next_seq", "sent_at", "sizes")
+    Typed arrays, not lists: the compiled fan-out (sfu/_fanout.c) writes a slot of each for every
+    packet it sends, in place; a list would cost it a float and an int object per packet, and a
+    cache miss freeing the ones they replace (4% of the server's CPU at 200 subscribers). The next
+    number is the first item of an array of one for the same reason.
+    """
+
+    __slots__ = ("_next", "sent_at", "sizes")
 
     def __init__(self) -> None:
-        self.next_seq = 1
-        self.sent_at = [0.0] * HISTORY
-        self.sizes = [0] * HISTORY
+        self._next = array("H", [1])
+        self.sent_at = array("d", bytes(8 * HISTORY))
+        self.sizes = array("I", bytes(4 * HISTORY))
+
+    @property
+    def next_seq(self) -> int:
+        return self._next[0]
+
+    @next_seq.setter
+    def next_seq(self, value: int) -> None:
+        self._next[0] = value & 0xFFFF
 
     def acknowledge(self, base: int, arrivals: list[int | None]) -> Acknowledged:
         """Pair parsed feedback with what we sent; sequence numbers we have forgotten are skipped."""
@@ -122,9 +137,9 @@ class SendHistory:
             # The usual message: all received, all remembered. Slices and a comprehension, no loop.
             start = base & HISTORY_MASK
             end = start + len(arrivals)
-            times, lengths = sent_at[start:end], sizes[start:end]
+            times, lengths = sent_at[start:end].tolist(), sizes[start:end]
             if end > HISTORY:
-                times += sent_at[: end - HISTORY]
+                times += sent_at[: end - HISTORY].tolist()
                 lengths += sizes[: end - HISTORY]
             if 0.0 not in times:  # else some were never sent: the general way skips them
                 return Acknowledged(times, [t * TICK for t in arrivals], sum(lengths), 0)  # type: ignore[operator]

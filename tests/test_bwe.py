@@ -159,3 +159,37 @@ def test_the_running_regression_matches_a_full_fit() -> None:
             assert slope == pytest.approx(exact, rel=1e-6, abs=1e-9)
         else:
             assert slope is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_delay_detector_decides_as_the_reference(seed: int) -> None:
+    """sfu/_delay.c against bwe.DelayDetector, report by report, through congestion and calm: the
+    same state after every report, the same threshold (the same arithmetic in the same order)."""
+    import random
+
+    from helpers import require_system
+
+    from sfu.bwe import CompiledDelayDetector, DelayDetector
+
+    if CompiledDelayDetector is None:
+        require_system("cc", "sfu/_delay.c was not compiled at install (a C compiler and Python's headers)")
+    reference, compiled = DelayDetector(), CompiledDelayDetector()
+    rng = random.Random(seed)
+    now, link_free, states = 0.0, 0.0, set()
+    for report in range(600):
+        capacity = 400_000 if (report // 100) % 2 else 5_000_000  # congested and calm in turns
+        sent, arrived = [], []
+        for _ in range(rng.randint(1, 40)):
+            now += rng.choice([0.0001, 0.0002, 0.004, 0.010, 0.020, 0.033])
+            link_free = max(link_free, now) + 1200 * 8 / capacity
+            if rng.random() < 0.97:  # some are lost: not reported as received
+                sent.append(now)
+                arrived.append(link_free + 0.02 + rng.uniform(0, 0.003))
+        reference.add(sent, arrived)
+        compiled.add(sent, arrived)
+        assert compiled.state == reference.state, f"report {report}"
+        assert compiled.threshold == pytest.approx(reference.threshold, rel=1e-9, abs=1e-12)
+        states.add(reference.state)
+        if reference.state == "overuse":  # as the rate controller does after its cut
+            reference.state = compiled.state = "normal"
+    assert {"overuse", "normal"} <= states, "the reports went through congestion and calm"
