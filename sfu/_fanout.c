@@ -560,9 +560,69 @@ static PyObject *forward(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+/* router_terms(packet, pt, ext_table, slot) -> (bytes, slot offset or -1): rtp.router_terms */
+static PyObject *router_terms(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[3]) ||
+        (args[2] != Py_None && (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) < 256))) {
+        PyErr_SetString(PyExc_TypeError, "router_terms(packet: bytes, pt, ext_table: bytes | None, slot: bytes)");
+        return NULL;
+    }
+    long pt = PyLong_AsLong(args[1]);
+    if (pt == -1 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *packet = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *slot = (const unsigned char *)PyBytes_AS_STRING(args[3]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]), k = PyBytes_GET_SIZE(args[3]);
+    if (n < 2) { /* nothing that libsrtp lets through: as the reference, which fails on it */
+        PyErr_SetString(PyExc_IndexError, "a packet of fewer than two bytes");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n + 4 + k); /* room for a new block and the slot */
+    if (out == NULL)
+        return NULL;
+    unsigned char *buf = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(buf, packet, (size_t)n);
+    buf[1] = (unsigned char)((buf[1] & 0x80) | (pt & 0x7F));
+    Py_ssize_t size = n, at = -1;
+    Py_ssize_t start = 12 + 4 * (buf[0] & 0x0F);
+    if (args[2] != Py_None && remap_extensions(buf, n, (const unsigned char *)PyBytes_AS_STRING(args[2])) < 0) {
+        at = -1;
+    } else if (!(buf[0] & 0x10)) { /* no extensions: a block of its own for the slot */
+        if (start <= n) {
+            buf[0] |= 0x10;
+            memmove(buf + start + 4 + k, buf + start, (size_t)(n - start));
+            buf[start] = 0xBE;
+            buf[start + 1] = 0xDE;
+            buf[start + 2] = (unsigned char)((k >> 2) >> 8);
+            buf[start + 3] = (unsigned char)((k >> 2) & 0xFF);
+            memcpy(buf + start + 4, slot, (size_t)k);
+            size = n + 4 + k;
+            at = start + 5;
+        }
+    } else if (start + 4 <= n) { /* after the existing one-byte elements; two-byte ones are left alone */
+        unsigned profile = (buf[start] << 8) | buf[start + 1];
+        unsigned words = (buf[start + 2] << 8) | buf[start + 3];
+        Py_ssize_t end = start + 4 + 4 * (Py_ssize_t)words;
+        if (profile == 0xBEDE && end <= n) {
+            memmove(buf + end + k, buf + end, (size_t)(n - end));
+            memcpy(buf + end, slot, (size_t)k);
+            words += (unsigned)(k >> 2);
+            buf[start + 2] = (unsigned char)(words >> 8);
+            buf[start + 3] = (unsigned char)(words & 0xFF);
+            size = n + k;
+            at = end + 1;
+        }
+    }
+    if (size != n + 4 + k && _PyBytes_Resize(&out, size) < 0)
+        return NULL;
+    return Py_BuildValue("(Nn)", out, at);
+}
+
 static PyMethodDef module_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))forward, METH_FASTCALL,
      "forward(consumers, packet, seq, ts, twcc_at, sent_at): one received packet to every Consumer."},
+    {"router_terms", (PyCFunction)(void (*)(void))router_terms, METH_FASTCALL,
+     "router_terms(packet, pt, ext_table, slot): a publisher's packet in router terms, and its slot."},
     {NULL}};
 
 static struct PyModuleDef module = {

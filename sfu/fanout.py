@@ -7,19 +7,24 @@ address in C terms); one without a Sender (not keyed yet, an address the Sender 
 test's fake transport) is sent through `Consumer.send`, the reference path the compiled one must
 match byte for byte (tests/test_fanout.py). Where nothing could be compiled, every Consumer goes that
 way and only speed differs.
+
+`router_terms` is the step before, once per received packet: the publisher's packet in router terms
+with a slot for the transport-wide number (the reference is rtp.router_terms).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__all__ = ["COMPILED", "Forward", "Sender", "forward", "router_terms"]
+
 if TYPE_CHECKING:
-    from ._fanout import Forward, Sender, forward
+    from ._fanout import Forward, Sender, forward, router_terms
 
     COMPILED: bool
 else:
     try:
-        from ._fanout import Forward, Sender, forward
+        from ._fanout import Forward, Sender, forward, router_terms
 
         COMPILED = True
     except ImportError:  # no C compiler or Python headers where kelian was installed

@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING
 
 from .audio_level import POWER
 from .codecs import TRANSPORT_CC_ID, URI_AUDIO_LEVEL
-from .fanout import forward
+from .fanout import forward, router_terms
 from .rtp import (
     SEQ_TS_SSRC,
     U16,
     U32,
     RtpError,
     extension_value,
-    insert_extension_slot,
     is_keyframe,
     one_byte_element,
     payload_offset,
-    remap_extension_ids,
     vp8_keyframe_size,
     vp8_picture_fields,
 )
@@ -456,15 +454,8 @@ def _normalizer(
     each subscriber Transport writes its own value into (stream.twcc_at)."""
 
     def normalize(packet: bytes) -> bytes:
-        buf = bytearray(packet)
-        buf[1] = (buf[1] & 0x80) | router_pt
-        try:
-            if ext_table is not None:
-                remap_extension_ids(buf, ext_table)
-            stream.twcc_at = insert_extension_slot(buf, TWCC_SLOT)
-        except RtpError:  # libsrtp refuses such headers first; this is for what gets past it anyway
-            stream.twcc_at = -1
+        packet, stream.twcc_at = router_terms(packet, router_pt, ext_table, TWCC_SLOT)
         stream.sent_at = monotonic()
-        return bytes(buf)
+        return packet
 
     return normalize

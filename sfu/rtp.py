@@ -335,3 +335,22 @@ def split_compound(data: bytes) -> list[bytes]:
         packets.append(data[pos:end])
         pos = end
     return packets
+
+
+def router_terms(packet: bytes, pt: int, ext_table: bytes | None, slot: bytes) -> tuple[bytes, int]:
+    """A publisher's packet in router terms, and where its transport-wide slot is (-1: none).
+
+    The router's payload type, its extension ids (through `ext_table`, if the publisher chose
+    others), and `slot` (one_byte_element) inserted for each subscriber's transport-wide number. A
+    header that does not hold together keeps its payload type rewrite only. The reference of
+    sfu/_fanout.c's `router_terms`, which the receive path uses where it was compiled.
+    """
+    buf = bytearray(packet)
+    buf[1] = (buf[1] & 0x80) | pt
+    try:
+        if ext_table is not None:
+            remap_extension_ids(buf, ext_table)
+        at = insert_extension_slot(buf, slot)
+    except RtpError:  # libsrtp refuses such headers first; this is for what gets past it anyway
+        at = -1
+    return bytes(buf), at

@@ -84,6 +84,7 @@ class KelianCollector(Collector):
                 "Transport-cc feedback datagrams the kernel steered to the batch-read socket",
                 node.feedback_read,
             ),
+            ("kelian_stun_requests", "ICE connectivity and consent checks answered", node.stun_requests),
             ("kelian_dropped_datagrams", "Datagrams dropped as unknown or malformed", node.dropped),
             (
                 "kelian_forwarding_errors",
