@@ -28,6 +28,8 @@ else:
 
         COMPILED = True
     except ImportError:  # no C compiler or Python headers where kelian was installed
+        from .rtp import router_terms
+
         COMPILED = False
         Sender = None
 
