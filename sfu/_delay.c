@@ -1,17 +1,22 @@
-/* sfu._delay: bwe.DelayDetector compiled, the same arithmetic in the same order.
+/* sfu._delay: transport-cc's per-report work compiled: the report paired with what was sent
+(twcc.parse_feedback and SendHistory.acknowledge in one pass, `acknowledge`), and bwe.DelayDetector,
+the same arithmetic in the same order.
 
 Why C: every subscriber with transport-cc reports every 100 ms, and the delay detector runs on each
 report (grouping packets by send time, a trendline fit per group, the adaptive threshold). At 200
 subscribers that was the largest part of the feedback's cost, and the feedback the largest cost of a
 transport-cc subscriber after the send itself (docs/performance.md). The detector is arithmetic on
 a few doubles, nothing a library offers. sfu/bwe.py keeps the Python one as the reference (and the
-fallback where nothing was compiled); tests/test_bwe.py feeds both the same reports.
+fallback where nothing was compiled); tests/test_bwe.py feeds both the same reports. The pairing came
+next in the profile; twcc.py keeps its reference, and anything unusual (a malformed report) is left
+to it, so that its errors are the only ones.
 */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* sfu/bwe.py's constants */
@@ -220,6 +225,153 @@ static PyObject *DelayDetector_get_threshold(DelayDetector *self, void *closure)
     return PyFloat_FromDouble(self->threshold);
 }
 
+/* -- acknowledge: twcc.parse_feedback + SendHistory.acknowledge ------------------------------- */
+
+#define HISTORY 4096
+#define TICK (250 / 1e6)
+#define TICKS_PER_REFERENCE 256
+
+static int history_buffer(PyObject *history, const char *name, const char *format, Py_ssize_t count,
+                          Py_buffer *view) {
+    PyObject *array = PyObject_GetAttrString(history, name);
+    if (array == NULL)
+        return -1;
+    int rc = PyObject_GetBuffer(array, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS);
+    Py_DECREF(array);
+    if (rc < 0)
+        return -1;
+    if (strcmp(view->format, format) != 0 || view->len / view->itemsize < count) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "SendHistory.%s is not an array('%s') of %zd", name, format, count);
+        return -1;
+    }
+    return 0;
+}
+
+/* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse
+   (twcc.parse_feedback then says why). The packets the report covers, paired with `history`'s send
+   times and sizes as SendHistory.acknowledge pairs them. */
+static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "acknowledge(fci: bytes, history: SendHistory)");
+        return NULL;
+    }
+    const unsigned char *fci = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size < 10)
+        Py_RETURN_NONE;
+    long base = (fci[0] << 8) | fci[1];
+    Py_ssize_t count = (fci[2] << 8) | fci[3];
+    long reference = (long)((fci[4] << 16) | (fci[5] << 8) | fci[6]);
+    if (reference & 0x800000)
+        reference -= 0x1000000;
+    reference *= TICKS_PER_REFERENCE;
+    /* the status symbols, one per reported packet */
+    unsigned char *symbols = PyMem_Malloc((size_t)count + 14);
+    if (symbols == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t have = 0, pos = 8;
+    while (have < count) {
+        if (pos + 2 > size) {
+            PyMem_Free(symbols);
+            Py_RETURN_NONE;
+        }
+        unsigned chunk = (fci[pos] << 8) | fci[pos + 1];
+        pos += 2;
+        if (!(chunk & 0x8000)) { /* run length */
+            unsigned symbol = (chunk >> 13) & 0x3;
+            Py_ssize_t run = chunk & 0x1FFF;
+            if (run > count - have)
+                run = count - have;
+            memset(symbols + have, (int)symbol, (size_t)run);
+            have += run;
+        } else if (!(chunk & 0x4000)) { /* 14 one-bit symbols */
+            for (int i = 0; i < 14; i++)
+                symbols[have++] = (chunk >> (13 - i)) & 0x1;
+        } else { /* 7 two-bit symbols */
+            for (int i = 0; i < 7; i++)
+                symbols[have++] = (chunk >> (12 - 2 * i)) & 0x3;
+        }
+    }
+    Py_buffer next, sent_at, sizes;
+    if (history_buffer(args[1], "_next", "H", 1, &next) < 0) {
+        PyMem_Free(symbols);
+        return NULL;
+    }
+    if (history_buffer(args[1], "sent_at", "d", HISTORY, &sent_at) < 0) {
+        PyBuffer_Release(&next);
+        PyMem_Free(symbols);
+        return NULL;
+    }
+    if (history_buffer(args[1], "sizes", "I", HISTORY, &sizes) < 0) {
+        PyBuffer_Release(&next);
+        PyBuffer_Release(&sent_at);
+        PyMem_Free(symbols);
+        return NULL;
+    }
+    long newest = (((const uint16_t *)next.buf)[0] - 1) & 0xFFFF;
+    const double *times = (const double *)sent_at.buf;
+    const uint32_t *lengths = (const uint32_t *)sizes.buf;
+    PyObject *sent = PyList_New(0), *arrived = PyList_New(0), *result = NULL;
+    long long acked = 0;
+    long lost = 0, seq = base, arrival = reference;
+    if (sent == NULL || arrived == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++, seq = (seq + 1) & 0xFFFF) {
+        int received = 1;
+        if (symbols[i] == 1) { /* small delta */
+            if (pos + 1 > size)
+                goto malformed;
+            arrival += fci[pos];
+            pos += 1;
+        } else if (symbols[i] == 2) { /* large delta, signed */
+            if (pos + 2 > size)
+                goto malformed;
+            arrival += (int16_t)((fci[pos] << 8) | fci[pos + 1]);
+            pos += 2;
+        } else if (symbols[i] == 3) {
+            goto malformed; /* the reserved symbol */
+        } else {
+            received = 0;
+        }
+        if (((newest - seq) & 0xFFFF) >= HISTORY)
+            continue; /* too old, or not sent yet */
+        double at = times[seq & (HISTORY - 1)];
+        if (at == 0.0)
+            continue;
+        if (!received) {
+            lost++;
+            continue;
+        }
+        PyObject *t = PyFloat_FromDouble(at), *a = PyFloat_FromDouble((double)arrival * TICK);
+        int failed = t == NULL || a == NULL || PyList_Append(sent, t) < 0 || PyList_Append(arrived, a) < 0;
+        Py_XDECREF(t);
+        Py_XDECREF(a);
+        if (failed)
+            goto done;
+        acked += lengths[seq & (HISTORY - 1)];
+    }
+    result = Py_BuildValue("(OOLl)", sent, arrived, acked, lost);
+    goto done;
+malformed:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(sent);
+    Py_XDECREF(arrived);
+    PyBuffer_Release(&next);
+    PyBuffer_Release(&sent_at);
+    PyBuffer_Release(&sizes);
+    PyMem_Free(symbols);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"acknowledge", (PyCFunction)(void (*)(void))acknowledge, METH_FASTCALL,
+     "acknowledge(fci, history): a transport-cc report paired with what was sent, or None."},
+    {NULL}};
+
 static PyMethodDef DelayDetector_methods[] = {
     {"add", (PyCFunction)(void (*)(void))DelayDetector_add, METH_FASTCALL,
      "Received packets in send order, from one feedback message."},
@@ -243,7 +395,8 @@ static PyTypeObject DelayDetectorType = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "sfu._delay", "bwe.DelayDetector, compiled.", -1, NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "sfu._delay", "transport-cc's per-report work, compiled.", -1, module_methods, NULL, NULL, NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__delay(void) {

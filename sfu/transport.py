@@ -27,7 +27,7 @@ from .ice import Address, new_credentials
 from .producer import Producer, RtpStream
 from .rtp import U32, RtpError, extensions, split_compound
 from .srtp import SrtpContext, SrtpError, SrtpProfile
-from .twcc import RTPFB_TWCC, FeedbackError, SendHistory, parse_feedback
+from .twcc import RTPFB_TWCC, FeedbackError, SendHistory, acknowledged
 
 if TYPE_CHECKING:
     from .node import Node
@@ -361,13 +361,13 @@ class WebRtcTransport:
         if self.twcc is None or self.bwe is None:
             return  # not negotiated: nothing of ours carries the sequence numbers it would report
         try:
-            base, arrivals = parse_feedback(fci)
+            acked = acknowledged(fci, self.twcc)
         except FeedbackError as exc:
             self.twcc_errors += 1
             log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
             return
         self.twcc_feedbacks += 1
-        self.bwe.on_feedback(self.twcc.acknowledge(base, arrivals), time.monotonic())
+        self.bwe.on_feedback(acked, time.monotonic())
 
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import struct
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from loadtest.transport_cc import build_feedback
 from sfu.bwe import MIN_BITRATE, BandwidthEstimator, Regression
 from sfu.twcc import Acknowledged, FeedbackError, SendHistory, parse_feedback
 
@@ -193,3 +198,58 @@ def test_the_compiled_delay_detector_decides_as_the_reference(seed: int) -> None
         if reference.state == "overuse":  # as the rate controller does after its cut
             reference.state = compiled.state = "normal"
     assert {"overuse", "normal"} <= states, "the reports went through congestion and calm"
+
+
+_arrival = st.none() | st.integers(0, 3_000_000)  # microseconds, or lost
+
+
+def _report(base: int, arrivals: list[int | None]) -> bytes:
+    """A well-formed report (the load tool's builder, as a browser would send), or random bytes
+    where it cannot build one (no packet received, a delta too large)."""
+    try:
+        return build_feedback(1, 2, base, sorted(arrivals, key=lambda a: a or 0), 0)[12:]
+    except ValueError:
+        return bytes((arrivals and [len(arrivals)]) or [])
+
+
+def _history(rng: Any, fci: bytes, ahead: int) -> SendHistory:
+    """What we sent: most of the packets `fci` reports (and random others), the newest `ahead`
+    past its first."""
+    history = SendHistory()
+    base, count = struct.unpack_from("!HH", fci) if len(fci) >= 4 else (0, 0)
+    others = [rng.randrange(0x10000) for _ in range(rng.randint(0, 100))]
+    for seq in [*range(base, base + count), *others]:
+        if rng.random() < 0.9:
+            history.sent_at[seq & 4095] = rng.uniform(1, 1000)
+            history.sizes[seq & 4095] = rng.randint(50, 1300)
+    history.next_seq = base + ahead
+    return history
+
+
+@settings(max_examples=int(os.environ.get("KELIAN_FUZZ_EXAMPLES") or 300), deadline=None)
+@given(
+    fci=st.binary(min_size=0, max_size=80)
+    | st.builds(_report, st.integers(0, 0xFFFF), st.lists(_arrival, max_size=40)),
+    ahead=st.integers(0, 0xFFFF) | st.integers(0, 80),
+    seed=st.integers(0, 2**32),
+)
+def test_the_compiled_pairing_reads_reports_as_the_reference(fci: bytes, ahead: int, seed: int) -> None:
+    """sfu/_delay.c's `acknowledge` against parse_feedback + SendHistory.acknowledge: the same
+    packets, times, bytes and losses for any report and history, and None wherever the reference
+    refuses the report."""
+    import random
+
+    from helpers import require_system
+
+    from sfu.twcc import compiled_acknowledge
+
+    if compiled_acknowledge is None:
+        require_system("cc", "sfu/_delay.c was not compiled at install (a C compiler and Python's headers)")
+    history = _history(random.Random(seed), fci, ahead)
+    found = compiled_acknowledge(fci, history)
+    try:
+        base, arrivals = parse_feedback(fci)
+    except FeedbackError:
+        assert found is None
+        return
+    assert found is not None and Acknowledged(*found) == history.acknowledge(base, arrivals)
