@@ -29,6 +29,13 @@ estimator = BandwidthEstimator()
 assert type(estimator.delay) is DelayDetector
 estimator.on_feedback(Acknowledged([0.0, 0.001], [0.02, 0.021], 2400, 0), 1.0)
 assert estimator.feedbacks == 1
+from loadtest.transport_cc import build_feedback
+from sfu.twcc import SendHistory, acknowledged, compiled_acknowledge
+assert compiled_acknowledge is None
+history = SendHistory()
+history.sent_at[7], history.sizes[7], history.next_seq = 5.0, 1000, 8
+acked = acknowledged(build_feedback(1, 2, 7, [1000], 0)[12:], history)
+assert acked.sent == [5.0] and acked.bytes == 1000 and acked.lost == 0
 print("ok")
 """
 
