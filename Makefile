@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Re-install whenever pyproject.toml changes (new dependency, new entry point) or the compiled fan-out's
 # sources do (setup.py builds sfu/_fanout.c and sfu/_delay.c in place). An existing venv is reused rather than
 # re-created, so a venv made by another interpreter is not rewritten underneath us.
-$(STAMP): pyproject.toml setup.py sfu/_fanout.c sfu/_delay.c
+$(STAMP): pyproject.toml setup.py sfu/_fanout.c sfu/_delay.c sfu/_history.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

@@ -7,7 +7,13 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension(f"sfu.{name}", [f"sfu/{name}.c"], extra_compile_args=["-O2"], optional=True)
+        Extension(
+            f"sfu.{name}",
+            [f"sfu/{name}.c"],
+            depends=["sfu/_history.h"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
         for name in ("_fanout", "_delay")
     ]
 )

@@ -19,6 +19,8 @@ to it, so that its errors are the only ones.
 #include <stdint.h>
 #include <string.h>
 
+#include "_history.h"
+
 /* sfu/bwe.py's constants */
 #define BURST 0.005
 #define TRENDLINE_WINDOW 20
@@ -227,26 +229,8 @@ static PyObject *DelayDetector_get_threshold(DelayDetector *self, void *closure)
 
 /* -- acknowledge: twcc.parse_feedback + SendHistory.acknowledge ------------------------------- */
 
-#define HISTORY 4096
 #define TICK (250 / 1e6)
 #define TICKS_PER_REFERENCE 256
-
-static int history_buffer(PyObject *history, const char *name, const char *format, Py_ssize_t count,
-                          Py_buffer *view) {
-    PyObject *array = PyObject_GetAttrString(history, name);
-    if (array == NULL)
-        return -1;
-    int rc = PyObject_GetBuffer(array, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS);
-    Py_DECREF(array);
-    if (rc < 0)
-        return -1;
-    if (strcmp(view->format, format) != 0 || view->len / view->itemsize < count) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_TypeError, "SendHistory.%s is not an array('%s') of %zd", name, format, count);
-        return -1;
-    }
-    return 0;
-}
 
 /* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse
    (twcc.parse_feedback then says why). The packets the report covers, paired with `history`'s send
@@ -295,16 +279,16 @@ static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t
         }
     }
     Py_buffer next, sent_at, sizes;
-    if (history_buffer(args[1], "_next", "H", 1, &next) < 0) {
+    if (history_array(args[1], "_next", "H", 2, 1, 0, &next) < 0) {
         PyMem_Free(symbols);
         return NULL;
     }
-    if (history_buffer(args[1], "sent_at", "d", HISTORY, &sent_at) < 0) {
+    if (history_array(args[1], "sent_at", "d", 8, HISTORY, 0, &sent_at) < 0) {
         PyBuffer_Release(&next);
         PyMem_Free(symbols);
         return NULL;
     }
-    if (history_buffer(args[1], "sizes", "I", HISTORY, &sizes) < 0) {
+    if (history_array(args[1], "sizes", "I", 4, HISTORY, 0, &sizes) < 0) {
         PyBuffer_Release(&next);
         PyBuffer_Release(&sent_at);
         PyMem_Free(symbols);

@@ -27,9 +27,10 @@ through Consumer.send, the reference path, which must produce the same bytes (te
 #include <string.h>
 #include <sys/socket.h>
 
+#include "_history.h"
+
 #define STAGING_SIZE 1600
 #define MAX_TRAILER (4 + 16 + 128) /* SRTCP index + tag + MKI, as libsrtp reserves (sfu/srtp.py) */
-#define HISTORY_MASK 4095          /* sfu/twcc.py HISTORY - 1 */
 
 typedef int (*protect_fn)(void *session, void *packet, int *length);
 
@@ -44,6 +45,7 @@ typedef struct {
     void *session;        /* libsrtp srtp_t, owned by `owner` */
     PyObject *owner;      /* keeps the session alive (sfu.srtp.SrtpContext) */
     int fd;
+    int family;           /* the socket's: what an address must be to be sent to from it */
     struct sockaddr_storage addr;
     socklen_t addrlen;    /* 0: no address yet */
     PyObject *address;    /* the address as Python has it, for `fallback` */
@@ -98,8 +100,15 @@ static int Sender_init(Sender *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return -1;
     }
+    struct sockaddr_storage local;
+    socklen_t length = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &length) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError); /* not a socket: nothing this could send on */
+        return -1;
+    }
     Sender_clear(self);
     self->fd = fd;
+    self->family = local.ss_family;
     Py_INCREF(fallback);
     self->fallback = fallback;
     return 0;
@@ -140,19 +149,15 @@ static PyObject *Sender_point(Sender *self, PyObject *address) {
     }
     if (port < 0 || port > 65535)
         Py_RETURN_FALSE;
-    struct sockaddr_storage probe;
-    socklen_t probelen = sizeof probe;
-    if (getsockname(self->fd, (struct sockaddr *)&probe, &probelen) != 0)
-        Py_RETURN_FALSE;
     memset(&self->addr, 0, sizeof self->addr);
-    if (probe.ss_family == AF_INET) {
+    if (self->family == AF_INET) {
         struct sockaddr_in *in = (struct sockaddr_in *)&self->addr;
         if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
             Py_RETURN_FALSE;
         in->sin_family = AF_INET;
         in->sin_port = htons((uint16_t)port);
         self->addrlen = sizeof *in;
-    } else if (probe.ss_family == AF_INET6) {
+    } else if (self->family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&self->addr;
         if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
             Py_RETURN_FALSE;
@@ -175,37 +180,18 @@ static PyObject *Sender_get_history(Sender *self, void *closure) {
     return h;
 }
 
-/* One of SendHistory's arrays, as a buffer of `count` or more items of `format` */
-static int take_array(PyObject *history, const char *name, const char *format, Py_ssize_t itemsize,
-                      Py_ssize_t count, Py_buffer *view) {
-    PyObject *array = PyObject_GetAttrString(history, name);
-    if (array == NULL)
-        return -1;
-    int rc = PyObject_GetBuffer(array, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS);
-    Py_DECREF(array);
-    if (rc < 0)
-        return -1;
-    if (view->itemsize != itemsize || strcmp(view->format, format) != 0 || view->len / itemsize < count) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_TypeError, "SendHistory.%s must be an array('%s') of %zd or more", name, format,
-                     count);
-        return -1;
-    }
-    return 0;
-}
-
 /* history = SendHistory or None: its arrays are written in place, one slot of each per packet */
 static int Sender_set_history(Sender *self, PyObject *value, void *closure) {
     release_history(self);
     if (value == NULL || value == Py_None)
         return 0;
-    if (take_array(value, "_next", "H", 2, 1, &self->next) < 0)
+    if (history_array(value, "_next", "H", 2, 1, PyBUF_WRITABLE, &self->next) < 0)
         return -1;
-    if (take_array(value, "sent_at", "d", 8, HISTORY_MASK + 1, &self->sent_at) < 0) {
+    if (history_array(value, "sent_at", "d", 8, HISTORY, PyBUF_WRITABLE, &self->sent_at) < 0) {
         PyBuffer_Release(&self->next);
         return -1;
     }
-    if (take_array(value, "sizes", "I", 4, HISTORY_MASK + 1, &self->sizes) < 0) {
+    if (history_array(value, "sizes", "I", 4, HISTORY, PyBUF_WRITABLE, &self->sizes) < 0) {
         PyBuffer_Release(&self->next);
         PyBuffer_Release(&self->sent_at);
         return -1;

@@ -104,10 +104,12 @@ class WebRtcTransport:
 
     def _point(self, addr: Address) -> None:
         """Send to `addr` from now on: this transport's packets and its Consumers' (through the
-        Sender, or through Python where the Sender cannot express the address)."""
-        self.remote_addr = addr
-        if self.sender is not None:
-            self.sender.point(addr)
+        Sender, or through Python where the Sender cannot express the address). Every consent
+        check names the pair again: only a new address is worth converting."""
+        if addr != self.remote_addr:
+            self.remote_addr = addr
+            if self.sender is not None:
+                self.sender.point(addr)
 
     def _forget_oldest_address(self) -> None:
         """Make room for a new address: the one heard from longest ago goes, never the one in use."""

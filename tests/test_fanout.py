@@ -337,12 +337,18 @@ def test_consumers_come_and_go_without_leaks() -> None:
 
 
 def test_the_history_must_be_whole() -> None:
-    sender = fanout.Sender(0, print)
-    history = SendHistory()
-    history.sizes = history.sizes[: HISTORY // 2]
-    with pytest.raises(TypeError):
-        sender.history = history
-    assert sender.history is None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        sender = fanout.Sender(out.fileno(), print)
+        history = SendHistory()
+        history.sizes = history.sizes[: HISTORY // 2]
+        with pytest.raises(TypeError):
+            sender.history = history
+        assert sender.history is None
+
+
+def test_a_sender_needs_a_socket() -> None:
+    with open(os.devnull, "rb") as not_a_socket, pytest.raises(OSError):
+        fanout.Sender(not_a_socket.fileno(), print)
 
 
 @EXAMPLES
