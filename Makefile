@@ -9,9 +9,9 @@ PYTEST_ARGS ?=
 .PHONY: install serve test test-all fuzz bench capacity soak lint format screenshots deploy-check clean distclean
 
 # Re-install whenever pyproject.toml changes (new dependency, new entry point) or the compiled fan-out's
-# sources do (setup.py builds sfu/_fanout.c and sfu/_delay.c in place). An existing venv is reused rather than
+# sources do (setup.py builds sfu/_fanout.c, sfu/_delay.c and sfu/_srtp.c in place). An existing venv is reused rather than
 # re-created, so a venv made by another interpreter is not rewritten underneath us.
-$(STAMP): pyproject.toml setup.py sfu/_fanout.c sfu/_delay.c sfu/_history.h
+$(STAMP): pyproject.toml setup.py sfu/_fanout.c sfu/_delay.c sfu/_srtp.c sfu/_history.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

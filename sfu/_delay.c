@@ -1,6 +1,6 @@
 /* sfu._delay: transport-cc's per-report work compiled: the report paired with what was sent
-(twcc.parse_feedback and SendHistory.acknowledge in one pass, `acknowledge`), and bwe.DelayDetector,
-the same arithmetic in the same order.
+(twcc.parse_feedback and SendHistory.acknowledge in one pass, `acknowledge`), bwe.DelayDetector, and
+bwe.BandwidthEstimator's update from a report (`Estimator`), the same arithmetic in the same order.
 
 Why C: every subscriber with transport-cc reports every 100 ms, and the delay detector runs on each
 report (grouping packets by send time, a trendline fit per group, the adaptive threshold). At 200
@@ -9,11 +9,14 @@ transport-cc subscriber after the send itself (docs/performance.md). The detecto
 a few doubles, nothing a library offers. sfu/bwe.py keeps the Python one as the reference (and the
 fallback where nothing was compiled); tests/test_bwe.py feeds both the same reports. The pairing came
 next in the profile; twcc.py keeps its reference, and anything unusual (a malformed report) is left
-to it, so that its errors are the only ones.
+to it, so that its errors are the only ones. Then the estimator's update (its loss and delivered-rate
+windows, the rate control), and with it the report's way from bytes to estimate without a Python
+object per packet (`Estimator.fused`); bwe.BandwidthEstimator stays the reference.
 */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -31,6 +34,7 @@ to it, so that its errors are the only ones.
 #define OVERUSE_TIME 0.010
 
 enum { NORMAL, OVERUSE, UNDERUSE };
+static PyTypeObject DelayDetectorType;
 static PyObject *state_names[3];
 
 typedef struct {
@@ -155,6 +159,22 @@ static void close_group(DelayDetector *d, double sent, double arrival) {
     }
 }
 
+/* DelayDetector.add, for one received packet */
+static void add_one(DelayDetector *d, double s, double a) {
+    if (d->has_group && s - d->group_sent <= BURST) {
+        if (s > d->group_last_sent)
+            d->group_last_sent = s;
+        if (a > d->group_arrival)
+            d->group_arrival = a;
+        return;
+    }
+    if (d->has_group)
+        close_group(d, d->group_last_sent, d->group_arrival);
+    d->has_group = 1;
+    d->group_sent = d->group_last_sent = s;
+    d->group_arrival = a;
+}
+
 /* add(sent_times, arrival_times): received packets in send order, from one feedback message */
 static PyObject *DelayDetector_add(DelayDetector *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
@@ -179,18 +199,7 @@ static PyObject *DelayDetector_add(DelayDetector *self, PyObject *const *args, P
         double s = PyFloat_AsDouble(s_items[i]), a = PyFloat_AsDouble(a_items[i]);
         if ((s == -1.0 || a == -1.0) && PyErr_Occurred())
             goto fail;
-        if (self->has_group && s - self->group_sent <= BURST) {
-            if (s > self->group_last_sent)
-                self->group_last_sent = s;
-            if (a > self->group_arrival)
-                self->group_arrival = a;
-            continue;
-        }
-        if (self->has_group)
-            close_group(self, self->group_last_sent, self->group_arrival);
-        self->has_group = 1;
-        self->group_sent = self->group_last_sent = s;
-        self->group_arrival = a;
+        add_one(self, s, a);
     }
     Py_DECREF(sent);
     Py_DECREF(arrived);
@@ -232,34 +241,40 @@ static PyObject *DelayDetector_get_threshold(DelayDetector *self, void *closure)
 #define TICK (250 / 1e6)
 #define TICKS_PER_REFERENCE 256
 
-/* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse
-   (twcc.parse_feedback then says why). The packets the report covers, paired with `history`'s send
-   times and sizes as SendHistory.acknowledge pairs them. */
-static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "acknowledge(fci: bytes, history: SendHistory)");
-        return NULL;
-    }
-    const unsigned char *fci = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+/* A report's packets paired with what was sent: the received ones' send and arrival times (seconds),
+   their bytes, and how many were lost; `times` holds sent[] then arrived[], freed by the caller. */
+typedef struct {
+    double *times;
+    Py_ssize_t received;
+    long long bytes;
+    long lost;
+} Paired;
+
+/* twcc.parse_feedback and SendHistory.acknowledge in one pass over `fci`: 1 when it parsed, 0 where
+   it does not (the reference then says why), -1 with a Python error set. */
+static int pair(const unsigned char *fci, Py_ssize_t size, PyObject *history, Paired *out) {
+    memset(out, 0, sizeof *out);
     if (size < 10)
-        Py_RETURN_NONE;
+        return 0;
     long base = (fci[0] << 8) | fci[1];
     Py_ssize_t count = (fci[2] << 8) | fci[3];
     long reference = (long)((fci[4] << 16) | (fci[5] << 8) | fci[6]);
     if (reference & 0x800000)
         reference -= 0x1000000;
     reference *= TICKS_PER_REFERENCE;
-    /* the status symbols, one per reported packet */
+    /* the status symbols, one per reported packet, then the times of the received ones */
     unsigned char *symbols = PyMem_Malloc((size_t)count + 14);
-    if (symbols == NULL)
-        return PyErr_NoMemory();
+    out->times = PyMem_Malloc(2 * sizeof(double) * (size_t)(count ? count : 1));
+    if (symbols == NULL || out->times == NULL) {
+        PyMem_Free(symbols);
+        PyErr_NoMemory();
+        return -1;
+    }
     Py_ssize_t have = 0, pos = 8;
     while (have < count) {
         if (pos + 2 > size) {
             PyMem_Free(symbols);
-            Py_RETURN_NONE;
+            return 0;
         }
         unsigned chunk = (fci[pos] << 8) | fci[pos + 1];
         pos += 2;
@@ -279,43 +294,46 @@ static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t
         }
     }
     Py_buffer next, sent_at, sizes;
-    if (history_array(args[1], "_next", "H", 2, 1, 0, &next) < 0) {
+    if (history_array(history, "_next", "H", 2, 1, 0, &next) < 0) {
         PyMem_Free(symbols);
-        return NULL;
+        return -1;
     }
-    if (history_array(args[1], "sent_at", "d", 8, HISTORY, 0, &sent_at) < 0) {
+    if (history_array(history, "sent_at", "d", 8, HISTORY, 0, &sent_at) < 0) {
         PyBuffer_Release(&next);
         PyMem_Free(symbols);
-        return NULL;
+        return -1;
     }
-    if (history_array(args[1], "sizes", "I", 4, HISTORY, 0, &sizes) < 0) {
+    if (history_array(history, "sizes", "I", 4, HISTORY, 0, &sizes) < 0) {
         PyBuffer_Release(&next);
         PyBuffer_Release(&sent_at);
         PyMem_Free(symbols);
-        return NULL;
+        return -1;
     }
     long newest = (((const uint16_t *)next.buf)[0] - 1) & 0xFFFF;
     const double *times = (const double *)sent_at.buf;
     const uint32_t *lengths = (const uint32_t *)sizes.buf;
-    PyObject *sent = PyList_New(0), *arrived = PyList_New(0), *result = NULL;
-    long long acked = 0;
-    long lost = 0, seq = base, arrival = reference;
-    if (sent == NULL || arrived == NULL)
-        goto done;
+    double *sent = out->times, *arrived = out->times + count;
+    long seq = base, arrival = reference;
+    int parsed = 1;
     for (Py_ssize_t i = 0; i < count; i++, seq = (seq + 1) & 0xFFFF) {
         int received = 1;
         if (symbols[i] == 1) { /* small delta */
-            if (pos + 1 > size)
-                goto malformed;
+            if (pos + 1 > size) {
+                parsed = 0;
+                break;
+            }
             arrival += fci[pos];
             pos += 1;
         } else if (symbols[i] == 2) { /* large delta, signed */
-            if (pos + 2 > size)
-                goto malformed;
+            if (pos + 2 > size) {
+                parsed = 0;
+                break;
+            }
             arrival += (int16_t)((fci[pos] << 8) | fci[pos + 1]);
             pos += 2;
         } else if (symbols[i] == 3) {
-            goto malformed; /* the reserved symbol */
+            parsed = 0; /* the reserved symbol */
+            break;
         } else {
             received = 0;
         }
@@ -325,36 +343,316 @@ static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t
         if (at == 0.0)
             continue;
         if (!received) {
-            lost++;
+            out->lost++;
             continue;
         }
-        PyObject *t = PyFloat_FromDouble(at), *a = PyFloat_FromDouble((double)arrival * TICK);
-        int failed = t == NULL || a == NULL || PyList_Append(sent, t) < 0 || PyList_Append(arrived, a) < 0;
-        Py_XDECREF(t);
-        Py_XDECREF(a);
-        if (failed)
-            goto done;
-        acked += lengths[seq & (HISTORY - 1)];
+        sent[out->received] = at;
+        arrived[out->received++] = (double)arrival * TICK;
+        out->bytes += lengths[seq & (HISTORY - 1)];
     }
-    result = Py_BuildValue("(OOLl)", sent, arrived, acked, lost);
-    goto done;
-malformed:
-    Py_INCREF(Py_None);
-    result = Py_None;
-done:
-    Py_XDECREF(sent);
-    Py_XDECREF(arrived);
+    if (count) /* the arrivals next to the send times, where the callers read them */
+        memmove(sent + out->received, arrived, sizeof(double) * (size_t)out->received);
     PyBuffer_Release(&next);
     PyBuffer_Release(&sent_at);
     PyBuffer_Release(&sizes);
     PyMem_Free(symbols);
+    return parsed;
+}
+
+static PyObject *list_of(const double *values, Py_ssize_t n) {
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        PyObject *value = PyFloat_FromDouble(values[i]);
+        if (value == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, value);
+    }
+    return list;
+}
+
+/* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse
+   (twcc.parse_feedback then says why). The packets the report covers, paired with `history`'s send
+   times and sizes as SendHistory.acknowledge pairs them. */
+static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "acknowledge(fci: bytes, history: SendHistory)");
+        return NULL;
+    }
+    Paired paired;
+    int parsed = pair((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1], &paired);
+    PyObject *result = NULL;
+    if (parsed == 0) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else if (parsed == 1) {
+        PyObject *sent = list_of(paired.times, paired.received);
+        PyObject *arrived = list_of(paired.times + paired.received, paired.received);
+        if (sent != NULL && arrived != NULL)
+            result = Py_BuildValue("(OOLl)", sent, arrived, paired.bytes, paired.lost);
+        Py_XDECREF(sent);
+        Py_XDECREF(arrived);
+    }
+    PyMem_Free(paired.times);
     return result;
+}
+
+/* -- the estimator: bwe.BandwidthEstimator's per-report step ------------------------------------ */
+
+#define BETA 0.85
+#define INCREASE_PER_SECOND 1.08
+#define LOSS_HIGH 0.10
+#define LOSS_LOW 0.02
+#define MIN_BITRATE 100000LL
+#define MAX_BITRATE 20000000LL
+#define RATE_WINDOW 1.0
+
+typedef struct {
+    PyObject_HEAD
+    long long estimate, acked_bytes, delivered, feedbacks;
+    double loss, capacity, last_change, last_loss_cut, last_trouble, last_cut;
+    int has_capacity, has_change;
+    DelayDetector *delay;
+    /* (last arrival, bytes) of each report in the last RATE_WINDOW: a ring that grows when full */
+    double *window_arrival;
+    long long *window_bytes;
+    Py_ssize_t window_head, window_count, window_size;
+} Estimator;
+
+static int Estimator_init(Estimator *self, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"start", NULL};
+    long long start = 1000000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|L", names, &start))
+        return -1;
+    DelayDetector *delay = (DelayDetector *)PyObject_CallNoArgs((PyObject *)&DelayDetectorType);
+    if (delay == NULL)
+        return -1;
+    Py_XSETREF(self->delay, delay);
+    self->estimate = start;
+    self->acked_bytes = self->delivered = self->feedbacks = 0;
+    self->loss = self->capacity = self->last_change = self->last_loss_cut = 0.0;
+    self->last_trouble = self->last_cut = -INFINITY;
+    self->has_capacity = self->has_change = 0;
+    self->window_head = self->window_count = 0;
+    return 0;
+}
+
+static void Estimator_dealloc(Estimator *self) {
+    Py_XDECREF(self->delay);
+    PyMem_Free(self->window_arrival);
+    PyMem_Free(self->window_bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int window_push(Estimator *e, double arrival, long long bytes) {
+    if (e->window_count == e->window_size) {
+        Py_ssize_t size = e->window_size ? 2 * e->window_size : 16;
+        double *arrivals = PyMem_Malloc(sizeof(double) * (size_t)size);
+        long long *sizes = PyMem_Malloc(sizeof(long long) * (size_t)size);
+        if (arrivals == NULL || sizes == NULL) {
+            PyMem_Free(arrivals);
+            PyMem_Free(sizes);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < e->window_count; i++) {
+            Py_ssize_t at = (e->window_head + i) % e->window_size;
+            arrivals[i] = e->window_arrival[at];
+            sizes[i] = e->window_bytes[at];
+        }
+        PyMem_Free(e->window_arrival);
+        PyMem_Free(e->window_bytes);
+        e->window_arrival = arrivals;
+        e->window_bytes = sizes;
+        e->window_head = 0;
+        e->window_size = size;
+    }
+    Py_ssize_t at = (e->window_head + e->window_count++) % e->window_size;
+    e->window_arrival[at] = arrival;
+    e->window_bytes[at] = bytes;
+    return 0;
+}
+
+/* BandwidthEstimator._control */
+static void control(Estimator *e, double now) {
+    double elapsed = 0.0;
+    if (e->has_change)
+        elapsed = now - e->last_change < 1.0 ? now - e->last_change : 1.0;
+    e->last_change = now;
+    e->has_change = 1;
+    int state = e->delay->state;
+    if (state != NORMAL || e->loss >= LOSS_LOW)
+        e->last_trouble = now;
+    if (state == OVERUSE) {
+        long long basis = e->delivered ? e->delivered : e->estimate;
+        long long target = (long long)(BETA * (double)basis);
+        if (target < e->estimate) {
+            e->estimate = target;
+            e->capacity = (double)basis;
+            e->has_capacity = 1;
+            e->last_cut = now;
+        }
+        e->delay->state = NORMAL;
+    } else if (state == NORMAL && e->loss < LOSS_LOW) {
+        if (e->delivered > e->estimate)
+            e->estimate = e->delivered;
+        if (e->has_capacity && (double)e->estimate > 0.9 * e->capacity)
+            e->estimate += (long long)(elapsed * 1200 * 8 / 0.2);
+        else
+            e->estimate = (long long)((double)e->estimate * pow(INCREASE_PER_SECOND, elapsed));
+    }
+    if (e->loss > LOSS_HIGH && now - e->last_loss_cut > 0.3) {
+        e->estimate = (long long)((double)e->estimate * (1 - 0.5 * e->loss));
+        e->last_loss_cut = e->last_cut = now;
+    }
+    if (e->estimate < MIN_BITRATE)
+        e->estimate = MIN_BITRATE;
+    if (e->estimate > MAX_BITRATE)
+        e->estimate = MAX_BITRATE;
+}
+
+/* BandwidthEstimator.on_feedback, on paired C arrays */
+static int update(Estimator *e, const Paired *p, double now) {
+    long long reported = (long long)p->received + p->lost;
+    if (!reported)
+        return 0;
+    e->feedbacks++;
+    e->loss = 0.7 * e->loss + 0.3 * ((double)p->lost / (double)reported);
+    if (p->received) {
+        const double *sent = p->times, *arrived = p->times + p->received;
+        for (Py_ssize_t i = 0; i < p->received; i++)
+            add_one(e->delay, sent[i], arrived[i]);
+        double newest = arrived[p->received - 1];
+        if (window_push(e, newest, p->bytes) < 0)
+            return -1;
+        e->acked_bytes += p->bytes;
+        while (newest - e->window_arrival[e->window_head] > RATE_WINDOW) {
+            e->acked_bytes -= e->window_bytes[e->window_head];
+            e->window_head = (e->window_head + 1) % e->window_size;
+            e->window_count--;
+        }
+        double span = newest - e->window_arrival[e->window_head];
+        if (span >= 0.1)
+            e->delivered = (long long)((double)((e->acked_bytes - e->window_bytes[e->window_head]) * 8) / span);
+    }
+    control(e, now);
+    return 0;
+}
+
+/* on_feedback(acked, now): BandwidthEstimator.on_feedback, for an Acknowledged from the reference */
+static PyObject *Estimator_on_feedback(Estimator *self, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *sent = NULL, *arrived = NULL, *result = NULL;
+    Paired paired = {0};
+    double now;
+    if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "on_feedback(acked: Acknowledged, now: float)");
+        return NULL;
+    }
+    if ((now = PyFloat_AsDouble(args[1])) == -1.0 && PyErr_Occurred())
+        return NULL;
+    sent = PySequence_Fast(PyTuple_GET_ITEM(args[0], 0), "sent must be a sequence");
+    arrived = sent ? PySequence_Fast(PyTuple_GET_ITEM(args[0], 1), "arrived must be a sequence") : NULL;
+    if (arrived == NULL)
+        goto done;
+    paired.received = PySequence_Fast_GET_SIZE(sent);
+    if (paired.received != PySequence_Fast_GET_SIZE(arrived)) {
+        PyErr_SetString(PyExc_ValueError, "sent and arrived differ in length");
+        goto done;
+    }
+    paired.bytes = PyLong_AsLongLong(PyTuple_GET_ITEM(args[0], 2));
+    paired.lost = PyLong_AsLong(PyTuple_GET_ITEM(args[0], 3));
+    if (PyErr_Occurred())
+        goto done;
+    paired.times = PyMem_Malloc(2 * sizeof(double) * (size_t)(paired.received ? paired.received : 1));
+    if (paired.times == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < paired.received; i++) {
+        paired.times[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(sent, i));
+        paired.times[paired.received + i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(arrived, i));
+    }
+    if (!PyErr_Occurred() && update(self, &paired, now) == 0)
+        result = PyLong_FromLongLong(self->estimate);
+done:
+    Py_XDECREF(sent);
+    Py_XDECREF(arrived);
+    PyMem_Free(paired.times);
+    return result;
+}
+
+/* fused(fci, history, now) -> the estimate, or None where the report does not parse (the caller
+   then goes through twcc.acknowledged, which says why): a transport-cc report from its bytes to the
+   new estimate without a Python object per packet. */
+static PyObject *Estimator_fused(Estimator *self, PyObject *const *args, Py_ssize_t nargs) {
+    double now;
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "fused(fci: bytes, history: SendHistory, now: float)");
+        return NULL;
+    }
+    if ((now = PyFloat_AsDouble(args[2])) == -1.0 && PyErr_Occurred())
+        return NULL;
+    Paired paired;
+    int parsed = pair((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1], &paired);
+    PyObject *result = NULL;
+    if (parsed == 0) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    } else if (parsed == 1 && update(self, &paired, now) == 0) {
+        result = PyLong_FromLongLong(self->estimate);
+    }
+    PyMem_Free(paired.times);
+    return result;
+}
+
+static PyObject *Estimator_get_capacity(Estimator *self, void *closure) {
+    (void)closure;
+    if (!self->has_capacity)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(self->capacity);
 }
 
 static PyMethodDef module_methods[] = {
     {"acknowledge", (PyCFunction)(void (*)(void))acknowledge, METH_FASTCALL,
      "acknowledge(fci, history): a transport-cc report paired with what was sent, or None."},
     {NULL}};
+
+static PyMethodDef Estimator_methods[] = {
+    {"on_feedback", (PyCFunction)(void (*)(void))Estimator_on_feedback, METH_FASTCALL,
+     "Update from one feedback message; returns the new estimate in bit/s."},
+    {"fused", (PyCFunction)(void (*)(void))Estimator_fused, METH_FASTCALL,
+     "A report's bytes to the new estimate, or None where it does not parse."},
+    {NULL}};
+
+static PyMemberDef Estimator_members[] = {
+    {"estimate", T_LONGLONG, offsetof(Estimator, estimate), 0, "bit/s"},
+    {"delivered", T_LONGLONG, offsetof(Estimator, delivered), READONLY, "bit/s acknowledged over RATE_WINDOW"},
+    {"acked_bytes", T_LONGLONG, offsetof(Estimator, acked_bytes), READONLY, NULL},
+    {"feedbacks", T_LONGLONG, offsetof(Estimator, feedbacks), READONLY, NULL},
+    {"loss", T_DOUBLE, offsetof(Estimator, loss), READONLY, NULL},
+    {"last_cut", T_DOUBLE, offsetof(Estimator, last_cut), 0, NULL},
+    {"last_trouble", T_DOUBLE, offsetof(Estimator, last_trouble), 0, NULL},
+    {"last_loss_cut", T_DOUBLE, offsetof(Estimator, last_loss_cut), READONLY, NULL},
+    {"delay", T_OBJECT, offsetof(Estimator, delay), READONLY, "the DelayDetector"},
+    {NULL}};
+
+static PyGetSetDef Estimator_getset[] = {
+    {"capacity", (getter)Estimator_get_capacity, NULL, "the delivered rate at the last decrease", NULL},
+    {NULL}};
+
+static PyTypeObject EstimatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sfu._delay.Estimator",
+    .tp_doc = "bwe.BandwidthEstimator's per-report step (sfu/bwe.py subclasses it).",
+    .tp_basicsize = sizeof(Estimator),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Estimator_init,
+    .tp_dealloc = (destructor)Estimator_dealloc,
+    .tp_methods = Estimator_methods,
+    .tp_members = Estimator_members,
+    .tp_getset = Estimator_getset,
+};
 
 static PyMethodDef DelayDetector_methods[] = {
     {"add", (PyCFunction)(void (*)(void))DelayDetector_add, METH_FASTCALL,
@@ -388,13 +686,18 @@ PyMODINIT_FUNC PyInit__delay(void) {
     for (int i = 0; i < 3; i++)
         if ((state_names[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return NULL;
-    if (PyType_Ready(&DelayDetectorType) < 0)
+    if (PyType_Ready(&DelayDetectorType) < 0 || PyType_Ready(&EstimatorType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&DelayDetectorType);
     if (PyModule_AddObject(m, "DelayDetector", (PyObject *)&DelayDetectorType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&EstimatorType);
+    if (PyModule_AddObject(m, "Estimator", (PyObject *)&EstimatorType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -17,15 +17,17 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .twcc import Acknowledged
+from .twcc import Acknowledged, SendHistory, acknowledged
 
 if TYPE_CHECKING:
     from ._delay import DelayDetector as CompiledDelayDetector
+    from ._delay import Estimator as CompiledUpdate
 else:
     try:
         from ._delay import DelayDetector as CompiledDelayDetector
-    except ImportError:  # no C compiler where kelian was installed: the Python DelayDetector serves
-        CompiledDelayDetector = None
+        from ._delay import Estimator as CompiledUpdate
+    except ImportError:  # no C compiler where kelian was installed: the Python references serve
+        CompiledDelayDetector = CompiledUpdate = None
 
 BURST = 0.005  # packets sent within 5 ms form one group
 TRENDLINE_WINDOW = 20
@@ -201,8 +203,55 @@ class Regression:
         return (n * self.sxy - self.sx * self.sy) / den if den else 0.0
 
 
-class BandwidthEstimator:
-    """The estimate for one Transport, fed with acknowledged packets from transport-cc feedback."""
+class Budget:
+    """What both estimators share above the per-report update."""
+
+    __slots__ = ()
+    estimate: int
+    last_trouble: float
+    last_cut: float
+
+    def on_feedback(self, acked: Acknowledged, now: float) -> int:  # each estimator's own
+        raise NotImplementedError
+
+    def layer_budget(self, now: float) -> int:
+        """What the layer allocator may use: the estimate, or more after a calm spell.
+
+        Without padding probes the estimate climbs only 8% a second, so a subscriber that enlarges
+        a thumbnail would wait seconds for the big layer. After CALM seconds of a quiet link the
+        allocator may try a layer up to PROBE_HEADROOM times the estimate: that layer's traffic is
+        the probe. If the link cannot carry it, the cut that follows holds such tries off for
+        HOLD_AFTER_CUT seconds, so a link just below a layer does not flap between two.
+        """
+        calm = now - self.last_trouble >= CALM and now - self.last_cut >= HOLD_AFTER_CUT
+        return int(self.estimate * PROBE_HEADROOM) if calm else self.estimate
+
+    def report(self, fci: bytes, history: SendHistory, now: float) -> int:
+        """One transport-cc report (its FCI) about packets in `history`: the new estimate, or
+        twcc.FeedbackError if it does not parse."""
+        return self.on_feedback(acknowledged(fci, history), now)
+
+
+class BandwidthEstimator(Budget):
+    """The estimate for one Transport, fed with acknowledged packets from transport-cc feedback.
+
+    The reference: where sfu/_delay.c was built, transports use CompiledBandwidthEstimator, whose
+    update is the same arithmetic in the same order (tests/test_bwe.py compares the two)."""
+
+    __slots__ = (
+        "acked_bytes",
+        "capacity",
+        "delay",
+        "delivered",
+        "estimate",
+        "feedbacks",
+        "last_change",
+        "last_cut",
+        "last_loss_cut",
+        "last_trouble",
+        "loss",
+        "messages",
+    )
 
     def __init__(self, start: int = START_BITRATE) -> None:
         self.estimate = start
@@ -219,18 +268,6 @@ class BandwidthEstimator:
         self.last_loss_cut = 0.0
         self.last_trouble = self.last_cut = float("-inf")
         self.feedbacks = 0
-
-    def layer_budget(self, now: float) -> int:
-        """What the layer allocator may use: the estimate, or more after a calm spell.
-
-        Without padding probes the estimate climbs only 8% a second, so a subscriber that enlarges
-        a thumbnail would wait seconds for the big layer. After CALM seconds of a quiet link the
-        allocator may try a layer up to PROBE_HEADROOM times the estimate: that layer's traffic is
-        the probe. If the link cannot carry it, the cut that follows holds such tries off for
-        HOLD_AFTER_CUT seconds, so a link just below a layer does not flap between two.
-        """
-        calm = now - self.last_trouble >= CALM and now - self.last_cut >= HOLD_AFTER_CUT
-        return int(self.estimate * PROBE_HEADROOM) if calm else self.estimate
 
     def on_feedback(self, acked: Acknowledged, now: float) -> int:
         """Update from one feedback message; returns the new estimate in bit/s."""
@@ -282,3 +319,22 @@ class BandwidthEstimator:
             self.estimate = int(self.estimate * (1 - 0.5 * self.loss))
             self.last_loss_cut = self.last_cut = now
         self.estimate = min(max(self.estimate, MIN_BITRATE), MAX_BITRATE)
+
+
+if TYPE_CHECKING or CompiledUpdate is not None:
+
+    class CompiledBandwidthEstimator(CompiledUpdate, Budget):  # the compiled on_feedback first
+        """BandwidthEstimator with its update compiled (sfu/_delay.c): a report goes from its bytes
+        to the new estimate in one call, and only one the compiled parser cannot read goes through
+        the reference parser (twcc.acknowledged), which says why."""
+
+        __slots__ = ()
+
+        def report(self, fci: bytes, history: SendHistory, now: float) -> int:
+            estimate = self.fused(fci, history, now)
+            return self.on_feedback(acknowledged(fci, history), now) if estimate is None else estimate
+
+
+def new_estimator(start: int = START_BITRATE) -> BandwidthEstimator | CompiledBandwidthEstimator:
+    """A Transport's estimator: the compiled one where sfu/_delay.c was built."""
+    return BandwidthEstimator(start) if CompiledUpdate is None else CompiledBandwidthEstimator(start)

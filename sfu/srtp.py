@@ -10,9 +10,18 @@ and the retransmission cache, is never modified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
+
+if TYPE_CHECKING:
+    from ._srtp import GcmProtect
+else:
+    try:  # sfu/_srtp.c: protect for AES-GCM over OpenSSL, without libsrtp's bookkeeping
+        from ._srtp import GcmProtect
+    except ImportError:  # built without OpenSSL's headers: libsrtp protects
+        GcmProtect = None
 
 from .rtp import PT_SEQ_TS_SSRC, U16, remap_extension_ids, rewrite_vp8_picture
 
@@ -47,14 +56,22 @@ class SrtpProfile:
 
 AEAD_AES_128_GCM = SrtpProfile(b"SRTP_AEAD_AES_128_GCM", Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16, 12)
 AES128_CM_SHA1_80 = SrtpProfile(b"SRTP_AES128_CM_SHA1_80", Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 16, 14)
-# GCM first: it authenticates and encrypts in one pass and is about 40% cheaper per packet here.
+# GCM first: it authenticates and encrypts in one pass, and sfu/_srtp.c protects it for about a
+# quarter of what libsrtp takes (docs/performance.md).
 PROFILES = (AEAD_AES_128_GCM, AES128_CM_SHA1_80)
 
 
-class SrtpContext:
-    """One libsrtp session with its own staging buffer; not thread-safe, like the event loop."""
+_PROTECT = "int(*)(void *, void *, int *)"  # srtp_protect's signature, which sfu/_srtp.c's shares
 
-    __slots__ = ("_buf", "_cdata", "_len", "_session", "_srtp", "_view")
+
+class SrtpContext:
+    """One libsrtp session with its own staging buffer; not thread-safe, like the event loop.
+
+    An outbound AES-GCM context protects RTP with sfu/_srtp.c instead, where it is built: every RTP
+    packet of the transport, so that each SSRC's rollover counter lives in one place (SRTCP stays
+    with libsrtp, which numbers it apart)."""
+
+    __slots__ = ("_buf", "_cdata", "_gcm", "_len", "_protect", "_protect_arg", "_session", "_srtp", "_view")
 
     def __init__(self, profile: SrtpProfile, key_and_salt: bytes, outbound: bool) -> None:
         policy = Policy(
@@ -70,20 +87,26 @@ class SrtpContext:
         self._buf = ffi.buffer(self._cdata)
         self._view = memoryview(self._buf)  # indexes as ints, for the extension-id rewrite
         self._len = ffi.new("int *")
+        self._gcm: GcmProtect | None = None
+        self._protect, self._protect_arg = ffi.addressof(lib, "srtp_protect"), self._srtp
+        if outbound and profile is AEAD_AES_128_GCM and GcmProtect is not None:
+            self._gcm = GcmProtect(key_and_salt, policy.window_size)  # the same window as libsrtp's
+            function, session = self._gcm.pointers()
+            self._protect, self._protect_arg = ffi.cast(_PROTECT, function), ffi.cast("void *", session)
 
-    def _run(self, func: object, data: bytes | bytearray, trailer: int) -> bytes:
+    def _run(self, func: object, session: object, data: bytes | bytearray, trailer: int) -> bytes:
         n = len(data)
         if n > STAGING_SIZE - trailer:
             raise SrtpError(-1)
         self._buf[0:n] = data
         self._len[0] = n
-        rc = func(self._srtp, self._cdata, self._len)  # type: ignore[operator]
+        rc = func(session, self._cdata, self._len)  # type: ignore[operator]
         if rc:
             raise SrtpError(rc)
         return self._buf[0 : self._len[0]]
 
     def protect(self, packet: bytes | bytearray) -> bytes:
-        return self._run(lib.srtp_protect, packet, MAX_TRAILER)
+        return self._run(self._protect, self._protect_arg, packet, MAX_TRAILER)
 
     def protect_rewritten(
         self,
@@ -115,22 +138,23 @@ class SrtpContext:
         if ext_table is not None:
             remap_extension_ids(self._view[:n], ext_table)
         self._len[0] = n
-        rc = lib.srtp_protect(self._srtp, self._cdata, self._len)
+        rc = self._protect(self._protect_arg, self._cdata, self._len)
         if rc:
             raise SrtpError(rc)
         return buf[0 : self._len[0]]
 
     def protect_pointers(self) -> tuple[int, int]:
-        """libsrtp's protect function and this context's session, as addresses: what the compiled
-        fan-out (sfu/_fanout.c) protects with, so that one libsrtp, this one, keys every packet."""
-        function = ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))
-        return int(function), int(ffi.cast("uintptr_t", self._srtp))
+        """The protect function (libsrtp's srtp_protect, or sfu/_srtp.c's with its signature) and its
+        session, as addresses: what the compiled fan-out (sfu/_fanout.c) protects with, so that the
+        fan-out and this context protect with the same state."""
+        function = ffi.cast("uintptr_t", self._protect)
+        return int(function), int(ffi.cast("uintptr_t", self._protect_arg))
 
     def protect_rtcp(self, packet: bytes | bytearray) -> bytes:
-        return self._run(lib.srtp_protect_rtcp, packet, MAX_TRAILER)
+        return self._run(lib.srtp_protect_rtcp, self._srtp, packet, MAX_TRAILER)
 
     def unprotect(self, packet: bytes) -> bytes:
-        return self._run(lib.srtp_unprotect, packet, 0)
+        return self._run(lib.srtp_unprotect, self._srtp, packet, 0)
 
     def unprotect_rtcp(self, packet: bytes) -> bytes:
-        return self._run(lib.srtp_unprotect_rtcp, packet, 0)
+        return self._run(lib.srtp_unprotect_rtcp, self._srtp, packet, 0)

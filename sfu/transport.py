@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiortc import rtp as artp
 
-from .bwe import BandwidthEstimator
+from .bwe import BandwidthEstimator, new_estimator
 from .codecs import URI_MID, URI_RID, URI_RRID
 from .consumer import Consumer
 from .dtls import DtlsSession
@@ -27,9 +27,10 @@ from .ice import Address, new_credentials
 from .producer import Producer, RtpStream
 from .rtp import U32, RtpError, extensions, split_compound
 from .srtp import SrtpContext, SrtpError, SrtpProfile
-from .twcc import RTPFB_TWCC, FeedbackError, SendHistory, acknowledged
+from .twcc import RTPFB_TWCC, FeedbackError, SendHistory
 
 if TYPE_CHECKING:
+    from .bwe import CompiledBandwidthEstimator  # where sfu/_delay.c was built
     from .node import Node
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class WebRtcTransport:
         self.remb_bitrate: int | None = None
         # transport-cc, once the subscriber's answer takes it: send history and the estimate
         self.twcc: SendHistory | None = None
-        self.bwe: BandwidthEstimator | None = None
+        self.bwe: BandwidthEstimator | CompiledBandwidthEstimator | None = None
         self.twcc_feedbacks = self.twcc_errors = 0
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
@@ -357,19 +358,18 @@ class WebRtcTransport:
             self.twcc = SendHistory()
             if self.sender is not None:
                 self.sender.history = self.twcc
-            self.bwe = BandwidthEstimator()
+            self.bwe = new_estimator()
 
     def _on_transport_cc(self, fci: bytes) -> None:
         if self.twcc is None or self.bwe is None:
             return  # not negotiated: nothing of ours carries the sequence numbers it would report
         try:
-            acked = acknowledged(fci, self.twcc)
+            self.bwe.report(fci, self.twcc, time.monotonic())
         except FeedbackError as exc:
             self.twcc_errors += 1
             log.debug("transport %s: transport-cc feedback dropped: %s", self.id, exc)
             return
         self.twcc_feedbacks += 1
-        self.bwe.on_feedback(acked, time.monotonic())
 
     def simulcast_consumers(self) -> bool:
         return any(len(c.producer.streams) > 1 for c in self.consumers.values())

@@ -253,3 +253,72 @@ def test_the_compiled_pairing_reads_reports_as_the_reference(fci: bytes, ahead: 
         assert found is None
         return
     assert found is not None and Acknowledged(*found) == history.acknowledge(base, arrivals)
+
+
+def _estimator_state(e: Any) -> tuple[Any, ...]:
+    return (
+        e.estimate,
+        e.delivered,
+        e.acked_bytes,
+        e.feedbacks,
+        e.loss,
+        e.capacity,
+        e.last_cut,
+        e.last_trouble,
+        e.last_loss_cut,
+        e.delay.state,
+        e.delay.threshold,
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_estimator_decides_as_the_reference(seed: int) -> None:
+    """sfu/_delay.c's Estimator against bwe.BandwidthEstimator, fed the same transport-cc reports
+    (their bytes, as a subscriber sends them) about a stream paced at the estimate through a link that
+    is congested and calm in turns, with loss: the same estimate, rates, loss and detector after
+    every report, and the same refusal of a malformed one."""
+    import random
+
+    from helpers import require_system
+
+    from sfu.bwe import CompiledUpdate, new_estimator
+
+    if CompiledUpdate is None:
+        require_system("cc", "sfu/_delay.c was not compiled at install (a C compiler and Python's headers)")
+    reference, compiled = BandwidthEstimator(800_000), new_estimator(800_000)
+    assert type(compiled) is not BandwidthEstimator
+    rng = random.Random(seed)
+    history = SendHistory()
+    now, link_free, cuts = 0.0, 0.0, 0
+    pending: list[tuple[int, int | None]] = []
+    for report in range(400):
+        capacity = 500_000 if (report // 60) % 2 else 4_000_000
+        loss = 0.15 if report % 97 < 8 else 0.01
+        while not pending or now - history.sent_at[pending[0][0] & 4095] < 0.1:
+            seq = history.next_seq
+            size = rng.randint(200, 1200)
+            history.sent_at[seq & 4095], history.sizes[seq & 4095] = now, size
+            history.next_seq = seq + 1
+            link_free = max(link_free, now) + size * 8 / capacity
+            arrival = None if rng.random() < loss else int((link_free + 0.02) * 1e6)
+            pending.append((seq, arrival))
+            now += size * 8 / reference.estimate * rng.uniform(0.5, 1.5)
+        arrivals = [a for _, a in pending]
+        if all(a is None for a in arrivals):
+            arrivals[-1] = int((link_free + 0.02) * 1e6)
+        fci = build_feedback(1, 2, pending[0][0] & 0xFFFF, arrivals, report & 0xFF)[12:]
+        pending = []
+        got = (reference.report(fci, history, now), compiled.report(fci, history, now))
+        assert got[0] == got[1], f"report {report}"
+        assert _estimator_state(compiled) == _estimator_state(reference), f"report {report}"
+        cuts += reference.last_cut == now
+        if report % 50 == 7:  # a malformed report changes neither
+            for estimator in (reference, compiled):
+                with pytest.raises(FeedbackError):
+                    estimator.report(fci[:9], history, now)
+            assert _estimator_state(compiled) == _estimator_state(reference)
+    assert cuts >= 3, "the reports went through congestion"
+    # and an Acknowledged from the reference parser (a report the compiled one leaves to it)
+    acked = acknowledged([(now, 1000, now + 0.02), (now + 0.001, 900, None)])
+    assert compiled.on_feedback(acked, now + 0.1) == reference.on_feedback(acked, now + 0.1)
+    assert _estimator_state(compiled) == _estimator_state(reference)
