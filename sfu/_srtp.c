@@ -51,8 +51,9 @@ typedef struct {
     EVP_CIPHER_CTX *ctx; /* AES-128-GCM with the session key */
     unsigned char salt[12];
     int64_t window; /* libsrtp's replay window: an index this far behind the highest is refused */
-    Stream *streams; /* a transport sends a handful of SSRCs: a short array, searched in order */
+    Stream *streams; /* a transport sends a handful of SSRCs: a short array, searched in order, */
     Py_ssize_t count, capacity;
+    Stream inline_streams[4]; /* here while they fit: one cache miss fewer per packet */
 } GcmProtect;
 
 /* libsrtp's srtp_index_guess and srtp_rdbx_estimate_index, in one: the index of sequence number
@@ -89,10 +90,13 @@ static Stream *stream_of(GcmProtect *self, uint32_t ssrc) {
         if (self->streams[i].ssrc == ssrc)
             return &self->streams[i];
     if (self->count == self->capacity) {
-        Py_ssize_t capacity = self->capacity ? 2 * self->capacity : 8;
-        Stream *grown = PyMem_Realloc(self->streams, (size_t)capacity * sizeof(Stream));
+        Py_ssize_t capacity = 2 * self->capacity;
+        Stream *grown = PyMem_Malloc((size_t)capacity * sizeof(Stream));
         if (grown == NULL)
             return NULL;
+        memcpy(grown, self->streams, (size_t)self->count * sizeof(Stream));
+        if (self->streams != self->inline_streams)
+            PyMem_Free(self->streams);
         self->streams = grown;
         self->capacity = capacity;
     }
@@ -186,13 +190,18 @@ static int GcmProtect_init(GcmProtect *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     self->window = window;
+    if (self->streams != self->inline_streams)
+        PyMem_Free(self->streams);
+    self->streams = self->inline_streams;
+    self->capacity = sizeof self->inline_streams / sizeof(Stream);
     self->count = 0;
     return 0;
 }
 
 static void GcmProtect_dealloc(GcmProtect *self) {
     EVP_CIPHER_CTX_free(self->ctx); /* clears the key schedule */
-    PyMem_Free(self->streams);
+    if (self->streams != self->inline_streams)
+        PyMem_Free(self->streams);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
