@@ -359,6 +359,16 @@ static int pair(const unsigned char *fci, Py_ssize_t size, PyObject *history, Pa
     return parsed;
 }
 
+/* pair() for a report's FCI as Python holds it */
+static int pair_report(PyObject *fci, PyObject *history, Paired *out) {
+    if (!PyBytes_Check(fci)) {
+        memset(out, 0, sizeof *out);
+        PyErr_SetString(PyExc_TypeError, "a report's FCI must be bytes");
+        return -1;
+    }
+    return pair((const unsigned char *)PyBytes_AS_STRING(fci), PyBytes_GET_SIZE(fci), history, out);
+}
+
 static PyObject *list_of(const double *values, Py_ssize_t n) {
     PyObject *list = PyList_New(n);
     for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
@@ -376,17 +386,14 @@ static PyObject *list_of(const double *values, Py_ssize_t n) {
    times and sizes as SendHistory.acknowledge pairs them. */
 static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
+    if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "acknowledge(fci: bytes, history: SendHistory)");
         return NULL;
     }
     Paired paired;
-    int parsed = pair((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1], &paired);
-    PyObject *result = NULL;
-    if (parsed == 0) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-    } else if (parsed == 1) {
+    int parsed = pair_report(args[0], args[1], &paired);
+    PyObject *result = parsed == 0 ? Py_NewRef(Py_None) : NULL;
+    if (parsed == 1) {
         PyObject *sent = list_of(paired.times, paired.received);
         PyObject *arrived = list_of(paired.times + paired.received, paired.received);
         if (sent != NULL && arrived != NULL)
@@ -587,21 +594,17 @@ done:
    new estimate without a Python object per packet. */
 static PyObject *Estimator_fused(Estimator *self, PyObject *const *args, Py_ssize_t nargs) {
     double now;
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
+    if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "fused(fci: bytes, history: SendHistory, now: float)");
         return NULL;
     }
     if ((now = PyFloat_AsDouble(args[2])) == -1.0 && PyErr_Occurred())
         return NULL;
     Paired paired;
-    int parsed = pair((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1], &paired);
-    PyObject *result = NULL;
-    if (parsed == 0) {
-        Py_INCREF(Py_None);
-        result = Py_None;
-    } else if (parsed == 1 && update(self, &paired, now) == 0) {
+    int parsed = pair_report(args[0], args[1], &paired);
+    PyObject *result = parsed == 0 ? Py_NewRef(Py_None) : NULL;
+    if (parsed == 1 && update(self, &paired, now) == 0)
         result = PyLong_FromLongLong(self->estimate);
-    }
     PyMem_Free(paired.times);
     return result;
 }
