@@ -1,5 +1,5 @@
 /* sfu._delay: transport-cc's per-report work compiled: the report paired with what was sent
-(twcc.parse_feedback and SendHistory.acknowledge in one pass, `acknowledge`), bwe.DelayDetector, and
+(twcc.parse_feedback and SendHistory.acknowledge in one pass, `pair`), bwe.DelayDetector, and
 bwe.BandwidthEstimator's update from a report (`Estimator`), the same arithmetic in the same order.
 
 Why C: every subscriber with transport-cc reports every 100 ms, and the delay detector runs on each
@@ -175,39 +175,57 @@ static void add_one(DelayDetector *d, double s, double a) {
     d->group_arrival = a;
 }
 
+/* A report's packets paired with what was sent: the received ones' send and arrival times (seconds),
+   their bytes, and how many were lost; `times` holds sent[] then arrived[], freed by the caller. */
+typedef struct {
+    double *times;
+    Py_ssize_t received;
+    long long bytes;
+    long lost;
+} Paired;
+
+/* Send and arrival times from Python (an Acknowledged's two lists) into `out`: all of them read
+   before anything uses them, so a bad item changes nothing. -1 with a Python error set. */
+static int read_times(PyObject *sent_times, PyObject *arrival_times, Paired *out) {
+    PyObject *sent = PySequence_Fast(sent_times, "sent times must be a sequence");
+    PyObject *arrived = sent ? PySequence_Fast(arrival_times, "arrival times must be a sequence") : NULL;
+    int rc = -1;
+    if (arrived == NULL)
+        goto done;
+    out->received = PySequence_Fast_GET_SIZE(sent);
+    if (out->received != PySequence_Fast_GET_SIZE(arrived)) {
+        PyErr_SetString(PyExc_ValueError, "sent and arrival times differ in length");
+        goto done;
+    }
+    out->times = PyMem_Malloc(2 * sizeof(double) * (size_t)(out->received ? out->received : 1));
+    if (out->times == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < out->received; i++) {
+        out->times[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(sent, i));
+        out->times[out->received + i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(arrived, i));
+    }
+    rc = PyErr_Occurred() ? -1 : 0;
+done:
+    Py_XDECREF(sent);
+    Py_XDECREF(arrived);
+    return rc;
+}
+
 /* add(sent_times, arrival_times): received packets in send order, from one feedback message */
 static PyObject *DelayDetector_add(DelayDetector *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "add(sent_times, arrival_times)");
         return NULL;
     }
-    PyObject *sent = PySequence_Fast(args[0], "sent_times must be a sequence");
-    if (sent == NULL)
+    Paired paired = {0};
+    if (read_times(args[0], args[1], &paired) < 0)
         return NULL;
-    PyObject *arrived = PySequence_Fast(args[1], "arrival_times must be a sequence");
-    if (arrived == NULL) {
-        Py_DECREF(sent);
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(sent);
-    if (n != PySequence_Fast_GET_SIZE(arrived)) {
-        PyErr_SetString(PyExc_ValueError, "sent_times and arrival_times differ in length");
-        goto fail;
-    }
-    PyObject **s_items = PySequence_Fast_ITEMS(sent), **a_items = PySequence_Fast_ITEMS(arrived);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double s = PyFloat_AsDouble(s_items[i]), a = PyFloat_AsDouble(a_items[i]);
-        if ((s == -1.0 || a == -1.0) && PyErr_Occurred())
-            goto fail;
-        add_one(self, s, a);
-    }
-    Py_DECREF(sent);
-    Py_DECREF(arrived);
+    for (Py_ssize_t i = 0; i < paired.received; i++)
+        add_one(self, paired.times[i], paired.times[paired.received + i]);
+    PyMem_Free(paired.times);
     Py_RETURN_NONE;
-fail:
-    Py_DECREF(sent);
-    Py_DECREF(arrived);
-    return NULL;
 }
 
 static PyObject *DelayDetector_get_state(DelayDetector *self, void *closure) {
@@ -240,15 +258,6 @@ static PyObject *DelayDetector_get_threshold(DelayDetector *self, void *closure)
 
 #define TICK (250 / 1e6)
 #define TICKS_PER_REFERENCE 256
-
-/* A report's packets paired with what was sent: the received ones' send and arrival times (seconds),
-   their bytes, and how many were lost; `times` holds sent[] then arrived[], freed by the caller. */
-typedef struct {
-    double *times;
-    Py_ssize_t received;
-    long long bytes;
-    long lost;
-} Paired;
 
 /* twcc.parse_feedback and SendHistory.acknowledge in one pass over `fci`: 1 when it parsed, 0 where
    it does not (the reference then says why), -1 with a Python error set. */
@@ -381,9 +390,9 @@ static PyObject *list_of(const double *values, Py_ssize_t n) {
     return list;
 }
 
-/* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse
-   (twcc.parse_feedback then says why). The packets the report covers, paired with `history`'s send
-   times and sizes as SendHistory.acknowledge pairs them. */
+/* acknowledge(fci, history) -> (sent, arrived, bytes, lost), or None where the report does not parse:
+   what `pair` (the pass Estimator.fused reads reports with) found, as Python objects, so that
+   tests/test_bwe.py can compare it with twcc.parse_feedback + SendHistory.acknowledge. */
 static PyObject *acknowledge(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 2) {
@@ -549,8 +558,6 @@ static int update(Estimator *e, const Paired *p, double now) {
 
 /* on_feedback(acked, now): BandwidthEstimator.on_feedback, for an Acknowledged from the reference */
 static PyObject *Estimator_on_feedback(Estimator *self, PyObject *const *args, Py_ssize_t nargs) {
-    PyObject *sent = NULL, *arrived = NULL, *result = NULL;
-    Paired paired = {0};
     double now;
     if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 4) {
         PyErr_SetString(PyExc_TypeError, "on_feedback(acked: Acknowledged, now: float)");
@@ -558,39 +565,19 @@ static PyObject *Estimator_on_feedback(Estimator *self, PyObject *const *args, P
     }
     if ((now = PyFloat_AsDouble(args[1])) == -1.0 && PyErr_Occurred())
         return NULL;
-    sent = PySequence_Fast(PyTuple_GET_ITEM(args[0], 0), "sent must be a sequence");
-    arrived = sent ? PySequence_Fast(PyTuple_GET_ITEM(args[0], 1), "arrived must be a sequence") : NULL;
-    if (arrived == NULL)
-        goto done;
-    paired.received = PySequence_Fast_GET_SIZE(sent);
-    if (paired.received != PySequence_Fast_GET_SIZE(arrived)) {
-        PyErr_SetString(PyExc_ValueError, "sent and arrived differ in length");
-        goto done;
-    }
-    paired.bytes = PyLong_AsLongLong(PyTuple_GET_ITEM(args[0], 2));
-    paired.lost = PyLong_AsLong(PyTuple_GET_ITEM(args[0], 3));
-    if (PyErr_Occurred())
-        goto done;
-    paired.times = PyMem_Malloc(2 * sizeof(double) * (size_t)(paired.received ? paired.received : 1));
-    if (paired.times == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < paired.received; i++) {
-        paired.times[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(sent, i));
-        paired.times[paired.received + i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(arrived, i));
-    }
-    if (!PyErr_Occurred() && update(self, &paired, now) == 0)
+    PyObject *acked = args[0], *result = NULL;
+    Paired paired = {0};
+    paired.bytes = PyLong_AsLongLong(PyTuple_GET_ITEM(acked, 2));
+    paired.lost = PyLong_AsLong(PyTuple_GET_ITEM(acked, 3));
+    if (!PyErr_Occurred() && read_times(PyTuple_GET_ITEM(acked, 0), PyTuple_GET_ITEM(acked, 1), &paired) == 0 &&
+        update(self, &paired, now) == 0)
         result = PyLong_FromLongLong(self->estimate);
-done:
-    Py_XDECREF(sent);
-    Py_XDECREF(arrived);
     PyMem_Free(paired.times);
     return result;
 }
 
 /* fused(fci, history, now) -> the estimate, or None where the report does not parse (the caller
-   then goes through twcc.acknowledged, which says why): a transport-cc report from its bytes to the
+   then goes through twcc.acknowledged, the reference, which says why): a transport-cc report from its bytes to the
    new estimate without a Python object per packet. */
 static PyObject *Estimator_fused(Estimator *self, PyObject *const *args, Py_ssize_t nargs) {
     double now;

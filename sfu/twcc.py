@@ -16,15 +16,7 @@ from __future__ import annotations
 from array import array
 from itertools import accumulate
 from struct import Struct
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from ._delay import acknowledge as compiled_acknowledge
-else:
-    try:
-        from ._delay import acknowledge as compiled_acknowledge
-    except ImportError:  # no C compiler where kelian was installed: parse_feedback and acknowledge serve
-        compiled_acknowledge = None
+from typing import NamedTuple
 
 RTPFB_TWCC = 15
 HISTORY = 4096  # packets remembered; about 1 s at 30 Mbit/s, far longer than feedback takes
@@ -173,11 +165,8 @@ class SendHistory:
 
 def acknowledged(fci: bytes, history: SendHistory) -> Acknowledged:
     """A feedback message's packets paired with what `history` says we sent; FeedbackError if it
-    does not parse. sfu/_delay.c does both steps in one pass where it was compiled; what it cannot
-    parse goes through parse_feedback, the reference, which says why."""
-    if compiled_acknowledge is not None:
-        found = compiled_acknowledge(fci, history)
-        if found is not None:
-            return Acknowledged(*found)
+    does not parse. The reference: where sfu/_delay.c was built, the estimator pairs a report in its
+    own compiled pass (bwe.CompiledBandwidthEstimator) and comes here only with one that pass cannot
+    parse, so that the errors are this parser's."""
     base, arrivals = parse_feedback(fci)
     return history.acknowledge(base, arrivals)
