@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import simulcast
 from .consumer import Consumer
@@ -21,6 +21,14 @@ from .ice import Address, IceError, binding_success, parse_binding_request
 from .media_port import bind_media_port
 from .router import Router
 from .transport import WebRtcTransport
+
+if TYPE_CHECKING:
+    from ._delay import read_feedback
+else:
+    try:  # sfu/_delay.c: the usual report from datagram to estimate in C
+        from ._delay import read_feedback
+    except ImportError:
+        read_feedback = None
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +199,27 @@ class Node(asyncio.DatagramProtocol):
         sock = self._feedback_socket
         if sock is None:
             return
+        if read_feedback is not None:
+            args = (
+                self.by_addr,
+                MAX_FEEDBACK_READ,
+                time.monotonic(),
+                self.datagram_received,
+                self._on_plain_rtcp,
+            )
+            count, decrypted, size = read_feedback(sock.fileno(), *args)
+            self.packets_in += decrypted  # datagram_received counted the others
+            self.bytes_in += size
+        else:
+            count = self._read_feedback_here(sock)
+        self.feedback_read += count
+        if self.by_addr:
+            delay = FEEDBACK_POLL if count < FEEDBACK_BIG_READ else FEEDBACK_POLL / 5
+            self._feedback_timer = asyncio.get_running_loop().call_later(delay, self._read_feedback)
+
+    def _read_feedback_here(self, sock: socket.socket) -> int:
+        """read_feedback's reference, where sfu/_delay.c was not built: every datagram through
+        datagram_received."""
         recv, received = sock.recvfrom, self.datagram_received
         count = 0
         try:
@@ -202,10 +231,16 @@ class Node(asyncio.DatagramProtocol):
             pass
         except OSError as exc:  # an ICMP error queued on the socket: nothing to read this time
             log.debug("feedback socket: %s", exc)
-        self.feedback_read += count
-        if self.by_addr:
-            delay = FEEDBACK_POLL if count < FEEDBACK_BIG_READ else FEEDBACK_POLL / 5
-            self._feedback_timer = asyncio.get_running_loop().call_later(delay, self._read_feedback)
+        return count
+
+    def _on_plain_rtcp(self, transport: WebRtcTransport, plain: bytes) -> None:
+        """What read_feedback decrypted but did not take: the transport's own way, as datagram_received
+        guards it."""
+        try:
+            transport.on_plain_rtcp(plain)
+        except Exception:  # one bad packet must not stop the port
+            self.errors += 1
+            log.exception("RTCP from %s dropped", transport.remote_addr)
 
     async def _run_ticks(self) -> None:
         while True:

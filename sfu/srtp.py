@@ -150,6 +150,12 @@ class SrtpContext:
         function = ffi.cast("uintptr_t", self._protect)
         return int(function), int(ffi.cast("uintptr_t", self._protect_arg))
 
+    def unprotect_rtcp_pointers(self) -> tuple[int, int]:
+        """libsrtp's srtp_unprotect_rtcp and this context's session, as addresses: what the node's
+        compiled feedback read (sfu/_delay.c) decrypts this transport's reports with."""
+        function = ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_unprotect_rtcp"))
+        return int(function), int(ffi.cast("uintptr_t", self._srtp))
+
     def protect_rtcp(self, packet: bytes | bytearray) -> bytes:
         return self._run(lib.srtp_protect_rtcp, self._srtp, packet, MAX_TRAILER)
 

@@ -30,8 +30,14 @@ from .srtp import SrtpContext, SrtpError, SrtpProfile
 from .twcc import RTPFB_TWCC, FeedbackError, SendHistory
 
 if TYPE_CHECKING:
+    from ._delay import FeedbackRoute
     from .bwe import CompiledBandwidthEstimator  # where sfu/_delay.c was built
     from .node import Node
+else:
+    try:  # sfu/_delay.c: the node's batch read takes this transport's usual reports in C
+        from ._delay import FeedbackRoute
+    except ImportError:
+        FeedbackRoute = None
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -75,6 +81,7 @@ class WebRtcTransport:
         self.twcc: SendHistory | None = None
         self.bwe: BandwidthEstimator | CompiledBandwidthEstimator | None = None
         self.twcc_feedbacks = self.twcc_errors = 0
+        self.feedback: FeedbackRoute | None = None  # for sfu/_delay.c's read_feedback (node.py)
         self.on_close: list[Callable[[WebRtcTransport], None]] = []
         self.on_connected: list[Callable[[WebRtcTransport], None]] = []
         # counters
@@ -127,6 +134,7 @@ class WebRtcTransport:
 
     def _on_keys(self, rx: SrtpContext, tx: SrtpContext, profile: SrtpProfile) -> None:
         self.srtp_rx, self.srtp_tx, self.srtp_profile = rx, tx, profile
+        self._route_feedback()
         if self.sender is not None:
             self.sender.key(*tx.protect_pointers(), owner=tx)
         self.state = "connected"
@@ -216,10 +224,19 @@ class WebRtcTransport:
         if rx is None:
             return
         try:
-            parts = split_compound(rx.unprotect_rtcp(data))
-        except (SrtpError, RtpError) as exc:
-            self.rtcp_errors += 1
-            log.debug("transport %s: RTCP dropped: %s", self.id, exc)
+            plain = rx.unprotect_rtcp(data)
+        except SrtpError as exc:
+            self._drop_rtcp(exc)
+            return
+        self.on_plain_rtcp(plain)
+
+    def on_plain_rtcp(self, plain: bytes) -> None:
+        """A compound RTCP packet, decrypted: here or by the node's compiled feedback read, which
+        takes only what is all transport-cc feedback itself."""
+        try:
+            parts = split_compound(plain)
+        except RtpError as exc:
+            self._drop_rtcp(exc)
             return
         # aiortc reads every RTPFB as a NACK list: transport-cc feedback is taken out first
         others = []
@@ -234,8 +251,7 @@ class WebRtcTransport:
         try:
             packets = artp.RtcpPacket.parse(b"".join(others))
         except (ValueError, IndexError, struct.error) as exc:
-            self.rtcp_errors += 1
-            log.debug("transport %s: RTCP dropped: %s", self.id, exc)
+            self._drop_rtcp(exc)
             return
         self.rtcp_in += 1
         for p in packets:
@@ -263,6 +279,10 @@ class WebRtcTransport:
                 if target is not None:
                     self.node.plis += 1
                     target.on_pli()
+
+    def _drop_rtcp(self, exc: Exception) -> None:
+        self.rtcp_errors += 1
+        log.debug("transport %s: RTCP dropped: %s", self.id, exc)
 
     # -- send -------------------------------------------------------------------------------------
 
@@ -359,6 +379,17 @@ class WebRtcTransport:
             if self.sender is not None:
                 self.sender.history = self.twcc
             self.bwe = new_estimator()
+            self._route_feedback()
+
+    def _route_feedback(self) -> None:
+        """Let the node's compiled batch read (sfu/_delay.c read_feedback) take this transport's
+        transport-cc reports from their datagrams to the estimate, once there are keys to decrypt
+        them and a compiled estimator to take them."""
+        rx, history, bwe = self.srtp_rx, self.twcc, self.bwe
+        if FeedbackRoute is None or not isinstance(rx, SrtpContext) or history is None or bwe is None:
+            return  # (a PlainTransport's "SRTP" is plain RTP: it has no transport-cc)
+        if not isinstance(bwe, BandwidthEstimator):  # so, compiled: where _delay.c was built
+            self.feedback = FeedbackRoute(*rx.unprotect_rtcp_pointers(), rx, bwe, history)
 
     def _on_transport_cc(self, fci: bytes) -> None:
         if self.twcc is None or self.bwe is None:
