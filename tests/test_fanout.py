@@ -65,7 +65,14 @@ class Transport:
 class Pair:
     """A reference Consumer and a compiled one, set up alike."""
 
-    def __init__(self, codec: CodecSpec, profile: SrtpProfile | None, twcc: bool, **numbers: Any) -> None:
+    def __init__(
+        self,
+        codec: CodecSpec,
+        profile: SrtpProfile | None,
+        twcc: bool,
+        out: socket.socket | None = None,  # the compiled one's socket, if shared with other pairs
+        **numbers: Any,
+    ) -> None:
         key = os.urandom(profile.key_length + profile.salt_length) if profile else b""
         numbers = {"last_seq": 0, "last_ts": 0, **numbers}  # else each starts from its own random ones
         spec = ProducerSpec(codec.kind, "0", codec, codec.payload_type, None)
@@ -74,8 +81,10 @@ class Pair:
         self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sink.bind(("127.0.0.1", 0))
         self.sink.setblocking(False)
-        self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.out.bind(("127.0.0.1", 0))
+        self.own_out = out is None
+        self.out = out or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if self.own_out:
+            self.out.bind(("127.0.0.1", 0))
         self.consumers: list[Consumer] = []
         self.transports: list[Transport] = []
         for compiled in (False, True):
@@ -136,7 +145,8 @@ class Pair:
 
     def close(self) -> None:
         self.sink.close()
-        self.out.close()
+        if self.own_out:
+            self.out.close()
 
 
 def rtp(seq: int, ts: int, payload: bytes, pt: int = 96, marker: bool = False, ext: bytes = b"") -> bytes:
@@ -291,6 +301,45 @@ def test_random_bytes_the_same_on_both_paths(
         pair.check()
     finally:
         pair.close()
+
+
+def test_a_fan_out_goes_in_batches_with_python_and_refusals_between() -> None:
+    """One forward() to 46 subscribers: runs longer than a batch on one socket, Consumers that send
+    through Python between them, a subscriber on another socket, and one whose address the kernel
+    refuses (the loopback broadcast address, without SO_BROADCAST: nothing is sent). Each subscriber
+    gets the reference's bytes, each number agrees, and only the refused one counts an error."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        out.bind(("127.0.0.1", 0))
+        numbers = {"ssrc": 0xBEEF, "payload_type": 96, "seq_delta": 7, "ts_delta": 11}
+        pairs = [Pair(VP8, AEAD_AES_128_GCM, True, out, **numbers) for _ in range(44)]
+        apart = Pair(VP8, AEAD_AES_128_GCM, True, **numbers)  # its own socket
+        refused = Pair(VP8, AEAD_AES_128_GCM, True, out, **numbers)
+        try:
+            assert refused.transports[1].sender.point(("127.255.255.255", 9))
+            compiled = [p.consumers[1] for p in pairs]
+            reference = [p.consumers[0] for p in [*pairs, apart, refused]]
+            order = [
+                *compiled[:10],
+                refused.consumers[1],
+                *compiled[10:20],
+                *reference[:5],
+                *compiled[20:40],
+                apart.consumers[1],
+                *compiled[40:],
+                *reference[5:],
+            ]
+            for i in range(3):
+                packet, at = with_twcc_slot(rtp(100 + i, 3000 * i, vp8_payload(40 + i, key=i == 0)))
+                for pair in [*pairs, apart, refused]:  # what the reference path reads of its stream
+                    pair.stream.twcc_at, pair.stream.sent_at = at, 1234.5
+                fanout.forward(order, packet, 100 + i, 3000 * i, at, 1234.5)
+            for pair in [*pairs, apart]:
+                assert pair.check() == 3
+            assert refused.received() == [] and refused.consumers[1].errors == 3
+            assert refused.consumers[1].packets == 0 and refused.consumers[0].packets == 3
+        finally:
+            for pair in [*pairs, apart, refused]:
+                pair.close()
 
 
 def test_an_address_the_sender_cannot_express_goes_through_python() -> None:
