@@ -161,3 +161,43 @@ def test_only_outbound_gcm_is_ours() -> None:
         srtp.GcmProtect(bytes(27), 1024)  # type: ignore[misc]
     with pytest.raises(ValueError):
         srtp.GcmProtect(bytes(28), 0)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("profile", [AEAD_AES_128_GCM, AES128_CM_SHA1_80], ids=["gcm", "aes-cm"])
+def test_unprotect_by_address_the_same_as_through_cffi(
+    profile: srtp.SrtpProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sfu/_fanout.c's unprotect (libsrtp called by address) against SrtpContext's staging buffer:
+    the same plaintext for RTP and RTCP, and the same refusal, code and all, of what is tampered
+    with, replayed, truncated or too big."""
+    if srtp.compiled_unprotect is None:
+        from helpers import require_system
+
+        require_system("cc", "sfu/_fanout.c was not compiled at install (a C compiler and Python's headers)")
+    key = os.urandom(profile.key_length + profile.salt_length)
+    sender = SrtpContext(profile, key, True)
+    rtp = [bytes([0x80, 96]) + (n).to_bytes(2, "big") + bytes(8) + os.urandom(n % 1300) for n in range(40)]
+    datagrams = [bytes(sender.protect(p)) for p in rtp]
+    rtcp = [bytes(sender.protect_rtcp(bytes([0x80, 201, 0, 1]) + n.to_bytes(4, "big"))) for n in range(10)]
+    tampered = bytearray(datagrams[5])
+    tampered[20] ^= 1
+    odd = [bytes(tampered), datagrams[3], datagrams[7][:10], datagrams[9] + bytes(2000)]
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(srtp, "compiled_unprotect", None)
+        receiver = SrtpContext(profile, key, False)
+        got: list[bytes | int] = []
+        for data, unprotect in [
+            *((d, receiver.unprotect) for d in datagrams + odd),
+            *((d, receiver.unprotect_rtcp) for d in rtcp + rtcp[:1]),
+        ]:
+            try:
+                got.append(bytes(unprotect(data)))
+            except SrtpError as exc:
+                got.append(exc.code)
+        results.append(got)
+    assert results[0] == results[1]
+    assert results[0][: len(rtp)] == rtp and all(
+        isinstance(r, int) for r in results[0][len(rtp) : len(rtp) + 4]
+    )
