@@ -710,11 +710,20 @@ static int take(FeedbackRoute *route, const unsigned char *plain, Py_ssize_t siz
 /* The address as Python's socket module gives it: (host, port), or (host, port, flowinfo, scope) */
 static PyObject *address(const struct sockaddr_storage *from) {
     char host[INET6_ADDRSTRLEN];
-    if (from->ss_family == AF_INET) {
+    if (from->ss_family == AF_INET) { /* by hand: glibc's inet_ntop formats with sprintf */
         const struct sockaddr_in *a = (const struct sockaddr_in *)from;
-        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof host) == NULL)
-            Py_RETURN_NONE;
-        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+        const unsigned char *octet = (const unsigned char *)&a->sin_addr;
+        char *at = host;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = octet[i];
+            if (v >= 100)
+                *at++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *at++ = (char)('0' + v / 10 % 10);
+            *at++ = (char)('0' + v % 10);
+            *at++ = '.';
+        }
+        return Py_BuildValue("(s#i)", host, (Py_ssize_t)(at - host - 1), ntohs(a->sin_port));
     }
     if (from->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)from;

@@ -298,6 +298,22 @@ def test_a_transport_without_keys_or_transport_cc_is_left_to_python(
     assert compiled.python_datagrams == 3 and bare.rtcp_in == 0 and bare.twcc_feedbacks == 0
 
 
+def test_the_address_is_the_socket_modules() -> None:
+    """read_feedback formats IPv4 addresses itself: what it hands on is what recvfrom would give,
+    for addresses of one, two and three digits."""
+    seen: list[Any] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        for host in ("127.0.0.1", "127.10.200.5", "127.255.0.99", "127.1.20.3"):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind((host, 0))
+                peer.sendto(b"x", sock.getsockname())
+                assert sfu.node.read_feedback is not None
+                sfu.node.read_feedback(sock.fileno(), {}, 10, NOW, lambda d, a: seen.append(a), print)
+                assert seen.pop() == peer.getsockname()
+
+
 def test_an_ipv6_subscriber() -> None:
     """The address is the socket module's four items for IPv6, so the transport is found."""
     try:
