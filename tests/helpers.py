@@ -76,3 +76,21 @@ def send_through_python(transport: Any) -> None:
     transport.sender = None
     for consumer in transport.consumers.values():
         consumer.sender = None
+
+
+def estimator_state(e: Any) -> tuple[Any, ...]:
+    """Everything a bandwidth estimator decides with, for comparing the compiled one with the
+    reference (sfu/bwe.py, sfu/_delay.c)."""
+    return (
+        e.estimate,
+        e.delivered,
+        e.acked_bytes,
+        e.feedbacks,
+        e.loss,
+        e.capacity,
+        e.last_cut,
+        e.last_trouble,
+        e.last_loss_cut,
+        e.delay.state,
+        e.delay.threshold,
+    )

@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import pytest
+from helpers import estimator_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -255,22 +256,6 @@ def test_the_compiled_pairing_reads_reports_as_the_reference(fci: bytes, ahead: 
     assert found is not None and Acknowledged(*found) == history.acknowledge(base, arrivals)
 
 
-def _estimator_state(e: Any) -> tuple[Any, ...]:
-    return (
-        e.estimate,
-        e.delivered,
-        e.acked_bytes,
-        e.feedbacks,
-        e.loss,
-        e.capacity,
-        e.last_cut,
-        e.last_trouble,
-        e.last_loss_cut,
-        e.delay.state,
-        e.delay.threshold,
-    )
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_the_compiled_estimator_decides_as_the_reference(seed: int) -> None:
     """sfu/_delay.c's Estimator against bwe.BandwidthEstimator, fed the same transport-cc reports
@@ -310,15 +295,15 @@ def test_the_compiled_estimator_decides_as_the_reference(seed: int) -> None:
         pending = []
         got = (reference.report(fci, history, now), compiled.report(fci, history, now))
         assert got[0] == got[1], f"report {report}"
-        assert _estimator_state(compiled) == _estimator_state(reference), f"report {report}"
+        assert estimator_state(compiled) == estimator_state(reference), f"report {report}"
         cuts += reference.last_cut == now
         if report % 50 == 7:  # a malformed report changes neither
             for estimator in (reference, compiled):
                 with pytest.raises(FeedbackError):
                     estimator.report(fci[:9], history, now)
-            assert _estimator_state(compiled) == _estimator_state(reference)
+            assert estimator_state(compiled) == estimator_state(reference)
     assert cuts >= 3, "the reports went through congestion"
     # and an Acknowledged from the reference parser (a report the compiled one leaves to it)
     acked = acknowledged([(now, 1000, now + 0.02), (now + 0.001, 900, None)])
     assert compiled.on_feedback(acked, now + 0.1) == reference.on_feedback(acked, now + 0.1)
-    assert _estimator_state(compiled) == _estimator_state(reference)
+    assert estimator_state(compiled) == estimator_state(reference)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import estimator_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,17 +107,7 @@ class Side:
                 t.twcc_errors,
             ),
             (n.packets_in, n.bytes_in, n.dropped, n.errors, n.feedback_read, n.nacks, n.plis),
-            (
-                e.estimate,
-                e.delivered,
-                e.acked_bytes,
-                e.feedbacks,
-                e.loss,
-                e.capacity,
-                e.last_cut,
-                e.last_trouble,
-            ),
-            (e.last_loss_cut, e.delay.state, e.delay.threshold, t.remb_bitrate),
+            (t.remb_bitrate, *estimator_state(e)),
         )
 
     def close(self) -> None:
