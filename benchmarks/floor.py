@@ -39,18 +39,27 @@ DATAGRAMS = 200_000
 PAYLOAD = 1200
 
 
-def c_send_us(receivers: int = RECEIVERS, datagrams: int = DATAGRAMS, batch: int = 0) -> float | None:
-    """CPU microseconds per datagram of the C sender (with sendmmsg of `batch` if not 0), or None
-    without a C compiler."""
+def c_send_us(
+    receivers: int = RECEIVERS, datagrams: int = DATAGRAMS, batches: tuple[int, ...] = (0,)
+) -> list[float] | None:
+    """CPU microseconds per datagram of the C sender, compiled once and run for each of `batches`
+    (0: a sendto each, else sendmmsg of that many), or None without a C compiler."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
     with tempfile.TemporaryDirectory(prefix="kelian-floor-") as folder:
         binary = Path(folder) / "floor"
         subprocess.run([compiler, "-O2", "-o", str(binary), str(SOURCE)], check=True)
-        command = [str(binary), str(receivers), str(datagrams), str(batch)]
-        result = subprocess.run(command, check=True, capture_output=True, text=True)
-    return float(result.stdout)
+        runs = [
+            subprocess.run(
+                [str(binary), str(receivers), str(datagrams), str(batch)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            for batch in batches
+        ]
+    return [float(r.stdout) for r in runs]
 
 
 def _cpu() -> float:
@@ -131,8 +140,7 @@ def kelian_protect_us(packets: int = 20_000) -> float | None:
 
 
 def run() -> dict[str, float | None]:
-    c_send = c_send_us()
-    batched = c_send_us(batch=BATCH)
+    c_send, batched = c_send_us(batches=(0, BATCH)) or (None, None)
     protect = protect_us()
     ours = kelian_protect_us()
     return {

@@ -779,11 +779,12 @@ static int one_datagram(const unsigned char *data, Py_ssize_t size, const struct
 }
 
 /* read_feedback(fd, by_addr, limit, now, on_datagram, on_rtcp) -> (read, decrypted, decrypted_bytes):
-   up to `limit` datagrams from the (non-blocking) socket `fd`; the transport of each found in `by_addr`
-   by its address, the reports taken estimated at `now` (time.monotonic()); what is not taken here goes to on_datagram(data, addr) or, decrypted,
-   on_rtcp(transport, plaintext), and the node counts the datagrams that went to neither or to
-   on_rtcp (`decrypted`), since on_datagram counts its own. Stops early when the socket has nothing more or reports an error
-   (an ICMP error queued on it: the next read goes on). */
+   up to `limit` datagrams from the (non-blocking) socket `fd`, the transport of each found in
+   `by_addr` by its address, the reports taken estimated at `now` (time.monotonic()). What is not
+   taken goes to on_datagram(data, addr) or, decrypted, to on_rtcp(transport, plaintext); the node
+   counts those two kinds it did not see in datagram_received (`decrypted`: taken or handed to
+   on_rtcp). Stops early when the socket has nothing more or reports an error (an ICMP error queued
+   on it: the next read goes on). */
 static PyObject *read_feedback(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     static unsigned char buffers[BATCH][FEEDBACK_MTU];
     (void)module;

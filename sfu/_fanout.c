@@ -424,8 +424,8 @@ static int remap_extensions(unsigned char *buf, Py_ssize_t n, const unsigned cha
 
    Why: one sendmmsg for up to BATCH datagrams instead of a sendto each. On this kind of machine (a
    VM with the kernel's syscall mitigations) entering the kernel is a large part of a loopback send:
-   the floor's C sender spends 3.2-3.6 us a datagram with sendto and 2.6-3.3 us with sendmmsg of 8 or
-   32 to 200 receivers (benchmarks.floor prints both). The datagrams of one received packet's
+   the floor's C sender spends 3.0-3.6 us a datagram with sendto and 2.5-3.3 us with sendmmsg of 8 or
+   32 to 200 receivers (benchmarks.floor prints both; 16 and 32 measured alike in the server). The datagrams of one received packet's
    fan-out leave within the same call as before, so nothing is held back: the batch is sent before
    forward() returns, and before any Python runs in between (a Consumer without a Sender), so that
    Python never finds a batch half made. Each datagram is written in its own staging slot, and what

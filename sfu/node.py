@@ -200,14 +200,10 @@ class Node(asyncio.DatagramProtocol):
         if sock is None:
             return
         if read_feedback is not None:
-            args = (
-                self.by_addr,
-                MAX_FEEDBACK_READ,
-                time.monotonic(),
-                self.datagram_received,
-                self._on_plain_rtcp,
+            now, by_addr, received = time.monotonic(), self.by_addr, self.datagram_received
+            count, decrypted, size = read_feedback(
+                sock.fileno(), by_addr, MAX_FEEDBACK_READ, now, received, self._on_plain_rtcp
             )
-            count, decrypted, size = read_feedback(sock.fileno(), *args)
             self.packets_in += decrypted  # datagram_received counted the others
             self.bytes_in += size
         else:
